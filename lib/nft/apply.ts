@@ -1,0 +1,91 @@
+/**
+ * Applies a rendered table atomically and idempotently (SPEC §4.7).
+ *
+ * The script replaces everything in `table inet firewall` except the named
+ * counters, in one transaction: existing chains, sets and maps are deleted and
+ * re-declared, counters that are still wanted are kept as they are (so
+ * accounting and per-policy counters survive every change exactly), and
+ * counters no longer wanted are deleted. A marker chain `revision.<hash>`
+ * records which rendering is active, so an unchanged input applies nothing,
+ * also after a restart.
+ *
+ * @example
+ * ```ts
+ * import { runCommand } from "../exec.ts";
+ * import { nftClient } from "./client.ts";
+ * import { applyRuleset } from "./apply.ts";
+ * const result = await applyRuleset(
+ *   { text: "table inet firewall {\n}\n", counters: [] },
+ *   { nft: nftClient("nft", runCommand), table: "firewall" },
+ * );
+ * console.log(result.changed);
+ * ```
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { FirewallError } from "../errors.ts";
+import type { Ruleset } from "../ruleset/render.ts";
+import type { NftClient, TableInventory } from "./client.ts";
+
+export interface ApplyResult {
+  /** False when the kernel already had this exact rendering. */
+  readonly changed: boolean;
+  readonly revision: string;
+  /** The text persisted for the OS to load at boot (standalone, idempotent). */
+  readonly persisted: string;
+}
+
+export const REVISION_PREFIX = "revision.";
+
+export const revisionOf = (text: string): string => createHash("sha256").update(text).digest("hex").slice(0, 16);
+
+/** The table text with its revision marker chain. */
+function withMarker(text: string, table: string, revision: string): string {
+  return `${text}table inet ${table} {\n\tchain ${REVISION_PREFIX}${revision} {\n\t}\n}\n`;
+}
+
+/** A file `nft -f` can load on its own at boot: create-if-missing, delete, declare. */
+export const persistedForm = (marked: string, table: string): string =>
+  `# written by firewall-controller; load with nft -f\ntable inet ${table}\ndelete table inet ${table}\n${marked}`;
+
+/** The transaction that turns the inventory into the marked table, keeping wanted counters. */
+export function replacementScript(inv: TableInventory | null, ruleset: Ruleset, table: string, marked: string): string {
+  if (inv === null) return marked;
+  const wanted = new Set(ruleset.counters);
+  const lines = [`add table inet ${table}`, `flush table inet ${table}`];
+  // Maps hold jumps to chains; they go first so that the chains are free to delete.
+  for (const m of inv.maps) lines.push(`delete map inet ${table} ${m}`);
+  for (const s of inv.sets) lines.push(`delete set inet ${table} ${s}`);
+  for (const c of inv.chains) lines.push(`delete chain inet ${table} ${c}`);
+  for (const c of inv.counters.keys()) if (!wanted.has(c)) lines.push(`delete counter inet ${table} ${c}`);
+  return `${lines.join("\n")}\n${marked}`;
+}
+
+/** Checks, then applies, the ruleset unless the kernel already runs this exact revision. */
+export async function applyRuleset(ruleset: Ruleset, deps: { nft: NftClient; table: string }): Promise<ApplyResult> {
+  const { nft, table } = deps;
+  const revision = revisionOf(ruleset.text);
+  const marked = withMarker(ruleset.text, table, revision);
+  const persisted = persistedForm(marked, table);
+  const inv = await nft.inventory(table);
+  if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) return { changed: false, revision, persisted };
+  const script = replacementScript(inv, ruleset, table, marked);
+  const check = await nft.check(script);
+  if (check.code !== 0) {
+    throw new FirewallError("nft_check_failed", `nft -c rejected the rendered ruleset, the previous ruleset stays active: ${check.stderr.trim().slice(0, 2000)}`);
+  }
+  const run = await nft.run(script);
+  if (run.code !== 0) {
+    throw new FirewallError("nft_apply_failed", `nft -f failed, the previous ruleset stays active: ${run.stderr.trim().slice(0, 2000)}`);
+  }
+  return { changed: true, revision, persisted };
+}
+
+/** Removes our table (Firewall object deleted); other tables are never touched. */
+export async function removeRuleset(deps: { nft: NftClient; table: string }): Promise<boolean> {
+  const inv = await deps.nft.inventory(deps.table);
+  if (inv === null) return false;
+  const r = await deps.nft.run(`delete table inet ${deps.table}\n`);
+  if (r.code !== 0) throw new FirewallError("nft_apply_failed", `deleting table inet ${deps.table} failed: ${r.stderr.trim()}`);
+  return true;
+}

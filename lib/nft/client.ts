@@ -1,0 +1,74 @@
+/**
+ * The only code that runs `nft`. A tiny interface over the binary so the
+ * applier can be tested with {@link FakeNft}-like doubles, and so every call
+ * goes through the injected executor (inside a namespace in tests).
+ *
+ * @example
+ * ```ts
+ * import { runCommand } from "../exec.ts";
+ * import { nftClient } from "./client.ts";
+ * const nft = nftClient("nft", runCommand);
+ * console.log(await nft.inventory("firewall"));
+ * ```
+ * @module
+ */
+import type { CommandResult, Executor } from "../exec.ts";
+import { FirewallError } from "../errors.ts";
+
+/** Names of what exists in one `inet` table. */
+export interface TableInventory {
+  readonly chains: readonly string[];
+  readonly sets: readonly string[];
+  readonly maps: readonly string[];
+  readonly counters: ReadonlyMap<string, { packets: number; bytes: number }>;
+}
+
+export interface NftClient {
+  /** What `table inet <table>` holds, or null when it does not exist. */
+  inventory(table: string): Promise<TableInventory | null>;
+  /** `nft -c -f -`: would the script apply? */
+  check(script: string): Promise<CommandResult>;
+  /** `nft -f -`: apply the script as one transaction. */
+  run(script: string): Promise<CommandResult>;
+  /** `nft -j list ...` and similar read-only calls, parsed. */
+  json(args: readonly string[]): Promise<unknown>;
+}
+
+interface NftJson {
+  nftables?: Record<string, { family?: string; table?: string; name?: string; packets?: number; bytes?: number }>[];
+}
+
+export function nftClient(nftPath: string, exec: Executor): NftClient {
+  const json = async (args: readonly string[]): Promise<unknown> => {
+    const r = await exec([nftPath, "-j", ...args]);
+    if (r.code !== 0) throw new FirewallError("nft_unavailable", `${nftPath} -j ${args.join(" ")} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+    return JSON.parse(r.stdout || "{}");
+  };
+  return {
+    json,
+    async inventory(table) {
+      const tables = (await json(["list", "tables", "inet"])) as NftJson;
+      if (!(tables.nftables ?? []).some((o) => o.table?.name === table)) return null;
+      // -t (terse) leaves out set elements: listing a 10,000-element map just to learn its name is waste.
+      const [chains, sets, maps, counters] = (await Promise.all([
+        json(["-t", "list", "chains", "inet"]),
+        json(["-t", "list", "sets", "inet"]),
+        json(["-t", "list", "maps", "inet"]),
+        json(["list", "counters", "table", "inet", table]),
+      ])) as NftJson[];
+      const names = (doc: NftJson | undefined, kind: string) =>
+        (doc?.nftables ?? []).flatMap((o) => {
+          const x = o[kind];
+          return x && x.table === table && x.family === "inet" && x.name ? [x.name] : [];
+        });
+      const counterMap = new Map<string, { packets: number; bytes: number }>();
+      for (const o of counters?.nftables ?? []) {
+        const c = o.counter;
+        if (c && c.table === table && c.name) counterMap.set(c.name, { packets: c.packets ?? 0, bytes: c.bytes ?? 0 });
+      }
+      return { chains: names(chains, "chain"), sets: names(sets, "set"), maps: names(maps, "map"), counters: counterMap };
+    },
+    check: (script) => exec([nftPath, "-c", "-f", "-"], { stdin: script }),
+    run: (script) => exec([nftPath, "-f", "-"], { stdin: script }),
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * One level-based reconcile: desired state in, kernel brought in line, a
+ * result out. It never asks why it runs; callers decide when (once, on
+ * events, on the interval) and what to do with failures.
+ *
+ * @example
+ * ```ts
+ * import { reconcile } from "./reconcile.ts";
+ * // const result = await reconcile(classified, { mode: "apply", table: "firewall", rulesetFile }, deps);
+ * ```
+ * @module
+ */
+import type { RateLimit } from "./api/firewall.ts";
+import type { Classified } from "./desired-state.ts";
+import { FirewallError } from "./errors.ts";
+import { applyRuleset } from "./nft/apply.ts";
+import type { NftClient } from "./nft/client.ts";
+import { renderRuleset, type Ruleset } from "./ruleset/render.ts";
+
+/** Rate limiting, as the reconciler needs it (implemented in `lib/tc/`). */
+export interface Shaper {
+  /** Comment lines describing the shaping, for `--dry-run`. */
+  describe(limits: readonly RateLimit[]): string[];
+  reconcile(limits: readonly RateLimit[]): Promise<{ changed: boolean; problems: readonly { interface: string; message: string }[] }>;
+}
+
+export interface ReconcileDeps {
+  readonly nft: NftClient;
+  readonly shaper: Shaper;
+  readonly writeFile: (path: string, content: string) => Promise<boolean>;
+}
+
+export interface ReconcileOptions {
+  /** `render`: validate and render only; `apply`: also bring the kernel in line. */
+  readonly mode: "render" | "apply";
+  readonly table: string;
+  /** Default path of the ruleset file; the Firewall's `ipv4rulefile` wins. */
+  readonly rulesetFile: string;
+}
+
+export type Outcome = "changed" | "unchanged" | "skipped" | "failed";
+
+export interface ReconcileResult {
+  readonly ruleset: Ruleset;
+  readonly shapingPlan: readonly string[];
+  readonly rules: Outcome;
+  readonly shaping: Outcome;
+  readonly shapingProblems: readonly { interface: string; message: string }[];
+  readonly errors: readonly FirewallError[];
+  /** Why nothing was applied although asked to, if so. */
+  readonly skippedReason?: string;
+}
+
+const asFirewallError = (e: unknown, code: FirewallError["code"]): FirewallError =>
+  e instanceof FirewallError ? e : new FirewallError(code, e instanceof Error ? e.message : String(e), { cause: e });
+
+export async function reconcile(desired: Classified, options: ReconcileOptions, deps: ReconcileDeps): Promise<ReconcileResult> {
+  const ruleset = renderRuleset(desired.state);
+  const limits = desired.firewall?.rateLimits ?? [];
+  const shapingPlan = desired.firewall ? deps.shaper.describe(limits) : ["# shaping: no valid Firewall object; shaping is left as it is"];
+  const base = { ruleset, shapingPlan, shapingProblems: [] as { interface: string; message: string }[], errors: [] as FirewallError[] };
+  if (options.mode === "render") return { ...base, rules: "skipped", shaping: "skipped" };
+  if (desired.firewall?.dryrun) {
+    return { ...base, rules: "skipped", shaping: "skipped", skippedReason: "Firewall spec.dryrun is true: rendered and validated, nothing applied" };
+  }
+
+  let rules: Outcome;
+  try {
+    const r = await applyRuleset(ruleset, { nft: deps.nft, table: options.table });
+    rules = r.changed ? "changed" : "unchanged";
+    const path = desired.firewall?.rulesetFile ?? options.rulesetFile;
+    try {
+      await deps.writeFile(path, r.persisted);
+    } catch (e) {
+      base.errors.push(new FirewallError("ruleset_file_failed", `ruleset applied, but writing ${path} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
+    }
+  } catch (e) {
+    rules = "failed";
+    base.errors.push(asFirewallError(e, "nft_apply_failed"));
+  }
+
+  // Shaping is reconciled only against a valid Firewall: without one we do not know the intended limits.
+  let shaping: Outcome = "skipped";
+  if (desired.firewall) {
+    try {
+      const s = await deps.shaper.reconcile(limits);
+      shaping = s.changed ? "changed" : "unchanged";
+      base.shapingProblems.push(...s.problems);
+    } catch (e) {
+      shaping = "failed";
+      base.errors.push(asFirewallError(e, "shaping_failed"));
+    }
+  }
+  return { ...base, rules, shaping };
+}

@@ -1,0 +1,229 @@
+/**
+ * Renders the desired state into the text of `table inet firewall` (SPEC §4).
+ * Pure: the same input gives the same bytes; nothing here touches the kernel.
+ *
+ * Packet-path cost is flat in the number of policies and services (§4.6):
+ * every policy and service becomes elements of a few interval verdict maps
+ * (split into disjoint pieces, each owned by one policy or service), and each
+ * element jumps to a one-rule chain that counts and accepts.
+ *
+ * @example
+ * ```ts
+ * import { parseCidr } from "../api/address.ts";
+ * import { renderRuleset } from "./render.ts";
+ * const cluster = parseCidr("10.0.0.0/8");
+ * if (cluster.ok) {
+ *   const ruleset = renderRuleset({ policies: [], services: [], clusterPrefixes: [cluster.value], internalPrefixes: [], privateVrf: 42 });
+ *   console.log(ruleset.text.startsWith("table inet firewall {")); // true
+ * }
+ * ```
+ * @module
+ */
+import { type AddressRange, anyAddress, type Cidr, type Family, formatRange, subtractRanges } from "../api/address.ts";
+import type { Policy, PolicyRule, Protocol } from "../api/policy.ts";
+import type { LoadBalancer } from "../api/service.ts";
+import { type Direction, policyChain, policyComment, type ProtocolLabel, serviceChain, serviceComment } from "./names.ts";
+import { type Box, partition, type Span } from "./partition.ts";
+
+export interface DesiredState {
+  /** Valid policies in scope (namespace `firewall`). */
+  readonly policies: readonly Policy[];
+  /** Valid LoadBalancer services, any namespace. */
+  readonly services: readonly LoadBalancer[];
+  readonly clusterPrefixes: readonly Cidr[];
+  readonly internalPrefixes: readonly Cidr[];
+  /** Private interfaces are `vlan<N>` and `vrf<N>`; without it, direction is told by the cluster prefixes. */
+  readonly privateVrf: number | null;
+}
+
+export const TABLE = "firewall";
+export const DROP_LOG_PREFIX = "nftables-firewall-dropped: ";
+
+/** Named counters whose values carry over every change (SPEC §4.5); dashboards use these names. */
+export const ACCOUNTING_COUNTERS = ["external_in", "external_out", "internal_in", "internal_out", "drop_total", "drop_ratelimit"] as const;
+
+const PROTO_NUMBER: Record<Protocol, bigint> = { tcp: 6n, udp: 17n, sctp: 132n };
+const PROTO_NAME = new Map<bigint, Protocol>([[6n, "tcp"], [17n, "udp"], [132n, "sctp"]]);
+const ALL_PORTS: Span = [0n, 65535n];
+const PROTOCOLS: readonly Protocol[] = ["tcp", "udp", "sctp"];
+const LABELS: readonly ProtocolLabel[] = ["tcp", "udp", "sctp", "any"];
+
+interface Owner {
+  readonly chain: string;
+  readonly comment: string;
+}
+
+/** Elements of the maps of one family; owners index into the shared owner list. */
+interface MapBoxes {
+  ports: Box[];
+  any: Box[];
+}
+
+const familyName = (f: Family) => (f === 4 ? "ip" : "ip6");
+const addrType = (f: Family) => (f === 4 ? "ipv4_addr" : "ipv6_addr");
+const span = (r: AddressRange): Span => [r.first, r.last];
+
+/** Each block's cidr minus that block's own excepts (never another block's), per family. */
+function peerRanges(peers: PolicyRule["peers"], family: Family): AddressRange[] {
+  if (peers === null) return [anyAddress(family)];
+  return peers.filter((b) => b.cidr.family === family).flatMap((b) => subtractRanges(b.cidr, b.except));
+}
+
+function policyBoxes(policies: readonly Policy[], dir: Direction, owners: Owner[]): Record<Family, MapBoxes> {
+  const out: Record<Family, MapBoxes> = { 4: { ports: [], any: [] }, 6: { ports: [], any: [] } };
+  const sorted = policies.toSorted((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const policy of sorted) {
+    const rules = dir === "egress" ? policy.egress : policy.ingress;
+    // One owner (chain + counter + comment) per protocol label used by this policy, in a fixed order.
+    const ownerOf = new Map<ProtocolLabel, number>();
+    for (const label of LABELS) {
+      const used = rules.some((r) => (label === "any" ? r.ports === null : r.ports?.some((p) => p.protocol === label)));
+      if (!used) continue;
+      ownerOf.set(label, owners.length);
+      owners.push({ chain: policyChain(dir, label, policy.name), comment: policyComment(dir, label, policy.name) });
+    }
+    for (const rule of rules) {
+      for (const family of [4, 6] as const) {
+        const addrs = peerRanges(rule.peers, family);
+        for (const a of addrs) {
+          if (rule.ports === null) {
+            const owner = ownerOf.get("any") as number;
+            out[family].any.push({ dims: [span(a)], owner });
+            for (const p of PROTOCOLS) out[family].ports.push({ dims: [span(a), [PROTO_NUMBER[p], PROTO_NUMBER[p]], ALL_PORTS], owner });
+          } else {
+            for (const p of rule.ports) {
+              const owner = ownerOf.get(p.protocol) as number;
+              const proto = PROTO_NUMBER[p.protocol];
+              out[family].ports.push({ dims: [span(a), [proto, proto], [BigInt(p.first), BigInt(p.last)]], owner });
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+function serviceBoxes(services: readonly LoadBalancer[], owners: Owner[]): Record<Family, Box[]> {
+  const out: Record<Family, Box[]> = { 4: [], 6: [] };
+  const sorted = services.toSorted((a, b) => {
+    const ka = `${a.namespace}/${a.name}`;
+    const kb = `${b.namespace}/${b.name}`;
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
+  for (const svc of sorted) {
+    if (svc.addresses.length === 0 || svc.ports.length === 0) continue;
+    const owner = owners.length;
+    owners.push({ chain: serviceChain(svc.namespace, svc.name), comment: serviceComment(svc.namespace, svc.name) });
+    for (const addr of svc.addresses) {
+      const sources = svc.sourceRanges.length === 0 ? [anyAddress(addr.family)] : svc.sourceRanges.filter((c) => c.family === addr.family);
+      for (const port of svc.ports) {
+        const proto = PROTO_NUMBER[port.protocol];
+        for (const src of sources) {
+          out[addr.family].push({ dims: [[addr.value, addr.value], [proto, proto], [BigInt(port.port), BigInt(port.port)], span(src)], owner });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+const fmtSpan = (family: Family, s: Span) => formatRange({ family, first: s[0], last: s[1] });
+const fmtPort = (s: Span) => (s[0] === s[1] ? `${s[0]}` : `${s[0]}-${s[1]}`);
+const fmtProto = (s: Span) => PROTO_NAME.get(s[0]) as string;
+
+/**
+ * Renders one interval verdict map; `fields` says how to print each dimension.
+ * Elements are sorted, so the text is stable for a stable input.
+ */
+function renderMap(name: string, type: string, boxes: readonly Box[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[]): string[] {
+  const pieces = partition(boxes);
+  const lines = [`\tmap ${name} {`, `\t\ttype ${type} : verdict`, "\t\tflags interval"];
+  if (pieces.length > 0) {
+    const elems = pieces.map((p) => `${p.dims.map((s, i) => (fields[i] as (s: Span) => string)(s)).join(" . ")} : jump ${(owners[p.owner] as Owner).chain}`);
+    lines.push(`\t\telements = {\n\t\t\t${elems.join(",\n\t\t\t")}\n\t\t}`);
+  }
+  lines.push("\t}");
+  return lines;
+}
+
+function renderSet(name: string, family: Family, prefixes: readonly Cidr[]): string[] {
+  const lines = [`\tset ${name} {`, `\t\ttype ${addrType(family)}`, "\t\tflags interval"];
+  const ranges = partition(prefixes.filter((c) => c.family === family).map((c) => ({ dims: [span(c)], owner: 0 })));
+  if (ranges.length > 0) lines.push(`\t\telements = { ${ranges.map((r) => fmtSpan(family, r.dims[0] as Span)).join(", ")} }`);
+  lines.push("\t\tauto-merge", "\t}");
+  return lines;
+}
+
+/** A rendered table: its text, and the named counters it declares (the applier keeps their values). */
+export interface Ruleset {
+  readonly text: string;
+  readonly counters: readonly string[];
+}
+
+/** Renders `table inet firewall` for the desired state. */
+export function renderRuleset(state: DesiredState): Ruleset {
+  const owners: Owner[] = [];
+  const egress = policyBoxes(state.policies, "egress", owners);
+  const ingress = policyBoxes(state.policies, "ingress", owners);
+  const services = serviceBoxes(state.services, owners);
+
+  const out: string[] = [`table inet ${TABLE} {`];
+  const counters = [...ACCOUNTING_COUNTERS, "accept_established", "drop_invalid_ct", "drop_ping_floods", "accept_icmp", ...owners.map((o) => o.chain)];
+  for (const c of counters) out.push(`\tcounter ${c} {`, "\t}");
+
+  for (const f of [4, 6] as const) {
+    out.push(...renderSet(`cluster_prefixes${f}`, f, state.clusterPrefixes));
+    out.push(...renderSet(`internal_prefixes${f}`, f, state.internalPrefixes));
+  }
+  for (const f of [4, 6] as const) {
+    const a = (s: Span) => fmtSpan(f, s);
+    const t = addrType(f);
+    out.push(...renderMap(`egress${f}_ports`, `${t} . inet_proto . inet_service`, egress[f].ports, [a, fmtProto, fmtPort], owners));
+    out.push(...renderMap(`egress${f}_any`, t, egress[f].any, [a], owners));
+    out.push(...renderMap(`ingress${f}_ports`, `${t} . inet_proto . inet_service`, ingress[f].ports, [a, fmtProto, fmtPort], owners));
+    out.push(...renderMap(`ingress${f}_any`, t, ingress[f].any, [a], owners));
+    out.push(...renderMap(`services${f}`, `${t} . inet_proto . inet_service . ${t}`, services[f], [a, fmtProto, fmtPort, a], owners));
+  }
+
+  for (const o of owners) {
+    out.push(`\tchain ${o.chain} {`, `\t\tcounter name "${o.chain}" accept comment "${o.comment}"`, "\t}");
+  }
+
+  const priv = state.privateVrf === null ? null : `{ "vlan${state.privateVrf}", "vrf${state.privateVrf}" }`;
+  // Direction: out of / into the private interfaces; without them, towards / from the cluster prefixes.
+  const toCluster = (f: Family) => (priv ? `oifname ${priv}` : `${familyName(f)} daddr @cluster_prefixes${f}`);
+  const fromCluster = (f: Family) => (priv ? `iifname ${priv}` : `${familyName(f)} saddr @cluster_prefixes${f}`);
+
+  const fwd: string[] = ["type filter hook forward priority filter; policy drop;"];
+  for (const f of [4, 6] as const) {
+    const ip = familyName(f);
+    fwd.push(
+      `${toCluster(f)} ${ip} saddr @internal_prefixes${f} counter name "internal_in"`,
+      `${toCluster(f)} ${ip} saddr != @internal_prefixes${f} counter name "external_in"`,
+      `${fromCluster(f)} ${ip} daddr @internal_prefixes${f} counter name "internal_out"`,
+      `${fromCluster(f)} ${ip} daddr != @internal_prefixes${f} counter name "external_out"`,
+    );
+  }
+  fwd.push(
+    `ct state established,related counter name "accept_established" accept comment "accept established connections"`,
+    `ct state invalid counter name "drop_invalid_ct" drop comment "drop packets with invalid ct state"`,
+    `icmp type echo-request limit rate over 10/second burst 10 packets counter name "drop_ping_floods" drop comment "drop ping floods"`,
+    `icmpv6 type echo-request limit rate over 10/second burst 10 packets counter name "drop_ping_floods" drop comment "drop ping floods"`,
+    `icmp type { destination-unreachable, time-exceeded, parameter-problem } counter name "accept_icmp" accept comment "accept icmp"`,
+    `icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } counter name "accept_icmp" accept comment "accept icmp"`,
+  );
+  for (const f of [4, 6] as const) {
+    const ip = familyName(f);
+    fwd.push(
+      `${toCluster(f)} ${ip} saddr . meta l4proto . th dport vmap @ingress${f}_ports`,
+      `${toCluster(f)} ${ip} saddr vmap @ingress${f}_any`,
+      `${ip} daddr . meta l4proto . th dport . ${ip} saddr vmap @services${f}`,
+      `${ip} saddr @cluster_prefixes${f} ${ip} daddr . meta l4proto . th dport vmap @egress${f}_ports`,
+      `${ip} saddr @cluster_prefixes${f} ${ip} daddr vmap @egress${f}_any`,
+    );
+  }
+  fwd.push(`counter name "drop_total" limit rate 10/second burst 10 packets log prefix "${DROP_LOG_PREFIX}" comment "count and log dropped packets"`);
+  out.push("\tchain forward {", ...fwd.map((l) => `\t\t${l}`), "\t}", "}");
+  return { text: `${out.join("\n")}\n`, counters };
+}
