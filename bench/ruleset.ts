@@ -1,0 +1,89 @@
+/**
+ * Benchmark (SPEC §11): render + check + apply at scale, inside a throwaway
+ * network namespace, and the unchanged case (no apply at all).
+ *
+ *   ./node_modules/.bin/bun bench/ruleset.ts [policies=1000] [services=1000]
+ *
+ * Needs root and nft. Prints one line per measured step.
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { parseCidr } from "../lib/api/address.ts";
+import { type Policy, parsePolicy } from "../lib/api/policy.ts";
+import { type LoadBalancer, parseService } from "../lib/api/service.ts";
+import { runCommand } from "../lib/exec.ts";
+import { applyRuleset } from "../lib/nft/apply.ts";
+import { nftClient } from "../lib/nft/client.ts";
+import { renderRuleset } from "../lib/ruleset/render.ts";
+
+const nPolicies = Number(process.argv[2] ?? 1000);
+const nServices = Number(process.argv[3] ?? 1000);
+
+function must<T>(r: { ok: true; value: T } | { ok: false; problems: unknown }): T {
+  if (!r.ok) throw new Error(JSON.stringify(r.problems));
+  return r.value;
+}
+
+// Realistic mix: distinct /32 and /24 destinations, some overlapping wide blocks, port lists and ranges, v6.
+function policy(i: number): Policy {
+  const a = (i >> 8) & 255;
+  const b = i & 255;
+  const egress = [
+    { to: [{ cidr: `198.18.${a}.${b}/32` }, { cidr: `2001:db8:${i.toString(16)}::/64` }], ports: [{ protocol: "TCP", port: 443 }, { protocol: "UDP", port: 53 }] },
+    { to: [{ cidr: `203.0.${i % 256}.0/24`, except: [`203.0.${i % 256}.0/28`] }], ports: [{ port: 8000 + (i % 100), endPort: 8100 + (i % 100) }] },
+  ];
+  if (i % 50 === 0) egress.push({ to: [{ cidr: "198.51.100.0/24" }], ports: [] as never });
+  return must(parsePolicy({ apiVersion: "metal-stack.io/v1", kind: "ClusterwideNetworkPolicy", metadata: { name: `policy-${i}`, namespace: "firewall" }, spec: { egress, ingress: i % 10 === 0 ? [{ from: [{ cidr: `192.0.2.${i % 256}/32` }], ports: [{ port: 22 }] }] : [] } }));
+}
+
+function service(i: number): LoadBalancer {
+  return must(parseService({
+    apiVersion: "v1", kind: "Service", metadata: { name: `svc-${i}`, namespace: `ns-${i % 20}` },
+    spec: { type: "LoadBalancer", ports: [{ port: 443 }, { port: 80 }], loadBalancerSourceRanges: i % 3 === 0 ? ["192.0.2.0/24", "198.51.100.0/24"] : [] },
+    status: { loadBalancer: { ingress: [{ ip: `10.${(i >> 8) & 255}.${i & 255}.1` }] } },
+  }));
+}
+
+const cidr = (s: string) => {
+  const r = parseCidr(s);
+  if (!r.ok) throw new Error(r.message);
+  return r.value;
+};
+
+const t0 = performance.now();
+const state = {
+  policies: Array.from({ length: nPolicies }, (_, i) => policy(i)),
+  services: Array.from({ length: nServices }, (_, i) => service(i)),
+  clusterPrefixes: [cidr("10.0.0.0/8"), cidr("fd00:66::/64")],
+  internalPrefixes: [cidr("10.0.0.0/8")],
+  privateVrf: 42,
+};
+const t1 = performance.now();
+const ruleset = renderRuleset(state);
+const t2 = performance.now();
+console.log(`parse ${nPolicies} policies + ${nServices} services: ${(t1 - t0).toFixed(0)} ms`);
+console.log(`render: ${(t2 - t1).toFixed(0)} ms, ${ruleset.text.length} bytes, ${ruleset.text.split("\n").length} lines`);
+
+const ns = `fct-bench-${randomBytes(3).toString("hex")}`;
+await runCommand(["ip", "netns", "add", ns]);
+try {
+  const nft = nftClient("nft", (argv, o) => runCommand(["ip", "netns", "exec", ns, ...argv], o));
+  const t3 = performance.now();
+  const first = await applyRuleset(ruleset, { nft, table: "firewall" });
+  const t4 = performance.now();
+  console.log(`check + apply (first): ${(t4 - t3).toFixed(0)} ms, changed=${first.changed}`);
+  const t5 = performance.now();
+  const again = await applyRuleset(ruleset, { nft, table: "firewall" });
+  const t6 = performance.now();
+  console.log(`unchanged input: ${(t6 - t5).toFixed(0)} ms, changed=${again.changed} (no nft transaction)`);
+  const changedState = { ...state, policies: [...state.policies.slice(1), policy(nPolicies + 1)] };
+  const t7 = performance.now();
+  const r2 = renderRuleset(changedState);
+  const t8 = performance.now();
+  const changed = await applyRuleset(r2, { nft, table: "firewall" });
+  const t9 = performance.now();
+  console.log(`one policy changed: render ${(t8 - t7).toFixed(0)} ms + check/apply ${(t9 - t8).toFixed(0)} ms = ${(t9 - t7).toFixed(0)} ms, changed=${changed.changed}`);
+  console.log(`rss: ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB`);
+} finally {
+  await runCommand(["ip", "netns", "del", ns]);
+}
