@@ -49,7 +49,7 @@ const bytesToBigint = (bytes: number[]): bigint => {
 
 /** Parses a plain address (no prefix). */
 export function parseAddress(text: string): Parsed<{ family: Family; value: bigint; text: string }> {
-  const t = text.trim();
+  const t = text;
   // ipaddr.js also accepts forms like "1" or "0x1.2"; only the canonical dotted quad is an IPv4 address here.
   if (ipaddr.IPv4.isValidFourPartDecimal(t)) {
     const a = ipaddr.IPv4.parse(t);
@@ -68,8 +68,9 @@ export function parseCidr(text: string): Parsed<Cidr> {
   const hint = `${JSON.stringify(text)} is not a CIDR block (expected address/prefix, e.g. 203.0.113.0/24 or 2001:db8::/32)`;
   if (slash < 0) return { ok: false, message: hint };
   const addr = parseAddress(text.slice(0, slash));
-  const prefixText = text.slice(slash + 1).trim();
-  if (!addr.ok || !/^\d{1,3}$/.test(prefixText)) return { ok: false, message: hint };
+  const prefixText = text.slice(slash + 1);
+  // Strict like the API server's isCIDR: no spaces, no leading zeros in the prefix.
+  if (!addr.ok || text.trim() !== text || !/^(0|[1-9]\d{0,2})$/.test(prefixText)) return { ok: false, message: hint };
   const { family, value } = addr.value;
   const bits = familyBits(family);
   const prefix = Number(prefixText);

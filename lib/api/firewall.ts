@@ -57,8 +57,9 @@ const FirewallObjectSchema = v.looseObject({
           v.string((i) => `${show(i.input)} is not a duration string`),
           v.rawTransform(({ dataset, addIssue, NEVER }) => {
             const ms = parseDuration(dataset.value);
-            if (ms === undefined || ms < 1000) {
-              addIssue({ message: `${show(dataset.value)} is not a duration of at least 1s (e.g. 10s, 1m30s)` });
+            // Upper bound: timers overflow past 2^31 ms, and a day between reconciles is no firewall anyone wants.
+            if (ms === undefined || ms < 1000 || ms > 86_400_000) {
+              addIssue({ message: `${show(dataset.value)} is not a duration between 1s and 24h (e.g. 10s, 1m30s)` });
               return NEVER;
             }
             return ms;

@@ -15,7 +15,7 @@
  * @module
  */
 import * as v from "valibot";
-import { type Cidr, contains, parseCidr } from "./address.ts";
+import { type Cidr, contains, type Parsed, parseCidr } from "./address.ts";
 import { MetadataSchema } from "./meta.ts";
 import { issuesToProblems, type Problem, show, type Validated } from "./problem.ts";
 
@@ -60,95 +60,104 @@ export const CidrSchema = v.pipe(
   }),
 );
 
-const PROTOCOLS: Record<string, Protocol> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
+const PROTOCOLS = new Map<unknown, Protocol>([["TCP", "tcp"], ["UDP", "udp"], ["SCTP", "sctp"]]);
+
+const protocolOf = (x: unknown): Parsed<Protocol> => {
+  const p = PROTOCOLS.get(x);
+  return p ? { ok: true, value: p } : { ok: false, message: `${show(x)} is not a protocol (TCP, UDP or SCTP)` };
+};
 
 export const ProtocolSchema = v.pipe(
   v.optional(v.unknown(), "TCP"),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    const p = typeof dataset.value === "string" ? PROTOCOLS[dataset.value] : undefined;
-    if (p === undefined) {
-      addIssue({ message: `${show(dataset.value)} is not a protocol (TCP, UDP or SCTP)` });
+    const p = protocolOf(dataset.value);
+    if (!p.ok) {
+      addIssue({ message: p.message });
       return NEVER;
     }
-    return p;
+    return p.value;
   }),
 );
 
-const portNumber = (what: string) =>
-  v.pipe(
-    v.unknown(),
-    v.rawTransform(({ dataset, addIssue, NEVER }) => {
-      const x = dataset.value;
-      if (typeof x === "string") {
-        addIssue({ message: `${show(x)} is a named port; a firewall has no pod to resolve it, use a number (1..65535)` });
-        return NEVER;
-      }
-      if (typeof x !== "number" || !Number.isInteger(x) || x < 1 || x > 65535) {
-        addIssue({ message: `${show(x)} is not a ${what} (1..65535)` });
-        return NEVER;
-      }
-      return x;
-    }),
-  );
+const portOf = (x: unknown): Parsed<number> => {
+  if (typeof x === "string") return { ok: false, message: `${show(x)} is a named port; a firewall has no pod to resolve it, use a number (1..65535)` };
+  if (typeof x !== "number" || !Number.isInteger(x) || x < 1 || x > 65535) return { ok: false, message: `${show(x)} is not a port (1..65535)` };
+  return { ok: true, value: x };
+};
 
-const PortSchema = v.pipe(
-  v.looseObject(
-    {
-      protocol: ProtocolSchema,
-      port: v.optional(portNumber("port")),
-      endPort: v.optional(portNumber("port")),
-    },
-    (i) => `${show(i.input)} is not a port object ({protocol, port, endPort})`,
-  ),
-  v.rawTransform(({ dataset, addIssue, NEVER }): PortRange => {
-    const { protocol, port, endPort } = dataset.value;
-    if (endPort !== undefined && port === undefined) {
-      addIssue({ message: `endPort ${endPort} needs a port`, path: [pathItem(dataset.value, "endPort")] });
-      return NEVER;
-    }
-    if (port !== undefined && endPort !== undefined && endPort < port) {
-      addIssue({ message: `endPort ${endPort} is less than port ${port}`, path: [pathItem(dataset.value, "endPort")] });
-      return NEVER;
-    }
-    // A port entry with only a protocol means every port of that protocol (as in Kubernetes NetworkPolicy).
-    return { protocol, first: port ?? 0, last: endPort ?? port ?? 65535 };
-  }),
-);
+type AddIssue = (info: { message: string; path?: [v.IssuePathItem, ...v.IssuePathItem[]] }) => void;
 
 // valibot wants full path items on issues added by a transform; only `key` is read by issuePath.
-function pathItem(input: object, key: string) {
-  const record = input as Record<string, unknown>;
-  return { type: "object", origin: "value", input: record, key, value: record[key] } as const;
+function issueAt(addIssue: AddIssue, input: unknown, keys: readonly (string | number)[], message: string): void {
+  const items = keys.map((key) => ({ type: "unknown", origin: "value", input, key, value: undefined }) as unknown as v.IssuePathItem);
+  addIssue(items.length > 0 ? { message, path: items as [v.IssuePathItem, ...v.IssuePathItem[]] } : { message });
 }
 
-const IPBlockSchema = v.pipe(
-  v.looseObject(
-    {
-      cidr: CidrSchema,
-      except: v.optional(v.nullable(v.array(CidrSchema, (i) => `${show(i.input)} is not a list of CIDR strings`)), []),
-    },
-    (i) => `${show(i.input)} is not an IP block ({cidr, except})`,
-  ),
-  v.rawTransform(({ dataset, addIssue, NEVER }): IPBlock => {
-    const { cidr } = dataset.value;
-    const except = dataset.value.except ?? [];
+/**
+ * One port entry. Every field is checked on its own and all problems are
+ * reported together (a bad protocol must not hide a bad endPort).
+ */
+const PortSchema = v.pipe(
+  v.record(v.string(), v.unknown(), (i) => `${show(i.input)} is not a port object ({protocol, port, endPort})`),
+  v.rawTransform(({ dataset, addIssue, NEVER }): PortRange => {
+    const raw = dataset.value;
+    const protocol = protocolOf(raw.protocol ?? "TCP");
+    const port = raw.port === undefined || raw.port === null ? undefined : portOf(raw.port);
+    const endPort = raw.endPort === undefined || raw.endPort === null ? undefined : portOf(raw.endPort);
     let bad = false;
-    except.forEach((e, idx) => {
-      if (e.family !== cidr.family) {
-        bad = true;
-        addIssue({
-          message: `${e.text} is IPv${e.family} but cidr ${cidr.text} is IPv${cidr.family}`,
-          path: [pathItem(dataset.value, "except"), { type: "array", origin: "value", input: except, key: idx, value: e }],
-        });
-      } else if (!contains(cidr, e)) {
-        bad = true;
-        addIssue({
-          message: `${e.text} is not inside cidr ${cidr.text}`,
-          path: [pathItem(dataset.value, "except"), { type: "array", origin: "value", input: except, key: idx, value: e }],
-        });
-      }
-    });
-    return bad ? NEVER : { cidr, except };
+    const fail = (key: string, message: string) => {
+      bad = true;
+      issueAt(addIssue, raw, [key], message);
+    };
+    if (!protocol.ok) fail("protocol", protocol.message);
+    if (port && !port.ok) fail("port", port.message);
+    if (endPort && !endPort.ok) fail("endPort", endPort.message);
+    if (endPort?.ok && port === undefined) fail("endPort", `endPort ${endPort.value} needs a port`);
+    if (endPort?.ok && port?.ok && endPort.value < port.value) fail("endPort", `endPort ${endPort.value} is less than port ${port.value}`);
+    if (bad || !protocol.ok) return NEVER;
+    const first = port?.ok ? port.value : undefined;
+    const last = endPort?.ok ? endPort.value : first;
+    // A port entry with only a protocol means every port of that protocol (as in Kubernetes NetworkPolicy).
+    return { protocol: protocol.value, first: first ?? 0, last: last ?? 65535 };
+  }),
+);
+
+/**
+ * One IP block: its cidr, and excepts that parse, share its family and lie
+ * inside it. Every except is checked, whatever the others are.
+ */
+const IPBlockSchema = v.pipe(
+  v.record(v.string(), v.unknown(), (i) => `${show(i.input)} is not an IP block ({cidr, except})`),
+  v.rawTransform(({ dataset, addIssue, NEVER }): IPBlock => {
+    const raw = dataset.value;
+    let bad = false;
+    const fail = (keys: (string | number)[], message: string) => {
+      bad = true;
+      issueAt(addIssue, raw, keys, message);
+    };
+    let cidr: Cidr | undefined;
+    if (raw.cidr === undefined || raw.cidr === null) fail(["cidr"], "cidr is missing (an IP block needs a CIDR, e.g. 203.0.113.0/24)");
+    else if (typeof raw.cidr !== "string") fail(["cidr"], `${show(raw.cidr)} is not a CIDR string`);
+    else {
+      const r = parseCidr(raw.cidr);
+      if (r.ok) cidr = r.value;
+      else fail(["cidr"], r.message);
+    }
+    const excepts: Cidr[] = [];
+    const rawExcept = raw.except ?? [];
+    if (!Array.isArray(rawExcept)) fail(["except"], `${show(rawExcept)} is not a list of CIDR strings`);
+    else {
+      rawExcept.forEach((x: unknown, i) => {
+        const r = typeof x === "string" ? parseCidr(x) : ({ ok: false, message: `${show(x)} is not a CIDR string` } as const);
+        if (!r.ok) return fail(["except", i], r.message);
+        const e = r.value;
+        // x parsed as a CIDR, so it is plain address text: shown as written, unquoted.
+        if (cidr && e.family !== cidr.family) return fail(["except", i], `${x} is IPv${e.family} but cidr ${cidr.text} is IPv${cidr.family}`);
+        if (cidr && !contains(cidr, e)) return fail(["except", i], `${x} is not inside cidr ${cidr.text}`);
+        excepts.push(e);
+      });
+    }
+    return bad || !cidr ? NEVER : { cidr, except: excepts };
   }),
 );
 

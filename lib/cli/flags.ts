@@ -144,7 +144,7 @@ export function parseFlags(argv: readonly string[]): FlagsResult {
     if (!arg.startsWith("--")) return { ok: false, message: `unexpected argument ${show(arg)}: flags start with -- (see --help)` };
     const eq = arg.indexOf("=");
     const name = arg.slice(2, eq < 0 ? undefined : eq);
-    const spec = SPECS[name];
+    const spec = Object.hasOwn(SPECS, name) ? SPECS[name] : undefined;
     if (!spec) return { ok: false, message: `unknown flag --${name} (see --help)` };
     let raw: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
     if (spec.kind === "bool") {

@@ -133,14 +133,21 @@ const fmtPort = (s: Span) => (s[0] === s[1] ? `${s[0]}` : `${s[0]}-${s[1]}`);
 const fmtProto = (s: Span) => PROTO_NAME.get(s[0]) as string;
 
 /**
- * Renders one interval verdict map; `fields` says how to print each dimension.
- * Elements are sorted, so the text is stable for a stable input.
+ * The elements of one interval verdict map as `key text → chain`; `fields` says
+ * how to print each dimension. Pieces come sorted, so the text is stable.
  */
-function renderMap(name: string, type: string, boxes: readonly Box[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[]): string[] {
-  const pieces = partition(boxes);
+function mapElements(boxes: readonly Box[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of partition(boxes)) {
+    out.set(p.dims.map((s, i) => (fields[i] as (s: Span) => string)(s)).join(" . "), (owners[p.owner] as Owner).chain);
+  }
+  return out;
+}
+
+function renderMap(name: string, type: string, elements: ReadonlyMap<string, string>): string[] {
   const lines = [`\tmap ${name} {`, `\t\ttype ${type} : verdict`, "\t\tflags interval"];
-  if (pieces.length > 0) {
-    const elems = pieces.map((p) => `${p.dims.map((s, i) => (fields[i] as (s: Span) => string)(s)).join(" . ")} : jump ${(owners[p.owner] as Owner).chain}`);
+  if (elements.size > 0) {
+    const elems = [...elements].map(([key, chain]) => `${key} : jump ${chain}`);
     lines.push(`\t\telements = {\n\t\t\t${elems.join(",\n\t\t\t")}\n\t\t}`);
   }
   lines.push("\t}");
@@ -155,11 +162,23 @@ function renderSet(name: string, family: Family, prefixes: readonly Cidr[]): str
   return lines;
 }
 
-/** A rendered table: its text, and the named counters it declares (the applier keeps their values). */
+/** A rendered table: its text, and the parts the applier changes one by one. */
 export interface Ruleset {
   readonly text: string;
+  /** Every named counter the table declares (the applier keeps their values). */
   readonly counters: readonly string[];
+  /** Everything but the per-policy/service chains and counters and the map elements; when it is unchanged, those parts can be patched alone. */
+  readonly skeleton: string;
+  /** Per-policy/service chains (each with its counter of the same name) → comment. */
+  readonly chains: ReadonlyMap<string, string>;
+  /** Map name → element key → chain jumped to. */
+  readonly elements: ReadonlyMap<string, ReadonlyMap<string, string>>;
 }
+
+const FIXED_COUNTERS = [...ACCOUNTING_COUNTERS, "accept_established", "drop_invalid_ct", "drop_ping_floods", "accept_icmp"];
+
+/** The rule of a per-policy/service chain: count into the counter of the same name, accept. */
+export const ownerRule = (chain: string, comment: string): string => `counter name "${chain}" accept comment "${comment}"`;
 
 /** Renders `table inet firewall` for the desired state. */
 export function renderRuleset(state: DesiredState): Ruleset {
@@ -168,28 +187,50 @@ export function renderRuleset(state: DesiredState): Ruleset {
   const ingress = policyBoxes(state.policies, "ingress", owners);
   const services = serviceBoxes(state.services, owners);
 
-  const out: string[] = [`table inet ${TABLE} {`];
-  const counters = [...ACCOUNTING_COUNTERS, "accept_established", "drop_invalid_ct", "drop_ping_floods", "accept_icmp", ...owners.map((o) => o.chain)];
-  for (const c of counters) out.push(`\tcounter ${c} {`, "\t}");
-
-  for (const f of [4, 6] as const) {
-    out.push(...renderSet(`cluster_prefixes${f}`, f, state.clusterPrefixes));
-    out.push(...renderSet(`internal_prefixes${f}`, f, state.internalPrefixes));
-  }
+  const maps: { name: string; type: string; elements: Map<string, string> }[] = [];
   for (const f of [4, 6] as const) {
     const a = (s: Span) => fmtSpan(f, s);
     const t = addrType(f);
-    out.push(...renderMap(`egress${f}_ports`, `${t} . inet_proto . inet_service`, egress[f].ports, [a, fmtProto, fmtPort], owners));
-    out.push(...renderMap(`egress${f}_any`, t, egress[f].any, [a], owners));
-    out.push(...renderMap(`ingress${f}_ports`, `${t} . inet_proto . inet_service`, ingress[f].ports, [a, fmtProto, fmtPort], owners));
-    out.push(...renderMap(`ingress${f}_any`, t, ingress[f].any, [a], owners));
-    out.push(...renderMap(`services${f}`, `${t} . inet_proto . inet_service . ${t}`, services[f], [a, fmtProto, fmtPort, a], owners));
+    const l4 = `${t} . inet_proto . inet_service`;
+    maps.push(
+      { name: `egress${f}_ports`, type: l4, elements: mapElements(egress[f].ports, [a, fmtProto, fmtPort], owners) },
+      { name: `egress${f}_any`, type: t, elements: mapElements(egress[f].any, [a], owners) },
+      { name: `ingress${f}_ports`, type: l4, elements: mapElements(ingress[f].ports, [a, fmtProto, fmtPort], owners) },
+      { name: `ingress${f}_any`, type: t, elements: mapElements(ingress[f].any, [a], owners) },
+      { name: `services${f}`, type: `${l4} . ${t}`, elements: mapElements(services[f], [a, fmtProto, fmtPort, a], owners) },
+    );
   }
-
-  for (const o of owners) {
-    out.push(`\tchain ${o.chain} {`, `\t\tcounter name "${o.chain}" accept comment "${o.comment}"`, "\t}");
+  const sets: string[] = [];
+  for (const f of [4, 6] as const) {
+    sets.push(...renderSet(`cluster_prefixes${f}`, f, state.clusterPrefixes));
+    sets.push(...renderSet(`internal_prefixes${f}`, f, state.internalPrefixes));
   }
+  const forward = forwardChain(state);
 
+  const out: string[] = [`table inet ${TABLE} {`];
+  const counters = [...FIXED_COUNTERS, ...owners.map((o) => o.chain)];
+  for (const c of counters) out.push(`\tcounter ${c} {`, "\t}");
+  out.push(...sets);
+  for (const m of maps) out.push(...renderMap(m.name, m.type, m.elements));
+  for (const o of owners) out.push(`\tchain ${o.chain} {`, `\t\t${ownerRule(o.chain, o.comment)}`, "\t}");
+  out.push(...forward, "}");
+
+  const skeleton = [
+    ...FIXED_COUNTERS.map((c) => `\tcounter ${c} {\n\t}`),
+    ...sets,
+    ...maps.flatMap((m) => renderMap(m.name, m.type, new Map())),
+    ...forward,
+  ].join("\n");
+  return {
+    text: `${out.join("\n")}\n`,
+    counters,
+    skeleton,
+    chains: new Map(owners.map((o) => [o.chain, o.comment])),
+    elements: new Map(maps.map((m) => [m.name, m.elements])),
+  };
+}
+
+function forwardChain(state: DesiredState): string[] {
   const priv = state.privateVrf === null ? null : `{ "vlan${state.privateVrf}", "vrf${state.privateVrf}" }`;
   // Direction: out of / into the private interfaces; without them, towards / from the cluster prefixes.
   const toCluster = (f: Family) => (priv ? `oifname ${priv}` : `${familyName(f)} daddr @cluster_prefixes${f}`);
@@ -224,6 +265,5 @@ export function renderRuleset(state: DesiredState): Ruleset {
     );
   }
   fwd.push(`counter name "drop_total" limit rate 10/second burst 10 packets log prefix "${DROP_LOG_PREFIX}" comment "count and log dropped packets"`);
-  out.push("\tchain forward {", ...fwd.map((l) => `\t\t${l}`), "\t}", "}");
-  return { text: `${out.join("\n")}\n`, counters };
+  return ["\tchain forward {", ...fwd.map((l) => `\t\t${l}`), "\t}"];
 }

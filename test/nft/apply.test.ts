@@ -8,10 +8,10 @@ import { needs, netnsExecutor } from "../netns/topology.ts";
 
 const skip = needs(["ip", "nft"]).skip;
 
-const table = (extra: string, counters: string[] = ["external_in"]): Ruleset => ({
-  text: `table inet firewall {\n${counters.map((c) => `\tcounter ${c} {\n\t}\n`).join("")}\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n${extra}\t}\n}\n`,
-  counters,
-});
+const table = (extra: string, counters: string[] = ["external_in"]): Ruleset => {
+  const text = `table inet firewall {\n${counters.map((c) => `\tcounter ${c} {\n\t}\n`).join("")}\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n${extra}\t}\n}\n`;
+  return { text, counters, skeleton: text, chains: new Map(), elements: new Map() };
+};
 
 const BASE = `table inet metal {
 \tcounter ssh {

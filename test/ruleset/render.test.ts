@@ -1,0 +1,508 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import type { Policy, PolicyRule } from "../../lib/api/policy.ts";
+import type { LoadBalancer } from "../../lib/api/service.ts";
+import { policyChain, serviceChain } from "../../lib/ruleset/names.ts";
+import { ACCOUNTING_COUNTERS, DROP_LOG_PREFIX, renderRuleset } from "../../lib/ruleset/render.ts";
+import { policiesArb, servicesArb } from "./arbitraries.ts";
+import { addressValue, chainRules, cidr, lookup, mapElements, PROTO_NUMBER, policy, section, service, state } from "./helpers.ts";
+import { parsePolicy } from "../../lib/api/policy.ts";
+import { parseService } from "../../lib/api/service.ts";
+
+const render = (...args: Parameters<typeof state>) => renderRuleset(state(...args)).text;
+
+const allowDns = policy("allow-dns", {
+  egress: [{ to: [{ cidr: "198.51.100.53/32" }, { cidr: "2001:db8:53::53/128" }], ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] }],
+});
+
+/** Where an egress packet from the cluster goes: the jump target, or null (falls through to the drop). */
+function egressTarget(text: string, family: 4 | 6, daddr: string, proto: string, dport: number): string | null {
+  const p = PROTO_NUMBER[proto] as bigint;
+  const a = addressValue(daddr);
+  const viaPorts = ["tcp", "udp", "sctp"].includes(proto) ? lookup(mapElements(text, `egress${family}_ports`), [a, p, BigInt(dport)]) : null;
+  return viaPorts ?? lookup(mapElements(text, `egress${family}_any`), [a]);
+}
+
+function ingressTarget(text: string, family: 4 | 6, saddr: string, proto: string, dport: number): string | null {
+  const p = PROTO_NUMBER[proto] as bigint;
+  const a = addressValue(saddr);
+  const viaPorts = ["tcp", "udp", "sctp"].includes(proto) ? lookup(mapElements(text, `ingress${family}_ports`), [a, p, BigInt(dport)]) : null;
+  return viaPorts ?? lookup(mapElements(text, `ingress${family}_any`), [a]);
+}
+
+describe("render: fixed structure (SPEC §4.1, §4.5)", () => {
+  const text = render({ policies: [allowDns] });
+
+  test("the controller's table is inet firewall", () => {
+    expect(text.startsWith("table inet firewall {\n")).toBe(true);
+    expect(text.endsWith("}\n")).toBe(true);
+    expect(text.match(/^table /gm)).toHaveLength(1);
+  });
+
+  test("the forward chain hooks forward with policy drop", () => {
+    expect(chainRules(text, "forward")[0]).toBe("type filter hook forward priority filter; policy drop;");
+  });
+
+  test.each([
+    ["accept established connections", /^ct state established,related .*accept comment "accept established connections"$/],
+    ["drop packets with invalid ct state", /^ct state invalid .*drop comment "drop packets with invalid ct state"$/],
+    ["drop ping floods", /^icmp type echo-request limit rate over 10\/second .*drop comment "drop ping floods"$/],
+    ["accept icmp", /^icmp type \{ destination-unreachable, time-exceeded, parameter-problem \} .*accept comment "accept icmp"$/],
+    ["count and log dropped packets", /^counter name "drop_total" limit rate 10\/second .*log prefix "nftables-firewall-dropped: " comment "count and log dropped packets"$/],
+  ])("the forward chain has the rule commented %p", (_comment, re) => {
+    expect(chainRules(text, "forward").some((r) => re.test(r))).toBe(true);
+  });
+
+  test("ICMPv6 floods are limited and ICMPv6 errors and neighbour discovery accepted", () => {
+    const rules = chainRules(text, "forward");
+    expect(rules.some((r) => r.startsWith("icmpv6 type echo-request limit rate over 10/second") && r.endsWith('comment "drop ping floods"'))).toBe(true);
+    const icmp6 = rules.find((r) => r.startsWith("icmpv6 type {") && r.endsWith('comment "accept icmp"')) ?? "";
+    for (const t of ["destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert"]) expect(icmp6).toContain(t);
+  });
+
+  test("the log prefix is the one the drop-log reader looks for", () => {
+    expect(DROP_LOG_PREFIX).toBe("nftables-firewall-dropped: ");
+    expect(text).toContain('log prefix "nftables-firewall-dropped: "');
+  });
+
+  test("the forward chain keeps the SPEC order: accounting, ct state, icmp, accepts, count-and-log last", () => {
+    const rules = chainRules(text, "forward");
+    const at = (pred: (r: string) => boolean) => rules.findIndex(pred);
+    const lastAccounting = Math.max(...rules.map((r, i) => (/counter name "(external|internal)_(in|out)"$/.test(r) ? i : -1)));
+    const established = at((r) => r.includes("accept established connections"));
+    const invalid = at((r) => r.includes("drop packets with invalid ct state"));
+    const floods = at((r) => r.includes("drop ping floods"));
+    const icmp = at((r) => r.includes('"accept icmp"'));
+    const firstAccept = at((r) => r.includes(" vmap @"));
+    expect(lastAccounting).toBeGreaterThan(0);
+    expect(lastAccounting).toBeLessThan(established);
+    expect(established).toBeLessThan(invalid);
+    expect(invalid).toBeLessThan(floods);
+    expect(floods).toBeLessThan(icmp);
+    expect(icmp).toBeLessThan(firstAccept);
+    expect(rules.at(-1)).toContain("count and log dropped packets");
+  });
+
+  test.each(["external_in", "external_out", "internal_in", "internal_out", "drop_total"])("named counter %p is declared and used", (name) => {
+    expect(text).toContain(`\tcounter ${name} {\n`);
+    expect(chainRules(text, "forward").some((r) => r.includes(`counter name "${name}"`))).toBe(true);
+  });
+
+  test("accounting counters are listed in the result for carrying over", () => {
+    const r = renderRuleset(state({ policies: [allowDns] }));
+    for (const c of ACCOUNTING_COUNTERS) expect(r.counters).toContain(c);
+    expect(r.counters).toContain("drop_ratelimit");
+    for (const c of r.counters) expect(text).toContain(`\tcounter ${c} {\n`);
+  });
+
+  test("accounting: out of a private interface counts in, into it counts out; internal by the internal prefixes", () => {
+    const t = render({ internalPrefixes: [cidr("10.0.0.0/8"), cidr("fd00::/8"), cidr("192.0.2.0/24")], privateVrf: 104009 });
+    const rules = chainRules(t, "forward");
+    expect(rules).toContain('oifname { "vlan104009", "vrf104009" } ip saddr @internal_prefixes4 counter name "internal_in"');
+    expect(rules).toContain('oifname { "vlan104009", "vrf104009" } ip saddr != @internal_prefixes4 counter name "external_in"');
+    expect(rules).toContain('iifname { "vlan104009", "vrf104009" } ip daddr @internal_prefixes4 counter name "internal_out"');
+    expect(rules).toContain('iifname { "vlan104009", "vrf104009" } ip daddr != @internal_prefixes4 counter name "external_out"');
+    expect(rules).toContain('oifname { "vlan104009", "vrf104009" } ip6 saddr @internal_prefixes6 counter name "internal_in"');
+    expect(section(t, "set", "internal_prefixes4")).toContain("elements = { 10.0.0.0/8, 192.0.2.0/24 }");
+    expect(section(t, "set", "internal_prefixes6")).toContain("elements = { fd00::/8 }");
+  });
+
+  test("without a private VRF, direction is told by the cluster prefixes", () => {
+    const rules = chainRules(render({ privateVrf: null }), "forward");
+    expect(rules).toContain('ip daddr @cluster_prefixes4 ip saddr @internal_prefixes4 counter name "internal_in"');
+    expect(rules).toContain('ip6 saddr @cluster_prefixes6 ip6 daddr != @internal_prefixes6 counter name "external_out"');
+    expect(rules.some((r) => r.includes("ifname"))).toBe(false);
+  });
+
+  test("cluster prefixes go into per-family sets, overlaps merged", () => {
+    const t = render({ clusterPrefixes: [cidr("10.0.0.0/8"), cidr("10.1.0.0/16"), cidr("172.16.0.0/12"), cidr("fd00::/8")] });
+    expect(section(t, "set", "cluster_prefixes4")).toContain("elements = { 10.0.0.0/8, 172.16.0.0/12 }");
+    expect(section(t, "set", "cluster_prefixes6")).toContain("elements = { fd00::/8 }");
+  });
+});
+
+describe("render: policies (SPEC §4.2, §4.3)", () => {
+  test.each([
+    ["tcp", { egress: [{ ports: [{ port: 443 }] }] }],
+    ["udp", { egress: [{ ports: [{ protocol: "UDP", port: 53 }] }] }],
+    ["sctp", { egress: [{ ports: [{ protocol: "SCTP", port: 3868 }] }] }],
+    ["any", { egress: [{ to: [{ cidr: "192.0.2.0/24" }] }] }],
+  ])("egress comment: accept traffic for np <name> %s", (label, spec) => {
+    const t = render({ policies: [policy("allow-x", spec)] });
+    expect(t).toContain(`counter name "np.eg.${label}.allow-x" accept comment "accept traffic for np allow-x ${label}"`);
+  });
+
+  test.each([
+    ["tcp", { ingress: [{ ports: [{ port: 22 }] }] }],
+    ["udp", { ingress: [{ ports: [{ protocol: "UDP", port: 51820 }] }] }],
+    ["sctp", { ingress: [{ ports: [{ protocol: "SCTP" }] }] }],
+    ["any", { ingress: [{ from: [{ cidr: "2001:db8::/32" }] }] }],
+  ])("ingress comment: accept traffic for k8s network policy <name> %s", (label, spec) => {
+    const t = render({ policies: [policy("allow-y", spec)] });
+    expect(t).toContain(`accept comment "accept traffic for k8s network policy allow-y ${label}"`);
+  });
+
+  test("each policy protocol gets its own chain with one counting accept rule", () => {
+    const t = render({ policies: [allowDns] });
+    expect(chainRules(t, "np.eg.udp.allow-dns")).toEqual(['counter name "np.eg.udp.allow-dns" accept comment "accept traffic for np allow-dns udp"']);
+    expect(chainRules(t, "np.eg.tcp.allow-dns")).toEqual(['counter name "np.eg.tcp.allow-dns" accept comment "accept traffic for np allow-dns tcp"']);
+    expect(t).not.toContain("np.eg.any.allow-dns");
+  });
+
+  test("egress matches destination, protocol and port of the policy", () => {
+    const t = render({ policies: [allowDns] });
+    expect(egressTarget(t, 4, "198.51.100.53", "udp", 53)).toBe("np.eg.udp.allow-dns");
+    expect(egressTarget(t, 4, "198.51.100.53", "tcp", 53)).toBe("np.eg.tcp.allow-dns");
+    expect(egressTarget(t, 6, "2001:db8:53::53", "udp", 53)).toBe("np.eg.udp.allow-dns");
+    expect(egressTarget(t, 4, "198.51.100.53", "udp", 54)).toBeNull();
+    expect(egressTarget(t, 4, "198.51.100.54", "udp", 53)).toBeNull();
+    expect(egressTarget(t, 4, "198.51.100.53", "sctp", 53)).toBeNull();
+    expect(egressTarget(t, 4, "198.51.100.53", "icmp", 0)).toBeNull();
+  });
+
+  test("egress applies only to sources in the cluster prefixes", () => {
+    const rules = chainRules(render({ policies: [allowDns] }), "forward");
+    expect(rules).toContain("ip saddr @cluster_prefixes4 ip daddr . meta l4proto . th dport vmap @egress4_ports");
+    expect(rules).toContain("ip6 saddr @cluster_prefixes6 ip6 daddr vmap @egress6_any");
+  });
+
+  test("ingress matches the source, towards the private interfaces", () => {
+    const t = render({ policies: [policy("ssh-in", { ingress: [{ from: [{ cidr: "192.0.2.0/24" }], ports: [{ port: 22 }] }] })] });
+    expect(ingressTarget(t, 4, "192.0.2.9", "tcp", 22)).toBe("np.in.tcp.ssh-in");
+    expect(ingressTarget(t, 4, "192.0.3.9", "tcp", 22)).toBeNull();
+    expect(chainRules(t, "forward")).toContain('oifname { "vlan42", "vrf42" } ip saddr . meta l4proto . th dport vmap @ingress4_ports');
+    expect(mapElements(t, "egress4_ports")).toEqual([]);
+  });
+
+  test("missing to: any destination of both families", () => {
+    const t = render({ policies: [policy("web-out", { egress: [{ ports: [{ port: 443 }] }] })] });
+    expect(egressTarget(t, 4, "0.0.0.0", "tcp", 443)).toBe("np.eg.tcp.web-out");
+    expect(egressTarget(t, 4, "255.255.255.255", "tcp", 443)).toBe("np.eg.tcp.web-out");
+    expect(egressTarget(t, 6, "2001:db8::1", "tcp", 443)).toBe("np.eg.tcp.web-out");
+    expect(section(t, "map", "egress4_ports")).toContain("0.0.0.0/0 . tcp . 443 : jump np.eg.tcp.web-out");
+    expect(section(t, "map", "egress6_ports")).toContain("::/0 . tcp . 443 : jump np.eg.tcp.web-out");
+  });
+
+  test("missing ports: every protocol and port, including non-port protocols", () => {
+    const t = render({ policies: [policy("to-partner", { egress: [{ to: [{ cidr: "203.0.113.0/24" }] }] })] });
+    for (const proto of ["tcp", "udp", "sctp"]) expect(egressTarget(t, 4, "203.0.113.1", proto, 1)).toBe("np.eg.any.to-partner");
+    expect(egressTarget(t, 4, "203.0.113.1", "tcp", 65535)).toBe("np.eg.any.to-partner");
+    expect(egressTarget(t, 4, "203.0.113.1", "icmp", 0)).toBe("np.eg.any.to-partner");
+    expect(egressTarget(t, 4, "203.0.114.1", "icmp", 0)).toBeNull();
+  });
+
+  test("an empty rule (no to, no ports) accepts everything", () => {
+    const t = render({ policies: [policy("open", { egress: [{}] })] });
+    expect(egressTarget(t, 4, "8.8.8.8", "icmp", 0)).toBe("np.eg.any.open");
+    expect(egressTarget(t, 6, "::1", "udp", 9)).toBe("np.eg.any.open");
+  });
+
+  test("endPort renders an inclusive port range", () => {
+    const t = render({ policies: [policy("backends", { egress: [{ to: [{ cidr: "198.18.0.0/15" }], ports: [{ port: 8000, endPort: 8100 }] }] })] });
+    expect(section(t, "map", "egress4_ports")).toContain("198.18.0.0/15 . tcp . 8000-8100 : jump np.eg.tcp.backends");
+    expect(egressTarget(t, 4, "198.19.255.255", "tcp", 8100)).toBe("np.eg.tcp.backends");
+    expect(egressTarget(t, 4, "198.19.255.255", "tcp", 8101)).toBeNull();
+    expect(egressTarget(t, 4, "198.19.255.255", "tcp", 7999)).toBeNull();
+  });
+
+  test("a protocol-only port entry opens all ports of that protocol only", () => {
+    const t = render({ policies: [policy("sctp-all", { egress: [{ to: [{ cidr: "192.0.2.0/24" }], ports: [{ protocol: "SCTP" }] }] })] });
+    expect(section(t, "map", "egress4_ports")).toContain("192.0.2.0/24 . sctp . 0-65535 : jump np.eg.sctp.sctp-all");
+    expect(egressTarget(t, 4, "192.0.2.1", "tcp", 80)).toBeNull();
+  });
+
+  test("an except removes addresses from its block", () => {
+    const t = render({ policies: [policy("https", { egress: [{ to: [{ cidr: "203.0.113.0/24", except: ["203.0.113.0/28"] }], ports: [{ port: 443 }] }] })] });
+    expect(egressTarget(t, 4, "203.0.113.15", "tcp", 443)).toBeNull();
+    expect(egressTarget(t, 4, "203.0.113.16", "tcp", 443)).toBe("np.eg.tcp.https");
+    expect(egressTarget(t, 4, "203.0.113.255", "tcp", 443)).toBe("np.eg.tcp.https");
+    // Excepts are computed into the map elements; no `!=` match is needed for them (SPEC §4.6).
+    for (const r of chainRules(t, "forward")) if (r.includes("vmap")) expect(r).not.toContain("!=");
+    expect(t).not.toContain("203.0.113.0/28");
+  });
+
+  test("egress except applies per block: an except of block 1 does not remove addresses of block 2 in the same rule", () => {
+    const t = render({
+      policies: [
+        policy("per-block", {
+          egress: [{ to: [{ cidr: "10.128.0.0/16", except: ["10.128.5.0/24"] }, { cidr: "10.128.5.0/24" }, { cidr: "192.0.2.0/24", except: ["192.0.2.0/28"] }], ports: [{ port: 443 }] }],
+        }),
+      ],
+    });
+    expect(egressTarget(t, 4, "10.128.5.7", "tcp", 443)).toBe("np.eg.tcp.per-block");
+    expect(egressTarget(t, 4, "10.128.6.7", "tcp", 443)).toBe("np.eg.tcp.per-block");
+    expect(egressTarget(t, 4, "192.0.2.7", "tcp", 443)).toBeNull();
+    expect(egressTarget(t, 4, "192.0.2.17", "tcp", 443)).toBe("np.eg.tcp.per-block");
+  });
+
+  test("ingress except applies per block too", () => {
+    const t = render({ policies: [policy("in-per-block", { ingress: [{ from: [{ cidr: "198.51.100.0/24", except: ["198.51.100.0/25"] }, { cidr: "198.51.100.0/26" }] }] })] });
+    expect(ingressTarget(t, 4, "198.51.100.1", "udp", 1)).toBe("np.in.any.in-per-block");
+    expect(ingressTarget(t, 4, "198.51.100.100", "udp", 1)).toBeNull();
+    expect(ingressTarget(t, 4, "198.51.100.200", "udp", 1)).toBe("np.in.any.in-per-block");
+  });
+
+  test("excepts of one rule do not affect another rule of the same policy", () => {
+    const t = render({
+      policies: [policy("two-rules", { egress: [{ to: [{ cidr: "192.0.2.0/24", except: ["192.0.2.0/28"] }], ports: [{ port: 80 }] }, { to: [{ cidr: "192.0.2.0/28" }], ports: [{ port: 80 }] }] })],
+    });
+    expect(egressTarget(t, 4, "192.0.2.1", "tcp", 80)).toBe("np.eg.tcp.two-rules");
+  });
+
+  test("an except covering its whole block leaves nothing, not everything", () => {
+    const t = render({ policies: [policy("nothing", { egress: [{ to: [{ cidr: "192.0.2.0/24", except: ["192.0.2.0/24"] }], ports: [{ port: 80 }] }] })] });
+    expect(mapElements(t, "egress4_ports")).toEqual([]);
+    expect(mapElements(t, "egress6_ports")).toEqual([]);
+    expect(mapElements(t, "egress4_any")).toEqual([]);
+  });
+
+  test("IPv6 blocks render only into ip6 maps, never into ip maps", () => {
+    const t = render({
+      policies: [
+        policy("v6-only", { egress: [{ to: [{ cidr: "2001:db8:443::/48", except: ["2001:db8:443:ff::/64"] }], ports: [{ port: 443 }] }, { to: [{ cidr: "2001:db8:1::/48" }] }], ingress: [{ from: [{ cidr: "2001:db8:2::/48" }] }] }),
+      ],
+    });
+    for (const m of ["egress4_ports", "egress4_any", "ingress4_ports", "ingress4_any", "services4"]) {
+      expect(mapElements(t, m)).toEqual([]);
+      expect(section(t, "map", m)).not.toContain("2001:db8");
+    }
+    expect(section(t, "map", "egress6_ports")).toContain("2001:db8:443::-2001:db8:443:fe:ffff:ffff:ffff:ffff . tcp . 443 : jump np.eg.tcp.v6-only");
+    expect(egressTarget(t, 6, "2001:db8:443:ff::1", "tcp", 443)).toBeNull();
+    expect(egressTarget(t, 6, "2001:db8:443:100::1", "tcp", 443)).toBe("np.eg.tcp.v6-only");
+    expect(ingressTarget(t, 6, "2001:db8:2::9", "icmpv6", 0)).toBe("np.in.any.v6-only");
+    // No rule puts an IPv6 literal behind an `ip` match.
+    for (const line of t.split("\n")) if (/\bip (s|d)addr\b/.test(line)) expect(line).not.toMatch(/[0-9a-f]*:[0-9a-f]*:/);
+  });
+
+  test("a rule with IPv4 and IPv6 blocks puts each into its own family's map", () => {
+    const t = render({ policies: [allowDns] });
+    expect(mapElements(t, "egress4_ports").every((e) => e.keys[0]?.[1] !== undefined && (e.keys[0]?.[1] as bigint) < 1n << 32n)).toBe(true);
+    expect(section(t, "map", "egress4_ports")).toContain("198.51.100.53 . udp . 53 : jump np.eg.udp.allow-dns");
+    expect(section(t, "map", "egress6_ports")).toContain("2001:db8:53::53 . udp . 53 : jump np.eg.udp.allow-dns");
+  });
+
+  test("an overlap between two policies is owned by the policy whose name sorts first, each point once", () => {
+    const a = policy("a-narrow", { egress: [{ to: [{ cidr: "192.0.2.0/28" }], ports: [{ port: 443 }] }] });
+    const b = policy("b-wide", { egress: [{ to: [{ cidr: "192.0.2.0/24" }], ports: [{ port: 400, endPort: 500 }] }] });
+    for (const policies of [[a, b], [b, a]]) {
+      const t = render({ policies });
+      expect(egressTarget(t, 4, "192.0.2.1", "tcp", 443)).toBe("np.eg.tcp.a-narrow");
+      expect(egressTarget(t, 4, "192.0.2.1", "tcp", 444)).toBe("np.eg.tcp.b-wide");
+      expect(egressTarget(t, 4, "192.0.2.100", "tcp", 443)).toBe("np.eg.tcp.b-wide");
+    }
+  });
+
+  test("a policy's description never reaches the ruleset", () => {
+    const t = render({ policies: [policy("desc", { description: 'evil"; flush ruleset; #', egress: [{}] })] });
+    expect(t).not.toContain("evil");
+    expect(t).not.toContain("flush");
+  });
+
+  test("a policy with no rules renders no chain", () => {
+    const t = render({ policies: [policy("empty", {})] });
+    expect(t).not.toContain("empty");
+  });
+});
+
+describe("render: LoadBalancer services (SPEC §4.4)", () => {
+  const web = service("shop", "web", { ports: [{ port: 443 }, { port: 53, protocol: "UDP" }], loadBalancerSourceRanges: ["198.51.100.0/24", "2001:db8:1::/48"] }, ["203.0.113.80", "2001:db8::80"]);
+
+  test("comment: accept traffic for k8s service <namespace>/<name>", () => {
+    const t = render({ services: [web] });
+    expect(chainRules(t, "svc.shop.web")).toEqual(['counter name "svc.shop.web" accept comment "accept traffic for k8s service shop/web"']);
+  });
+
+  test("each address, port and source range becomes a services map element", () => {
+    const t = render({ services: [web] });
+    const v4 = mapElements(t, "services4");
+    expect(lookup(v4, [addressValue("203.0.113.80"), 6n, 443n, addressValue("198.51.100.7")])).toBe("svc.shop.web");
+    expect(lookup(v4, [addressValue("203.0.113.80"), 17n, 53n, addressValue("198.51.100.7")])).toBe("svc.shop.web");
+    expect(lookup(v4, [addressValue("203.0.113.80"), 6n, 443n, addressValue("192.0.2.1")])).toBeNull();
+    expect(lookup(v4, [addressValue("203.0.113.80"), 17n, 443n, addressValue("198.51.100.7")])).toBeNull();
+    const v6 = mapElements(t, "services6");
+    expect(lookup(v6, [addressValue("2001:db8::80"), 6n, 443n, addressValue("2001:db8:1::5")])).toBe("svc.shop.web");
+    expect(section(t, "map", "services4")).not.toContain("2001:db8");
+    expect(chainRules(t, "forward")).toContain("ip daddr . meta l4proto . th dport . ip saddr vmap @services4");
+  });
+
+  test("without source ranges, any source", () => {
+    const t = render({ services: [service("shop", "open", { ports: [{ port: 80 }] }, ["203.0.113.81"])] });
+    expect(section(t, "map", "services4")).toContain("203.0.113.81 . tcp . 80 . 0.0.0.0/0 : jump svc.shop.open");
+  });
+
+  test("spec.loadBalancerIP counts as an address", () => {
+    const t = render({ services: [service("shop", "fixed", { loadBalancerIP: "203.0.113.82", ports: [{ port: 80 }] })] });
+    expect(section(t, "map", "services4")).toContain("203.0.113.82 . tcp . 80 . 0.0.0.0/0 : jump svc.shop.fixed");
+  });
+
+  test("source ranges of only the other family open nothing for that address", () => {
+    const t = render({ services: [service("shop", "v6src", { ports: [{ port: 80 }], loadBalancerSourceRanges: ["2001:db8::/32"] }, ["203.0.113.83"])] });
+    expect(mapElements(t, "services4")).toEqual([]);
+  });
+
+  test("a service without addresses or ports opens nothing and has no chain", () => {
+    const t = render({ services: [service("shop", "pending", { ports: [{ port: 80 }] }), service("shop", "portless", {}, ["203.0.113.84"])] });
+    expect(mapElements(t, "services4")).toEqual([]);
+    expect(t).not.toContain("svc.shop.pending");
+    expect(t).not.toContain("svc.shop.portless");
+  });
+
+  test("two services on one address and port: the first by namespace/name owns it", () => {
+    const t = render({ services: [service("b", "x", { ports: [{ port: 80 }] }, ["203.0.113.85"]), service("a", "y", { ports: [{ port: 80 }] }, ["203.0.113.85"])] });
+    expect(lookup(mapElements(t, "services4"), [addressValue("203.0.113.85"), 6n, 80n, 1n])).toBe("svc.a.y");
+  });
+});
+
+describe("render: scale and determinism (SPEC §4.6)", () => {
+  const many = (n: number) =>
+    Array.from({ length: n }, (_, i) =>
+      policy(`p-${String(i).padStart(4, "0")}`, {
+        egress: [{ to: [{ cidr: `198.18.${i % 256}.0/24`, except: [`198.18.${i % 256}.${i % 128}/32`] }, { cidr: `2001:db8:${i.toString(16)}::/48` }], ports: [{ port: 1000 + i }, { protocol: "UDP", port: 53 }] }],
+        ingress: [{ from: [{ cidr: `192.0.2.${i % 256}/32` }] }],
+      }),
+    );
+
+  test("the number of rules in chain forward does not grow with the number of policies", () => {
+    const one = chainRules(render({ policies: many(1) }), "forward").length;
+    const big = renderRuleset(state({ policies: many(500), services: [service("shop", "web", { ports: [{ port: 443 }] }, ["203.0.113.80"])] })).text;
+    expect(chainRules(big, "forward").length).toBe(one);
+    expect(chainRules(render({}), "forward").length).toBe(one);
+    // Every policy still has its own counting chain.
+    expect(big).toContain("chain np.eg.tcp.p-0499 {");
+    expect(big).toContain("chain np.in.any.p-0499 {");
+  });
+
+  test("the same input twice gives the same text", () => {
+    const s = state({ policies: many(30), services: [service("shop", "web", { ports: [{ port: 443 }] }, ["203.0.113.80"])] });
+    expect(renderRuleset(s).text).toBe(renderRuleset(s).text);
+  });
+
+  test("the input order of policies and services does not change the text", () => {
+    const policies = many(40);
+    const services = [service("shop", "web", { ports: [{ port: 443 }] }, ["203.0.113.80"]), service("shop", "api", { ports: [{ port: 443 }] }, ["203.0.113.80"]), service("a", "z", { ports: [{ port: 80 }] }, ["2001:db8::1"])];
+    const expected = render({ policies, services });
+    fc.assert(
+      fc.property(fc.shuffledSubarray(policies, { minLength: policies.length, maxLength: policies.length }), fc.shuffledSubarray(services, { minLength: 3, maxLength: 3 }), (ps, ss) => {
+        expect(render({ policies: ps, services: ss })).toBe(expected);
+      }),
+      { numRuns: 20 },
+    );
+  });
+});
+
+/* ---------- property: the rendered maps route every packet as the policies say ---------- */
+
+type Proto = "tcp" | "udp" | "sctp" | "icmp";
+
+function peerMatch(peers: PolicyRule["peers"], family: 4 | 6, addr: bigint): boolean {
+  if (peers === null) return true;
+  return peers.some((b) => b.cidr.family === family && b.cidr.first <= addr && addr <= b.cidr.last && !b.except.some((e) => e.first <= addr && addr <= e.last));
+}
+
+/** Direct reading of SPEC §4.2/4.3 (+ §4.6 ownership): first policy by name, its protocol chain before its "any" chain. */
+function expectedPolicyTarget(policies: readonly Policy[], dir: "egress" | "ingress", family: 4 | 6, addr: bigint, proto: Proto, port: number): string | null {
+  for (const p of policies.toSorted((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    let viaPort = false;
+    let viaAny = false;
+    for (const rule of p[dir]) {
+      if (!peerMatch(rule.peers, family, addr)) continue;
+      if (rule.ports === null) viaAny = true;
+      else if (rule.ports.some((r) => r.protocol === proto && r.first <= port && port <= r.last)) viaPort = true;
+    }
+    if (viaPort) return policyChain(dir, proto as "tcp", p.name);
+    if (viaAny) return policyChain(dir, "any", p.name);
+  }
+  return null;
+}
+
+function expectedServiceTarget(services: readonly LoadBalancer[], family: 4 | 6, daddr: bigint, proto: Proto, port: number, saddr: bigint): string | null {
+  const key = (s: LoadBalancer) => `${s.namespace}/${s.name}`;
+  for (const s of services.toSorted((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))) {
+    if (!s.addresses.some((a) => a.family === family && a.value === daddr)) continue;
+    if (!s.ports.some((p) => p.protocol === proto && p.port === port)) continue;
+    const srcOk = s.sourceRanges.length === 0 || s.sourceRanges.some((c) => c.family === family && c.first <= saddr && saddr <= c.last);
+    if (srcOk) return serviceChain(s.namespace, s.name);
+  }
+  return null;
+}
+
+/** Interesting addresses: every block/except edge and its neighbours, plus the family's ends. */
+function probeAddresses(policies: readonly Policy[], services: readonly LoadBalancer[], family: 4 | 6): bigint[] {
+  const max = family === 4 ? (1n << 32n) - 1n : (1n << 128n) - 1n;
+  const out = new Set<bigint>([0n, max]);
+  const edges = (first: bigint, last: bigint) => {
+    for (const x of [first - 1n, first, first + 1n, (first + last) / 2n, last - 1n, last, last + 1n]) if (x >= 0n && x <= max) out.add(x);
+  };
+  for (const p of policies)
+    for (const rule of [...p.egress, ...p.ingress])
+      for (const b of rule.peers ?? [])
+        if (b.cidr.family === family) {
+          edges(b.cidr.first, b.cidr.last);
+          for (const e of b.except) edges(e.first, e.last);
+        }
+  for (const s of services) {
+    for (const a of s.addresses) if (a.family === family) out.add(a.value);
+    for (const c of s.sourceRanges) if (c.family === family) edges(c.first, c.last);
+  }
+  return [...out];
+}
+
+function probePorts(policies: readonly Policy[], services: readonly LoadBalancer[]): number[] {
+  const out = new Set<number>([0, 1, 65535]);
+  for (const p of policies) for (const rule of [...p.egress, ...p.ingress]) for (const r of rule.ports ?? []) for (const x of [r.first - 1, r.first, r.last, r.last + 1]) if (x >= 0 && x <= 65535) out.add(x);
+  for (const s of services) for (const p of s.ports) out.add(p.port);
+  return [...out];
+}
+
+describe("render: property", () => {
+  test("for random valid policies and services, map lookups agree with a direct evaluation of SPEC §4.2-4.4", () => {
+    fc.assert(
+      fc.property(policiesArb(4), servicesArb(3), (rawPolicies, rawServices) => {
+        const policies = rawPolicies.map((o) => {
+          const r = parsePolicy(o);
+          if (!r.ok) throw new Error(`generator produced an invalid policy: ${JSON.stringify(r.problems)}`);
+          return r.value;
+        });
+        const services = rawServices.map((o) => {
+          const r = parseService(o);
+          if (!r.ok) throw new Error(`generator produced an invalid service: ${JSON.stringify(r.problems)}`);
+          return r.value;
+        });
+        const t = renderRuleset(state({ policies, services })).text;
+        const ports = probePorts(policies, services);
+        for (const family of [4, 6] as const) {
+          const maps = {
+            egressPorts: mapElements(t, `egress${family}_ports`),
+            egressAny: mapElements(t, `egress${family}_any`),
+            ingressPorts: mapElements(t, `ingress${family}_ports`),
+            ingressAny: mapElements(t, `ingress${family}_any`),
+            services: mapElements(t, `services${family}`),
+          };
+          const addrs = probeAddresses(policies, services, family);
+          for (const addr of addrs) {
+            for (const proto of ["tcp", "udp", "sctp", "icmp"] as const) {
+              for (const port of proto === "icmp" ? [0] : ports) {
+                const key = [addr, PROTO_NUMBER[proto] as bigint, BigInt(port)];
+                const eg = (proto !== "icmp" ? lookup(maps.egressPorts, key) : null) ?? lookup(maps.egressAny, [addr]);
+                const ing = (proto !== "icmp" ? lookup(maps.ingressPorts, key) : null) ?? lookup(maps.ingressAny, [addr]);
+                expect(eg).toBe(expectedPolicyTarget(policies, "egress", family, addr, proto, port));
+                expect(ing).toBe(expectedPolicyTarget(policies, "ingress", family, addr, proto, port));
+              }
+            }
+          }
+          for (const s of services) {
+            for (const a of s.addresses.filter((x) => x.family === family)) {
+              for (const p of s.ports) {
+                for (const saddr of addrs.slice(0, 40)) {
+                  const got = lookup(maps.services, [a.value, PROTO_NUMBER[p.protocol] as bigint, BigInt(p.port), saddr]);
+                  expect(got).toBe(expectedServiceTarget(services, family, a.value, p.protocol, p.port, saddr));
+                }
+              }
+            }
+          }
+        }
+      }),
+      { numRuns: 60 },
+    );
+  }, 30_000);
+});
