@@ -80,9 +80,13 @@ try {
   const t7 = performance.now();
   const r2 = renderRuleset(changedState);
   const t8 = performance.now();
-  const changed = await applyRuleset(r2, { nft, table: "firewall" });
+  const changed = await applyRuleset(r2, { nft, table: "firewall", previous: ruleset });
   const t9 = performance.now();
-  console.log(`one policy changed: render ${(t8 - t7).toFixed(0)} ms + check/apply ${(t9 - t8).toFixed(0)} ms = ${(t9 - t7).toFixed(0)} ms, changed=${changed.changed}`);
+  console.log(`one policy changed, patched: render ${(t8 - t7).toFixed(0)} ms + check/apply ${(t9 - t8).toFixed(0)} ms = ${(t9 - t7).toFixed(0)} ms, mode=${changed.mode}`);
+  const t10 = performance.now();
+  const back = await applyRuleset(ruleset, { nft, table: "firewall" });
+  const t11 = performance.now();
+  console.log(`one policy changed, replaced (no previous, as with --once): check/apply ${(t11 - t10).toFixed(0)} ms, mode=${back.mode}`);
   console.log(`rss: ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB`);
 } finally {
   await runCommand(["ip", "netns", "del", ns]);

@@ -9,13 +9,21 @@
  * records which rendering is active, so an unchanged input applies nothing,
  * also after a restart.
  *
+ * When the caller still knows the ruleset it applied last (`previous`) and the
+ * kernel still runs it, a change that leaves the skeleton (sets, forward
+ * chain, map types) alone is applied as a patch: only the per-policy chains
+ * and map elements that differ are added or deleted. The cost of a change is
+ * then the size of the change, not of the table. A patch nft refuses falls
+ * back to the full replacement.
+ *
  * @example
  * ```ts
  * import { runCommand } from "../exec.ts";
  * import { nftClient } from "./client.ts";
  * import { applyRuleset } from "./apply.ts";
+ * const text = "table inet firewall {\n}\n";
  * const result = await applyRuleset(
- *   { text: "table inet firewall {\n}\n", counters: [] },
+ *   { text, counters: [], skeleton: text, chains: new Map(), elements: new Map() },
  *   { nft: nftClient("nft", runCommand), table: "firewall" },
  * );
  * console.log(result.changed);
@@ -24,7 +32,7 @@
  */
 import { createHash } from "node:crypto";
 import { FirewallError } from "../errors.ts";
-import type { Ruleset } from "../ruleset/render.ts";
+import { ownerRule, type Ruleset } from "../ruleset/render.ts";
 import type { NftClient, TableInventory } from "./client.ts";
 
 export interface ApplyResult {
@@ -33,6 +41,8 @@ export interface ApplyResult {
   readonly revision: string;
   /** The text persisted for the OS to load at boot (standalone, idempotent). */
   readonly persisted: string;
+  /** How it was applied. */
+  readonly mode: "unchanged" | "replaced" | "patched";
 }
 
 export const REVISION_PREFIX = "revision.";
@@ -66,15 +76,36 @@ export function replacementScript(inv: TableInventory | null, ruleset: Ruleset, 
   return `${lines.join("\n")}\n${marked}`;
 }
 
-/** Checks, then applies, the ruleset unless the kernel already runs this exact revision. */
-export async function applyRuleset(ruleset: Ruleset, deps: { nft: NftClient; table: string }): Promise<ApplyResult> {
-  const { nft, table } = deps;
-  const revision = revisionOf(ruleset.text);
-  const marked = withMarker(ruleset.text, table, revision);
-  const persisted = persistedForm(marked, table);
-  const inv = await nft.inventory(table);
-  if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) return { changed: false, revision, persisted };
-  const script = replacementScript(inv, ruleset, table, marked);
+/**
+ * The transaction that turns `previous` (running, same skeleton) into `next`:
+ * new chains and counters first, then element deletions and additions, then
+ * chains no element jumps to any more, then the marker.
+ */
+export function patchScript(previous: Ruleset, next: Ruleset, table: string, revisions: { from: string; to: string }): string {
+  const t = `inet ${table}`;
+  const lines: string[] = [];
+  for (const [chain, comment] of next.chains) {
+    const before = previous.chains.get(chain);
+    if (before === comment) continue;
+    if (before === undefined) lines.push(`add counter ${t} ${chain}`, `add chain ${t} ${chain}`);
+    else lines.push(`flush chain ${t} ${chain}`);
+    lines.push(`add rule ${t} ${chain} ${ownerRule(chain, comment)}`);
+  }
+  for (const [map, elements] of next.elements) {
+    const old = previous.elements.get(map) ?? new Map<string, string>();
+    const removed = [...old].filter(([key, chain]) => elements.get(key) !== chain).map(([key]) => key);
+    const added = [...elements].filter(([key, chain]) => old.get(key) !== chain);
+    if (removed.length > 0) lines.push(`delete element ${t} ${map} { ${removed.join(", ")} }`);
+    if (added.length > 0) lines.push(`add element ${t} ${map} { ${added.map(([key, chain]) => `${key} : jump ${chain}`).join(", ")} }`);
+  }
+  for (const chain of previous.chains.keys()) {
+    if (!next.chains.has(chain)) lines.push(`delete chain ${t} ${chain}`, `delete counter ${t} ${chain}`);
+  }
+  lines.push(`delete chain ${t} ${REVISION_PREFIX}${revisions.from}`, `add chain ${t} ${REVISION_PREFIX}${revisions.to}`);
+  return `${lines.join("\n")}\n`;
+}
+
+async function checkAndRun(nft: NftClient, script: string): Promise<void> {
   const check = await nft.check(script);
   if (check.code !== 0) {
     throw new FirewallError("nft_check_failed", `nft -c rejected the rendered ruleset, the previous ruleset stays active: ${check.stderr.trim().slice(0, 2000)}`);
@@ -83,7 +114,32 @@ export async function applyRuleset(ruleset: Ruleset, deps: { nft: NftClient; tab
   if (run.code !== 0) {
     throw new FirewallError("nft_apply_failed", `nft -f failed, the previous ruleset stays active: ${run.stderr.trim().slice(0, 2000)}`);
   }
-  return { changed: true, revision, persisted };
+}
+
+/**
+ * Checks, then applies, the ruleset unless the kernel already runs this exact
+ * revision; patches instead of replacing when `previous` allows it.
+ */
+export async function applyRuleset(ruleset: Ruleset, deps: { nft: NftClient; table: string; previous?: Ruleset }): Promise<ApplyResult> {
+  const { nft, table, previous } = deps;
+  const revision = revisionOf(ruleset.text);
+  const marked = withMarker(ruleset.text, table, revision);
+  const persisted = persistedForm(marked, table);
+  const inv = await nft.inventory(table);
+  if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) return { changed: false, revision, persisted, mode: "unchanged" };
+  if (previous && previous.skeleton === ruleset.skeleton) {
+    const from = revisionOf(previous.text);
+    if (inv?.chains.includes(`${REVISION_PREFIX}${from}`)) {
+      try {
+        await checkAndRun(nft, patchScript(previous, ruleset, table, { from, to: revision }));
+        return { changed: true, revision, persisted, mode: "patched" };
+      } catch {
+        // The kernel is not quite what we think (edited by hand?): the full replacement below repairs it.
+      }
+    }
+  }
+  await checkAndRun(nft, replacementScript(inv, ruleset, table, marked));
+  return { changed: true, revision, persisted, mode: "replaced" };
 }
 
 /** Removes our table (Firewall object deleted); other tables are never touched. */
