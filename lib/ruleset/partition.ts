@@ -82,9 +82,7 @@ function partitionFrom(boxes: readonly Box[], dim: number, ndims: number): Piece
   if (dim === ndims - 1) return paint1(boxes, dim).map((p) => ({ dims: [p.span], owner: p.owner }));
   const ev = events(boxes, dim);
   const active = new Set<Box>();
-  const runs: { first: bigint; last: bigint; key: string; inner: Piece[] }[] = [];
-  let inner: Piece[] = [];
-  let key = "";
+  const runs: { first: bigint; last: bigint; inner: Piece[] }[] = [];
   let i = 0;
   while (i < ev.length) {
     const at = (ev[i] as Event).at;
@@ -96,13 +94,27 @@ function partitionFrom(boxes: readonly Box[], dim: number, ndims: number): Piece
     const next = i < ev.length ? (ev[i] as Event).at : undefined;
     if (active.size === 0 || next === undefined) continue;
     // Only a change of the active set can change the inner split.
-    inner = partitionFrom([...active], dim + 1, ndims);
-    key = inner.map((p) => `${p.dims.map((s) => `${s[0]}-${s[1]}`).join(",")}:${p.owner}`).join(";");
+    const inner = partitionFrom([...active], dim + 1, ndims);
     const last = runs.at(-1);
-    if (last && last.key === key && last.last + 1n === at) last.last = next - 1n;
-    else runs.push({ first: at, last: next - 1n, key, inner });
+    if (last && last.last + 1n === at && samePieces(last.inner, inner)) last.last = next - 1n;
+    else runs.push({ first: at, last: next - 1n, inner });
   }
   return runs.flatMap((r) => r.inner.map((p) => ({ dims: [[r.first, r.last] as Span, ...p.dims], owner: p.owner })));
+}
+
+function samePieces(a: readonly Piece[], b: readonly Piece[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as Piece;
+    const y = b[i] as Piece;
+    if (x.owner !== y.owner) return false;
+    for (let d = 0; d < x.dims.length; d++) {
+      const sx = x.dims[d] as Span;
+      const sy = y.dims[d] as Span;
+      if (sx[0] !== sy[0] || sx[1] !== sy[1]) return false;
+    }
+  }
+  return true;
 }
 
 /** Disjoint pieces covering the union of `boxes`; all boxes must have the same number of dimensions. */
