@@ -69,14 +69,21 @@ export interface ClassifyOptions {
 /** `kind namespace/name (source)`, for messages. */
 export const formatRef = (r: ObjectRef): string => `${r.kind} ${r.namespace}/${r.name}${r.source ? ` (${r.source})` : ""}`;
 
+/**
+ * User text as it may appear in a report line: plain when it is made of
+ * name-like characters, else JSON-quoted, so a name can never add a line or
+ * send a terminal escape.
+ */
+const printable = (x: string): string => (/^[A-Za-z0-9._\-/:#\[\]]{1,253}$/.test(x) ? x : show(x));
+
 function refOf(object: unknown, source: string | undefined): ObjectRef {
   const o = (object ?? {}) as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
-  const text = (x: unknown, fallback: string) => (typeof x === "string" && x !== "" ? x : fallback);
+  const text = (x: unknown, fallback: string) => (typeof x === "string" && x !== "" ? printable(x) : fallback);
   return {
     kind: text(o.kind, "(no kind)"),
     namespace: text(o.metadata?.namespace, "default"),
-    name: typeof o.metadata?.name === "string" ? o.metadata.name.slice(0, 253) : "(no name)",
-    ...(source ? { source } : {}),
+    name: text(o.metadata?.name, "(no name)"),
+    ...(source ? { source: printable(source) } : {}),
   };
 }
 

@@ -73,6 +73,8 @@ const LoadBalancerSchema = v.looseObject({
   ),
 });
 
+const SERVICE_NAME = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
 /** The object is a Service of type LoadBalancer (the only kind that opens anything). */
 export const isLoadBalancer = (input: unknown): boolean =>
   (input as { spec?: { type?: unknown } } | null)?.spec?.type === "LoadBalancer";
@@ -82,6 +84,9 @@ export function parseService(input: unknown): Validated<LoadBalancer> {
   const r = v.safeParse(LoadBalancerSchema, input, { abortEarly: false });
   if (!r.success) return { ok: false, problems: issuesToProblems(r.issues) };
   const { metadata, spec, status } = r.output;
+  if (!SERVICE_NAME.test(metadata.name)) {
+    return { ok: false, problems: [{ path: "metadata.name", message: `${show(metadata.name)} is not a Service name (lowercase RFC 1035 label: a letter first, at most 63 characters)` }] };
+  }
   const seen = new Set<string>();
   const addresses = [];
   for (const ing of status?.loadBalancer?.ingress ?? []) if (ing.ip) addresses.push(ing.ip);

@@ -7,7 +7,11 @@
  * accounting and per-policy counters survive every change exactly), and
  * counters no longer wanted are deleted. A marker chain `revision.<hash>`
  * records which rendering is active, so an unchanged input applies nothing,
- * also after a restart.
+ * also after a restart. After every apply a second marker,
+ * `fingerprint.<hash>`, records a hash of what the kernel then holds (rules,
+ * set and map elements; not counter values); when the revision matches but the
+ * kernel's hash no longer does, someone changed our table by hand, and the
+ * full replacement repairs it.
  *
  * When the caller still knows the ruleset it applied last (`previous`) and the
  * kernel still runs it, a change that leaves the skeleton (sets, forward
@@ -41,11 +45,12 @@ export interface ApplyResult {
   readonly revision: string;
   /** The text persisted for the OS to load at boot (standalone, idempotent). */
   readonly persisted: string;
-  /** How it was applied. */
-  readonly mode: "unchanged" | "replaced" | "patched";
+  /** How it was applied; `repaired`: the revision was running but the table had been edited. */
+  readonly mode: "unchanged" | "replaced" | "patched" | "repaired";
 }
 
 export const REVISION_PREFIX = "revision.";
+export const FINGERPRINT_PREFIX = "fingerprint.";
 
 const COUNTED_CHAIN = /^(np|svc)\./;
 
@@ -116,30 +121,52 @@ async function checkAndRun(nft: NftClient, script: string): Promise<void> {
   }
 }
 
+/** Records the kernel's fingerprint of our table in a marker chain (its own small transaction). */
+async function stampFingerprint(nft: NftClient, table: string, old: readonly string[]): Promise<void> {
+  const fp = await nft.fingerprint(table, FINGERPRINT_PREFIX);
+  const lines = old.map((c) => `delete chain inet ${table} ${c}`);
+  lines.push(`add chain inet ${table} ${FINGERPRINT_PREFIX}${fp}`);
+  const r = await nft.run(`${lines.join("\n")}\n`);
+  if (r.code !== 0) throw new FirewallError("nft_apply_failed", `recording the ruleset fingerprint failed: ${r.stderr.trim()}`);
+}
+
 /**
  * Checks, then applies, the ruleset unless the kernel already runs this exact
- * revision; patches instead of replacing when `previous` allows it.
+ * revision, untouched; patches instead of replacing when `previous` allows it.
+ * `verify: false` trusts the revision marker alone (cheaper: no full listing).
  */
-export async function applyRuleset(ruleset: Ruleset, deps: { nft: NftClient; table: string; previous?: Ruleset }): Promise<ApplyResult> {
+export async function applyRuleset(
+  ruleset: Ruleset,
+  deps: { nft: NftClient; table: string; previous?: Ruleset; verify?: boolean },
+): Promise<ApplyResult> {
   const { nft, table, previous } = deps;
   const revision = revisionOf(ruleset.text);
   const marked = withMarker(ruleset.text, table, revision);
   const persisted = persistedForm(marked, table);
   const inv = await nft.inventory(table);
-  if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) return { changed: false, revision, persisted, mode: "unchanged" };
-  if (previous && previous.skeleton === ruleset.skeleton) {
-    const from = revisionOf(previous.text);
-    if (inv?.chains.includes(`${REVISION_PREFIX}${from}`)) {
+  const fingerprints = (inv?.chains ?? []).filter((c) => c.startsWith(FINGERPRINT_PREFIX));
+  // Is the table still exactly as we left it? Only asked when verifying: it costs a full listing.
+  const untouched = async () =>
+    deps.verify === false || (fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`);
+  let drifted = false;
+  if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) {
+    if (await untouched()) return { changed: false, revision, persisted, mode: "unchanged" };
+    drifted = true;
+  } else if (previous && previous.skeleton === ruleset.skeleton && inv?.chains.includes(`${REVISION_PREFIX}${revisionOf(previous.text)}`)) {
+    if (await untouched()) {
       try {
-        await checkAndRun(nft, patchScript(previous, ruleset, table, { from, to: revision }));
+        await checkAndRun(nft, patchScript(previous, ruleset, table, { from: revisionOf(previous.text), to: revision }));
+        await stampFingerprint(nft, table, fingerprints);
         return { changed: true, revision, persisted, mode: "patched" };
       } catch {
-        // The kernel is not quite what we think (edited by hand?): the full replacement below repairs it.
+        // nft refused the patch: the full replacement below starts from whatever is there.
       }
-    }
+    } else drifted = true;
   }
-  await checkAndRun(nft, replacementScript(inv, ruleset, table, marked));
-  return { changed: true, revision, persisted, mode: "replaced" };
+  const fresh = await nft.inventory(table);
+  await checkAndRun(nft, replacementScript(fresh, ruleset, table, marked));
+  await stampFingerprint(nft, table, []);
+  return { changed: true, revision, persisted, mode: drifted ? "repaired" : "replaced" };
 }
 
 /** Removes our table (Firewall object deleted); other tables are never touched. */

@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { createHash } from "node:crypto";
 import type { CommandResult, Executor } from "../exec.ts";
 import { FirewallError } from "../errors.ts";
 
@@ -31,6 +32,12 @@ export interface NftClient {
   run(script: string): Promise<CommandResult>;
   /** Values of the named counters of `table inet <table>` (empty when there is none). */
   counters(table: string): Promise<Map<string, { packets: number; bytes: number }>>;
+  /**
+   * A hash of everything in `table inet <table>` that decides what passes
+   * (chains, rules, sets, maps and their elements, counter names), leaving out
+   * handles, counter values and chains whose name starts with `ignorePrefix`.
+   */
+  fingerprint(table: string, ignorePrefix: string): Promise<string>;
   /** `nft -j list ...` and similar read-only calls, parsed. */
   json(args: readonly string[]): Promise<unknown>;
 }
@@ -71,6 +78,18 @@ export function nftClient(nftPath: string, exec: Executor): NftClient {
         if (c && c.table === table && c.name) out.set(c.name, { packets: c.packets ?? 0, bytes: c.bytes ?? 0 });
       }
       return out;
+    },
+    async fingerprint(table, ignorePrefix) {
+      const doc = (await json(["list", "table", "inet", table])) as { nftables?: Record<string, Record<string, unknown>>[] };
+      const hash = createHash("sha256");
+      for (const o of doc.nftables ?? []) {
+        const [kind, body] = Object.entries(o)[0] ?? [];
+        if (!body || kind === "metainfo") continue;
+        if ((kind === "chain" && String(body.name).startsWith(ignorePrefix)) || (kind === "rule" && String(body.chain).startsWith(ignorePrefix))) continue;
+        const { handle: _h, packets: _p, bytes: _b, ...rest } = body;
+        hash.update(`${kind}:${JSON.stringify(rest)}\n`);
+      }
+      return hash.digest("hex").slice(0, 16);
     },
     check: (script) => exec([nftPath, "-c", "-f", "-"], { stdin: script }),
     run: (script) => exec([nftPath, "-f", "-"], { stdin: script }),

@@ -22,6 +22,8 @@ async function normalized(exec: ReturnType<typeof netnsExecutor>): Promise<Recor
   for (const o of doc.nftables) {
     const [kind, body] = Object.entries(o)[0] as [string, Record<string, unknown>];
     if (kind === "metainfo" || kind === "table") continue;
+    // The fingerprint marker hashes the table in its own object order, which patching changes.
+    if (String(body.name ?? body.chain).startsWith("fingerprint.")) continue;
     const { handle: _h, packets: _p, bytes: _b, ...rest } = body;
     if (kind === "rule") {
       const { chain, expr, comment } = rest as { chain: string; expr: unknown; comment?: string };
@@ -111,11 +113,11 @@ describe.skipIf(skip)("patching in a real kernel", () => {
     expect(r.mode).toBe("patched");
     expect((await nftPatched.counters("firewall")).get("np.eg.tcp.keep")).toEqual(seeded);
 
-    // Someone deletes a map element by hand: the next patch from b does not apply, the replacement repairs.
+    // Someone flushes a map by hand: the fingerprint no longer matches, so no patch; the replacement repairs.
     await inPatched(["nft", "flush", "map", "inet", "firewall", "egress4_ports"]);
     const c = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] })] }));
     const r2 = await applyRuleset(c, { nft: nftPatched, table: "firewall", previous: b });
-    expect(r2.mode).toBe("replaced");
+    expect(r2.mode).toBe("repaired");
     await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
     await applyRuleset(c, { nft: nftReplaced, table: "firewall" });
     expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));

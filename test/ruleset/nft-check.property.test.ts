@@ -144,7 +144,8 @@ describe("nft -c accepts the rendered ruleset", () => {
   nftTest("for names that look like addresses, numbers or nft keywords", () => {
     const names = ["0", "10.0.0.1", "1-a", "a.b.c", "a--b", "forward", "counter", "table", "accept", "drop", "jump", "ip", "inet", "flush", "ruleset", "comment"];
     const policies = names.map((n) => policy(n, { egress: [{ ports: [{ port: 443 }] }, { to: [{ cidr: "2001:db8::/32" }] }], ingress: [{ ports: [{ protocol: "UDP" }] }] }));
-    const services = names.map((n) => service(n.replace(/\./g, "-"), n, { ports: [{ port: 80 }] }, ["203.0.113.80"]));
+    // Service names are RFC 1035 labels (a letter first, no dots); namespaces are RFC 1123 labels.
+    const services = names.map((n) => service(n.replace(/\./g, "-"), /^[a-z]/.test(n) ? n.replace(/\./g, "-") : `s${n.replace(/\./g, "-")}`, { ports: [{ port: 80 }] }, ["203.0.113.80"]));
     expectNftAccepts({ policies, services, clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 1 });
   });
 
@@ -158,8 +159,8 @@ describe("nft -c accepts the rendered ruleset", () => {
     expectNftAccepts({ policies, services: [], clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 42 });
   }, 30_000);
 
-  // BUG (lib/ruleset/names.ts): comments are shortened to 255 characters, but nft allows 128; one valid
-  // object with a long name makes `nft -c` reject the whole ruleset, so nothing at all is applied.
+  // nft allows comments of at most 128 characters: one valid object with a long name must not make
+  // `nft -c` reject the whole ruleset (it did once: comments were only cut at 255).
   nftTest("for a valid policy with a 253-character name", () => {
     const name = `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`;
     expectNftAccepts({ policies: [policy(name, { egress: [{ ports: [{ port: 443 }] }], ingress: [{}] })], services: [], clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 42 });
@@ -169,8 +170,8 @@ describe("nft -c accepts the rendered ruleset", () => {
     expectNftAccepts({ policies: [policy("p".repeat(100), { ingress: [{}] })], services: [], clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 42 });
   });
 
-  nftTest("for a LoadBalancer service with a 63-character namespace and a 100-character name", () => {
-    expectNftAccepts({ policies: [], services: [service("n".repeat(63), "s".repeat(100), { ports: [{ port: 443 }] }, ["203.0.113.80"])], clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 42 });
+  nftTest("for a LoadBalancer service with a 63-character namespace and a 63-character name", () => {
+    expectNftAccepts({ policies: [], services: [service("n".repeat(63), "s".repeat(63), { ports: [{ port: 443 }] }, ["203.0.113.80"])], clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 42 });
   });
 });
 

@@ -1,0 +1,337 @@
+// The controller CLI against a real kernel in the firewall namespace: bad input is isolated
+// (SPEC §3.2, §5, §8), user text cannot change the ruleset's structure (§8), other tables are
+// never touched (§4), applying is idempotent and persisted (§4.7), and --dry-run applies nothing (§5).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, readdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createTopology, needs, type Topology } from "../netns/topology.ts";
+import {
+  block,
+  type Check,
+  type Controller,
+  controller,
+  dropFirewallTable,
+  firewall,
+  inFreshNetns,
+  mismatches,
+  nft,
+  pass,
+  policy,
+  readText,
+  tables,
+  which,
+} from "./controller.ts";
+
+const env = needs(["ip", "nft", "ss", "unshare"]);
+
+const A = "203.0.113.5";
+const C = "198.51.100.10";
+const EXT4 = "192.0.2.2";
+const V6 = "2001:db8:2::10";
+
+// The firewall OS's own table: an input chain with a named counter and an anonymous one.
+const METAL = `table inet metal {
+\tcounter metal_ssh {
+\t}
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\ttcp dport 2222 counter name "metal_ssh" accept comment "metal ssh"
+\t\tudp dport 2223 counter accept comment "metal anonymous counter"
+\t}
+}
+`;
+
+const web = policy("allow-web", { egress: [{ to: [{ cidr: "198.51.100.0/24" }, { cidr: "2001:db8:2::/48" }], ports: [{ protocol: "TCP", port: 443 }] }] });
+const dns = policy("allow-dns", { egress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: [{ protocol: "UDP", port: 53 }] }] });
+
+/** `nft list` output with counter values zeroed, to compare structure only. */
+// Counter values, and the fingerprint marker the controller stamps after applying (it is not in the file), aside.
+const withoutCounts = (s: string) =>
+  s.replace(/packets \d+ bytes \d+/g, "packets 0 bytes 0").replace(/\n\n\tchain fingerprint\.[0-9a-f]+ \{\n\t\}/, "");
+
+describe.skipIf(env.skip)("controller CLI robustness in a real firewall namespace (SPEC §3.2, §4, §5, §8)", () => {
+  let t: Topology;
+  let fc: Controller;
+  let metalBefore: string;
+  let metalBeforeHandles: string;
+
+  beforeAll(async () => {
+    t = await createTopology();
+    fc = controller(t);
+    // The base ruleset exists before the controller ever runs.
+    await nft(t, ["-f", "-"], METAL);
+    metalBefore = await nft(t, ["list", "table", "inet", "metal"]);
+    metalBeforeHandles = await nft(t, ["-a", "list", "table", "inet", "metal"]);
+  });
+  afterAll(async () => {
+    fc?.cleanup();
+    await t?.destroy();
+  });
+
+  const expectTraffic = async (checks: readonly Check[]) => expect(await mismatches(t, checks)).toEqual([]);
+  const metalNow = () => nft(t, ["list", "table", "inet", "metal"]);
+
+  test("--dry-run prints a ruleset that `nft -c -f` accepts, applies nothing and writes no ruleset file", async () => {
+    await dropFirewallTable(t);
+    const dry = controller(t);
+    try {
+      const r = await dry.run([web, dns], { dryRun: true });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toStartWith("table inet firewall {");
+      expect(r.stdout).toContain("np.eg.tcp.allow-web");
+      expect(r.stdout).toContain("np.eg.udp.allow-dns");
+      expect(await tables(t)).toEqual(["inet metal"]);
+      expect(readdirSync(dirname(dry.rulesetFile))).toEqual([]);
+      // The printed text is a valid nft script in this namespace, and checking it changes nothing.
+      const check = await t.exec("firewall", ["nft", "-c", "-f", "-"], { stdin: r.stdout });
+      expect({ code: check.code, stderr: check.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(await tables(t)).toEqual(["inet metal"]);
+      // Nothing filters: with no table the namespace forwards, so the default deny is not active.
+      await expectTraffic([pass("tcp", "cluster", EXT4, 80), pass("udp", "cluster", A, 53)]);
+      // With an invalid object next to the valid ones: exit 2, the valid ones printed, still nothing applied.
+      const bad = policy("bad-port", { egress: [{ ports: [{ protocol: "TCP", port: 70000 }] }] });
+      const r2 = await dry.run([web, bad], { dryRun: true });
+      expect(r2.code).toBe(2);
+      expect(r2.stdout).toContain("np.eg.tcp.allow-web");
+      expect(r2.stdout).not.toContain("bad-port");
+      expect(r2.stderr).toContain("firewall/bad-port");
+      expect(await tables(t)).toEqual(["inet metal"]);
+    } finally {
+      dry.cleanup();
+    }
+  });
+
+  test("the ruleset file is written atomically and loads standalone (twice) with `nft -f` in a fresh namespace", async () => {
+    await fc.apply([web, dns]);
+    expect(readdirSync(dirname(fc.rulesetFile))).toEqual(["firewall-controller.v4"]);
+    const text = readText(fc.rulesetFile);
+    expect(text).toContain("table inet firewall");
+    const fresh = inFreshNetns('nft list tables; nft -f "$F"; nft -f "$F"; nft list table inet firewall', { F: fc.rulesetFile });
+    expect(fresh.stderr).toBe("");
+    expect(fresh.code).toBe(0);
+    // The first `nft list tables` printed nothing: it really was a fresh namespace.
+    expect(fresh.stdout).toStartWith("table inet firewall {");
+    expect(withoutCounts(fresh.stdout)).toBe(withoutCounts(await nft(t, ["list", "table", "inet", "firewall"])));
+  });
+
+  test("idempotent: the same manifests applied again change nothing in the kernel (same revision chain, same handles)", async () => {
+    await fc.apply([web, dns]);
+    const before = await nft(t, ["-a", "list", "ruleset"]);
+    const revision = (s: string) => s.match(/chain (revision\.[0-9a-f]+)/g) ?? [];
+    expect(revision(before)).toHaveLength(1);
+    const second = await fc.apply([web, dns]);
+    expect(second.stderr).toContain('"rules":"unchanged"');
+    const after = await nft(t, ["-a", "list", "ruleset"]);
+    expect(after).toBe(before);
+    // A different input does change the revision (the comparison above can fail).
+    await fc.apply([web]);
+    const changed = await nft(t, ["-a", "list", "ruleset"]);
+    expect(revision(changed)).toHaveLength(1);
+    expect(revision(changed)).not.toEqual(revision(before));
+  });
+
+  test("invalid objects are isolated: exit 2, stderr names object, path and value; the valid policy applies, the invalid one opens nothing", async () => {
+    const bad = policy("bad-except", {
+      egress: [{ to: [{ cidr: "203.0.113.0/28", except: ["198.51.100.0/24"] }], ports: [{ protocol: "TCP", port: 443 }] }],
+    });
+    const r = await fc.run([web, bad]);
+    expect(r.code).toBe(2);
+    const line = r.stderr.split("\n").find((l) => l.startsWith("rejected ")) ?? "";
+    expect(line).toContain("ClusterwideNetworkPolicy firewall/bad-except");
+    expect(line).toContain("spec.egress[0].to[0].except[0]");
+    expect(line).toContain("198.51.100.0/24");
+    expect(line).toContain("203.0.113.0/28");
+    expect(r.stderr.split("\n").filter((l) => l.startsWith("rejected "))).toHaveLength(1);
+    const ruleset = await nft(t, ["list", "table", "inet", "firewall"]);
+    expect(ruleset).toContain("np.eg.tcp.allow-web");
+    expect(ruleset).not.toContain("bad-except");
+    await expectTraffic([
+      pass("tcp", "cluster", C, 443), // the valid policy
+      pass("tcp", "cluster", V6, 443),
+      block("tcp", "cluster", A, 443), // 203.0.113.5 is inside the invalid policy's cidr
+    ]);
+  });
+
+  test("several invalid values in one policy are all reported, each with its path", async () => {
+    const bad = policy("bad-many", {
+      egress: [
+        {
+          to: [{ cidr: "203.0.113.0/24", except: ["2001:db8::/64"] }, { cidr: "not-a-cidr" }],
+          ports: [{ protocol: "TCP", port: 9000, endPort: 8000 }, { protocol: "TCP", port: 0 }],
+        },
+      ],
+    });
+    const r = await fc.run([dns, bad]);
+    expect(r.code).toBe(2);
+    for (const part of [
+      "firewall/bad-many",
+      "spec.egress[0].to[0].except[0]",
+      "2001:db8::/64",
+      "spec.egress[0].to[1].cidr",
+      "not-a-cidr",
+      "spec.egress[0].ports[0].endPort",
+      "8000",
+      "spec.egress[0].ports[1].port",
+    ]) {
+      expect(r.stderr).toContain(part);
+    }
+    await expectTraffic([pass("udp", "cluster", A, 53), block("tcp", "cluster", A, 9000)]);
+  });
+
+  test("hostile description text is inert: the policy applies and the ruleset has no trace of it", async () => {
+    const hostile = `apiVersion: metal-stack.io/v1
+kind: ClusterwideNetworkPolicy
+metadata:
+  name: allow-hostile-text
+  namespace: firewall
+  annotations:
+    note: "\\"; flush ruleset; table ip evil {"
+spec:
+  description: "\\"; flush ruleset; table ip evil {\\n  chain evil { type filter hook forward priority -500; policy accept; }\\n}\\n# \\u0000 comment \\"quoted\\" \\\\ end"
+  egress:
+  - to:
+    - cidr: 203.0.113.0/24
+    ports:
+    - protocol: TCP
+      port: 443
+`;
+    const hostile2 = `apiVersion: metal-stack.io/v1
+kind: ClusterwideNetworkPolicy
+metadata:
+  name: allow-hostile-block
+  namespace: firewall
+spec:
+  description: |
+    "; flush ruleset; table ip evil {
+      chain evil { type filter hook forward priority -500; policy accept; }
+    }
+  egress:
+  - to:
+    - cidr: 198.51.100.0/24
+    ports:
+    - protocol: UDP
+      port: 53
+`;
+    const r = await fc.run([hostile, hostile2]);
+    expect({ code: r.code, stderr: r.stderr.split("\n").filter((l) => l.startsWith("rejected ") || l.startsWith("error")) }).toEqual({ code: 0, stderr: [] });
+    const all = await nft(t, ["list", "ruleset"]);
+    expect(all.toLowerCase()).not.toContain("evil");
+    expect(all).not.toContain("flush");
+    expect(await tables(t)).toEqual(["inet firewall", "inet metal"]);
+    expect(await metalNow()).toBe(metalBefore);
+    await expectTraffic([
+      pass("tcp", "cluster", A, 443),
+      pass("udp", "cluster", C, 53),
+      block("tcp", "cluster", A, 444), // the injected accept-all chain does not exist
+      block("tcp", "external", "10.0.1.2", 443),
+    ]);
+  });
+
+  test("a policy named with uppercase or quotes is rejected (exit 2) and never rendered", async () => {
+    const named = (name: string, port: number) => `apiVersion: metal-stack.io/v1
+kind: ClusterwideNetworkPolicy
+metadata:
+  name: ${JSON.stringify(name)}
+  namespace: firewall
+spec:
+  egress:
+  - to:
+    - cidr: 203.0.113.0/24
+    ports:
+    - protocol: TCP
+      port: ${port}
+`;
+    const r = await fc.run([named('evil"; flush ruleset; table ip evil {', 7001), named("AllowWeb", 7002), named("allow-ok", 7003)]);
+    expect(r.code).toBe(2);
+    const rejected = r.stderr.split("\n").filter((l) => l.startsWith("rejected "));
+    expect(rejected).toHaveLength(2);
+    expect(rejected.join("\n")).toContain("metadata.name");
+    expect(rejected.join("\n")).toContain("AllowWeb");
+    expect(rejected.join("\n")).toContain("flush ruleset");
+    const all = await nft(t, ["list", "ruleset"]);
+    expect(all.toLowerCase()).not.toContain("evil");
+    expect(all).not.toContain("AllowWeb");
+    expect(all).toContain("np.eg.tcp.allow-ok");
+    expect(await tables(t)).toEqual(["inet firewall", "inet metal"]);
+    await expectTraffic([pass("tcp", "cluster", A, 7003), block("tcp", "cluster", A, 7001), block("tcp", "cluster", A, 7002)]);
+  });
+
+  test("a failing `nft` check or apply applies nothing: exit 1, the error on stderr, the previous ruleset and ruleset file stay", async () => {
+    await fc.apply([web]);
+    const rulesBefore = await nft(t, ["list", "table", "inet", "firewall"]);
+    const fileBefore = readText(fc.rulesetFile);
+    const realNft = which("nft") ?? "nft";
+    // Wrappers around the real nft: one refuses every check (-c), one every apply (-f without -c).
+    const wrappers = {
+      check: `for a in "$@"; do [ "$a" = "-c" ] && { echo "Error: check refused by test wrapper" >&2; exit 1; }; done\nexec ${realNft} "$@"`,
+      apply: `case " $* " in *" -c "*) ;; *" -f "*) echo "Error: apply refused by test wrapper" >&2; exit 1;; esac\nexec ${realNft} "$@"`,
+    };
+    for (const [what, body] of Object.entries(wrappers)) {
+      const path = join(fc.dir, `nft-refuse-${what}`);
+      writeFileSync(path, `#!/bin/sh\n${body}\n`);
+      chmodSync(path, 0o755);
+      const r = await fc.run([web, dns], { args: ["--nft", path] });
+      expect({ what, code: r.code }).toEqual({ what, code: 1 });
+      expect(r.stderr).toContain(`${what} refused by test wrapper`);
+      expect(await nft(t, ["list", "table", "inet", "firewall"])).toBe(rulesBefore);
+      expect(readText(fc.rulesetFile)).toBe(fileBefore);
+    }
+    // Unreadable input (a YAML syntax error, a missing path) applies nothing either.
+    const broken = await fc.run([dns, "kind: [\n"]);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain("not valid YAML");
+    const missing = await t.exec("firewall", [...fc.argv, "--once", "--manifests", join(fc.dir, "no-such-dir"), "--private-vrf", "42", "--ruleset-file", fc.rulesetFile]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("no-such-dir");
+    expect(await nft(t, ["list", "table", "inet", "firewall"])).toBe(rulesBefore);
+    await expectTraffic([pass("tcp", "cluster", C, 443), block("udp", "cluster", A, 53)]);
+  });
+
+  test("Firewall spec.dryrun: the ruleset is validated but not applied; the previous ruleset stays", async () => {
+    await fc.apply([web]);
+    const before = await nft(t, ["list", "table", "inet", "firewall"]);
+    const r = await fc.run([firewall({ dryrun: true }), web, dns]);
+    expect(r.code).toBe(0);
+    expect(await nft(t, ["list", "table", "inet", "firewall"])).toBe(before);
+    await expectTraffic([pass("tcp", "cluster", C, 443), block("udp", "cluster", A, 53)]);
+    await fc.apply([firewall({ dryrun: false }), web, dns]);
+    await expectTraffic([pass("udp", "cluster", A, 53)]);
+  });
+
+  test("the Firewall's ipv4rulefile wins over --ruleset-file", async () => {
+    const path = join(fc.dir, "from-firewall-object.v4");
+    await fc.apply([web]);
+    const flagFile = readText(fc.rulesetFile);
+    await fc.apply([firewall({ ipv4rulefile: path }), dns]);
+    expect(existsSync(path)).toBe(true);
+    expect(readText(path)).toContain("np.eg.udp.allow-dns");
+    expect(readText(path)).not.toContain("np.eg.tcp.allow-web");
+    expect(readText(fc.rulesetFile)).toBe(flagFile);
+  });
+
+  test("host bits in a cidr are normalised with a note, not rejected: exit 0 and the normalised block applies", async () => {
+    const r = await fc.run([policy("allow-hostbits", { egress: [{ to: [{ cidr: "203.0.113.200/25" }], ports: [{ protocol: "TCP", port: 443 }] }] })]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("spec.egress[0].to[0].cidr");
+    expect(r.stderr).toContain("203.0.113.128/25");
+    await expectTraffic([pass("tcp", "cluster", "203.0.113.200", 443), block("tcp", "cluster", A, 443)]);
+  });
+
+  test("the base table `inet metal` stays byte-identical through applies, changes, rejections, dry runs and no-op runs", async () => {
+    expect(metalBefore).toContain("metal_ssh");
+    const steps: (readonly string[])[] = [[web], [web, dns], [dns], [], [web, dns], [web, dns]];
+    for (const manifests of steps) {
+      await fc.apply(manifests);
+      expect(await metalNow()).toBe(metalBefore);
+    }
+    const bad = await fc.run([web, policy("bad", { egress: [{ ports: [{ protocol: "ICMP" as "TCP", port: 1 }] }] })]);
+    expect(bad.code).toBe(2);
+    const dry = await fc.run([dns], { dryRun: true });
+    expect(dry.code).toBe(0);
+    await dropFirewallTable(t); // the controller must re-create its own table next to metal
+    await fc.apply([web]);
+    expect(await metalNow()).toBe(metalBefore);
+    expect(await nft(t, ["-a", "list", "table", "inet", "metal"])).toBe(metalBeforeHandles);
+    expect(await tables(t)).toEqual(["inet firewall", "inet metal"]);
+  });
+});
