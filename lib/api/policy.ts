@@ -17,7 +17,7 @@
 import * as v from "valibot";
 import { type Cidr, contains, type Parsed, parseCidr } from "./address.ts";
 import { MetadataSchema } from "./meta.ts";
-import { issuesToProblems, type Problem, show, type Validated } from "./problem.ts";
+import { issuesToProblems, parsedBy, type Problem, show, type Validated } from "./problem.ts";
 
 export type Protocol = "tcp" | "udp" | "sctp";
 
@@ -48,17 +48,7 @@ export interface Policy {
 }
 
 /** A CIDR string parsed into a {@link Cidr}; host bits set become a note, not an error. */
-export const CidrSchema = v.pipe(
-  v.string((i) => `${show(i.input)} is not a CIDR string`),
-  v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    const r = parseCidr(dataset.value);
-    if (!r.ok) {
-      addIssue({ message: r.message });
-      return NEVER;
-    }
-    return r.value;
-  }),
-);
+export const CidrSchema = v.pipe(v.string((i) => `${show(i.input)} is not a CIDR string`), parsedBy(parseCidr));
 
 const PROTOCOLS = new Map<unknown, Protocol>([["TCP", "tcp"], ["UDP", "udp"], ["SCTP", "sctp"]]);
 
@@ -67,17 +57,7 @@ const protocolOf = (x: unknown): Parsed<Protocol> => {
   return p ? { ok: true, value: p } : { ok: false, message: `${show(x)} is not a protocol (TCP, UDP or SCTP)` };
 };
 
-export const ProtocolSchema = v.pipe(
-  v.optional(v.unknown(), "TCP"),
-  v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    const p = protocolOf(dataset.value);
-    if (!p.ok) {
-      addIssue({ message: p.message });
-      return NEVER;
-    }
-    return p.value;
-  }),
-);
+export const ProtocolSchema = v.pipe(v.optional(v.unknown(), "TCP"), parsedBy(protocolOf));
 
 const portOf = (x: unknown): Parsed<number> => {
   if (typeof x === "string") return { ok: false, message: `${show(x)} is a named port; a firewall has no pod to resolve it, use a number (1..65535)` };

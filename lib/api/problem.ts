@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import type * as v from "valibot";
+import * as v from "valibot";
 
 export interface Problem {
   /** Field path inside the object, e.g. `spec.egress[0].to[1].except[0]`. */
@@ -52,4 +52,25 @@ export function show(value: unknown): string {
     s = String(value);
   }
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+/**
+ * A valibot action that runs a parse function returning a discriminated
+ * result, turning its message into an issue.
+ *
+ * @example
+ * ```ts
+ * import * as v from "valibot";
+ * import { parseCidr } from "./address.ts";
+ * import { parsedBy } from "./problem.ts";
+ * const Cidr = v.pipe(v.string(), parsedBy(parseCidr));
+ * ```
+ */
+export function parsedBy<I, O>(parse: (input: I) => { ok: true; value: O } | { ok: false; message: string }) {
+  return v.rawTransform<I, O>(({ dataset, addIssue, NEVER }) => {
+    const r = parse(dataset.value);
+    if (r.ok) return r.value;
+    addIssue({ message: r.message });
+    return NEVER;
+  });
 }

@@ -17,7 +17,7 @@ import * as v from "valibot";
 import { type Cidr, type Family, parseAddress } from "./address.ts";
 import { MetadataSchema } from "./meta.ts";
 import { CidrSchema, type Protocol, ProtocolSchema } from "./policy.ts";
-import { issuesToProblems, show, type Validated } from "./problem.ts";
+import { issuesToProblems, parsedBy, show, type Validated } from "./problem.ts";
 
 export interface LoadBalancer {
   readonly namespace: string;
@@ -28,17 +28,7 @@ export interface LoadBalancer {
   readonly sourceRanges: readonly Cidr[];
 }
 
-const AddressSchema = v.pipe(
-  v.string((i) => `${show(i.input)} is not an IP address string`),
-  v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    const r = parseAddress(dataset.value);
-    if (!r.ok) {
-      addIssue({ message: r.message });
-      return NEVER;
-    }
-    return r.value;
-  }),
-);
+const AddressSchema = v.pipe(v.string((i) => `${show(i.input)} is not an IP address string`), parsedBy(parseAddress));
 
 const ServicePortSchema = v.looseObject(
   {
