@@ -133,7 +133,9 @@ async function stampFingerprint(nft: NftClient, table: string, old: readonly str
 /**
  * Checks, then applies, the ruleset unless the kernel already runs this exact
  * revision, untouched; patches instead of replacing when `previous` allows it.
- * `verify: false` trusts the revision marker alone (cheaper: no full listing).
+ * `verify: false` trusts the revision marker alone and records no fingerprint
+ * (no full listing of the table: the cost of a patch stays the size of the
+ * patch); a later verified run then finds no fingerprint and replaces once.
  */
 export async function applyRuleset(
   ruleset: Ruleset,
@@ -155,8 +157,14 @@ export async function applyRuleset(
   } else if (previous && previous.skeleton === ruleset.skeleton && inv?.chains.includes(`${REVISION_PREFIX}${revisionOf(previous.text)}`)) {
     if (await untouched()) {
       try {
-        await checkAndRun(nft, patchScript(previous, ruleset, table, { from: revisionOf(previous.text), to: revision }));
-        await stampFingerprint(nft, table, fingerprints);
+        const patch = patchScript(previous, ruleset, table, { from: revisionOf(previous.text), to: revision });
+        if (deps.verify === false) {
+          // No stamp: an old fingerprint must not vouch for the patched table.
+          await checkAndRun(nft, `${patch}${fingerprints.map((c) => `delete chain inet ${table} ${c}\n`).join("")}`);
+        } else {
+          await checkAndRun(nft, patch);
+          await stampFingerprint(nft, table, fingerprints);
+        }
         return { changed: true, revision, persisted, mode: "patched" };
       } catch {
         // nft refused the patch: the full replacement below starts from whatever is there.
@@ -165,7 +173,7 @@ export async function applyRuleset(
   }
   const fresh = await nft.inventory(table);
   await checkAndRun(nft, replacementScript(fresh, ruleset, table, marked));
-  await stampFingerprint(nft, table, []);
+  if (deps.verify !== false) await stampFingerprint(nft, table, []);
   return { changed: true, revision, persisted, mode: drifted ? "repaired" : "replaced" };
 }
 
