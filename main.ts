@@ -2,11 +2,16 @@
  * firewall-controller: parses flags and wires the parts together. No logic here.
  * @module
  */
+import { hostname } from "node:os";
 import pkg from "./package.json" with { type: "json" };
+import { writeFileAtomic } from "./lib/atomic-file.ts";
 import { helpText, parseFlags } from "./lib/cli/flags.ts";
 import { runOnce } from "./lib/cli/once.ts";
-import { writeFileAtomic } from "./lib/atomic-file.ts";
+import { runAgainstCluster } from "./lib/cli/run.ts";
 import { runCommand } from "./lib/exec.ts";
+import { clusterApi } from "./lib/kube/api.ts";
+import { loadKubeConfig } from "./lib/kube/config.ts";
+import { EventRecorder } from "./lib/kube/events.ts";
 import { createLogger } from "./lib/log.ts";
 import { nftClient } from "./lib/nft/client.ts";
 import { tcShaper } from "./lib/tc/shaper.ts";
@@ -27,18 +32,35 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const log = createLogger(flags.logLevel);
-  if (!flags.once) {
-    process.stderr.write("error: watching the API server is not built yet; run with --once --manifests PATH\n");
-    return 1;
-  }
-  return runOnce(flags, {
+  const kernel = {
     nft: nftClient(flags.nft, runCommand),
     shaper: tcShaper({ tc: flags.tc, ip: flags.ip, exec: runCommand }),
     writeFile: writeFileAtomic,
-    log,
-    stdout: (s) => process.stdout.write(s),
-    stderr: (s) => process.stderr.write(s),
-  });
+  };
+  if (flags.manifests !== undefined) {
+    if (!flags.once) {
+      process.stderr.write("error: --manifests reads files once; add --once (the long-running mode watches the API server)\n");
+      return 1;
+    }
+    return runOnce(flags, { ...kernel, log, stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
+  }
+  if (flags.dryRun) {
+    process.stderr.write("error: --dry-run needs --once --manifests PATH\n");
+    return 1;
+  }
+  let api;
+  try {
+    api = clusterApi(loadKubeConfig(flags.kubeconfig));
+  } catch (e) {
+    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+  const stop = new AbortController();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => stop.abort());
+  const events = new EventRecorder(api, { component: "firewall-controller", host: hostname() });
+  return runAgainstCluster(flags, { ...kernel, api, events, log }, stop.signal);
 }
 
 process.exitCode = await main(process.argv.slice(2));
+// Open handles (a watch being torn down) must not keep a finished run alive.
+process.exit();

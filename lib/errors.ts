@@ -26,7 +26,9 @@ export type ErrorCode =
   /** A `tc`/`ip` command for rate limiting failed. */
   | "shaping_failed"
   /** Writing the ruleset file failed. */
-  | "ruleset_file_failed";
+  | "ruleset_file_failed"
+  /** A call to the Kubernetes API failed (unreachable, refused, or an error status). */
+  | "api_failed";
 
 export class FirewallError extends Error {
   override readonly name = "FirewallError";

@@ -36,12 +36,18 @@ export interface ReconcileOptions {
   readonly table: string;
   /** Default path of the ruleset file; the Firewall's `ipv4rulefile` wins. */
   readonly rulesetFile: string;
+  /** The ruleset this process applied last, if it still holds it: changes are then patched. */
+  readonly previous?: Ruleset;
+  /** Check the kernel's table against its fingerprint (a full listing); default true. */
+  readonly verify?: boolean;
 }
 
 export type Outcome = "changed" | "unchanged" | "skipped" | "failed";
 
 export interface ReconcileResult {
   readonly ruleset: Ruleset;
+  /** How the rules reached the kernel (`unchanged`, `patched`, `replaced`, `repaired`), when they did. */
+  readonly applyMode?: string;
   readonly shapingPlan: readonly string[];
   readonly rules: Outcome;
   readonly shaping: Outcome;
@@ -65,9 +71,16 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
   }
 
   let rules: Outcome;
+  let applyMode: string | undefined;
   try {
-    const r = await applyRuleset(ruleset, { nft: deps.nft, table: options.table });
+    const r = await applyRuleset(ruleset, {
+      nft: deps.nft,
+      table: options.table,
+      ...(options.previous ? { previous: options.previous } : {}),
+      ...(options.verify === undefined ? {} : { verify: options.verify }),
+    });
     rules = r.changed ? "changed" : "unchanged";
+    applyMode = r.mode;
     const path = desired.firewall?.rulesetFile ?? options.rulesetFile;
     try {
       await deps.writeFile(path, r.persisted);
@@ -91,5 +104,5 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
       base.errors.push(asFirewallError(e, "shaping_failed"));
     }
   }
-  return { ...base, rules, shaping };
+  return { ...base, rules, shaping, ...(applyMode ? { applyMode } : {}) };
 }

@@ -1,0 +1,147 @@
+/**
+ * The cluster's API as the controller needs it: plain REST calls by path and
+ * watch streams. A tiny interface, so every caller can be tested against the
+ * test API server or a fake; the real one rides on `@kubernetes/client-node`
+ * for configuration and authentication (kubeconfig, in-cluster, exec plugins,
+ * client certificates) and on its HTTP stack (undici) for transport.
+ *
+ * @example
+ * ```ts
+ * import { KubeConfig } from "@kubernetes/client-node";
+ * import { clusterApi } from "./api.ts";
+ * const kc = new KubeConfig();
+ * kc.loadFromDefault();
+ * const api = clusterApi(kc);
+ * const r = await api.request("GET", "/api/v1/namespaces/firewall/services");
+ * console.log(r.status);
+ * ```
+ * @module
+ */
+import { HttpMethod, type KubeConfig, RequestContext, Watch } from "@kubernetes/client-node";
+import { fetch } from "undici";
+
+/** Any Kubernetes object, as JSON. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+export interface ApiResponse {
+  /** HTTP status; 0 when the server could not be reached. */
+  readonly status: number;
+  readonly body: unknown;
+}
+
+export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+
+export interface WatchEvent {
+  readonly type: WatchEventType;
+  readonly object: KubeObject;
+}
+
+/** A watch that ended with an HTTP error (410 Gone: the resourceVersion is too old). */
+export class WatchError extends Error {
+  override readonly name = "WatchError";
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+export interface ClusterApi {
+  /** One REST call; never throws for HTTP errors (see `status`), status 0 when unreachable. */
+  request(method: Method, path: string, options?: { body?: unknown; contentType?: string; query?: Record<string, string> }): Promise<ApiResponse>;
+  /**
+   * Streams watch events of a collection until the stream ends (resolves) or
+   * fails (rejects; a {@link WatchError} carries the HTTP status, 410 for Gone).
+   */
+  watch(path: string, query: Record<string, string>, onEvent: (e: WatchEvent) => void, signal: AbortSignal): Promise<void>;
+}
+
+const METHODS: Record<Method, HttpMethod> = {
+  GET: HttpMethod.GET,
+  POST: HttpMethod.POST,
+  PUT: HttpMethod.PUT,
+  PATCH: HttpMethod.PATCH,
+  DELETE: HttpMethod.DELETE,
+};
+
+/** The real API, configured by a loaded KubeConfig. */
+export function clusterApi(kc: KubeConfig, options: { timeoutMs?: number } = {}): ClusterApi {
+  const server = () => {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error("the kubeconfig has no current cluster");
+    return cluster.server.replace(/\/+$/, "");
+  };
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return {
+    async request(method, path, opts = {}) {
+      const url = new URL(server() + path);
+      for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
+      const ctx = new RequestContext(url.toString(), METHODS[method]);
+      await kc.applySecurityAuthentication(ctx);
+      const headers: Record<string, string> = { ...ctx.getHeaders(), accept: "application/json" };
+      if (opts.body !== undefined) headers["content-type"] = opts.contentType ?? "application/json";
+      try {
+        const res = await fetch(url, {
+          method,
+          headers,
+          dispatcher: ctx.getDispatcher(),
+          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        const text = await res.text();
+        let body: unknown = text;
+        try {
+          body = text === "" ? null : JSON.parse(text);
+        } catch {
+          // not JSON (a proxy's error page, say): keep the text for the message
+        }
+        return { status: res.status, body };
+      } catch (e) {
+        return { status: 0, body: { message: e instanceof Error ? e.message : String(e) } };
+      }
+    },
+    watch(path, query, onEvent, signal) {
+      return new Promise<void>((resolve, reject) => {
+        let controller: AbortController | undefined;
+        const onAbort = () => controller?.abort();
+        signal.addEventListener("abort", onAbort, { once: true });
+        const finish = (err: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          if (!err || signal.aborted) return resolve();
+          const status = (err as { statusCode?: number }).statusCode;
+          reject(new WatchError(status ?? 0, err instanceof Error ? err.message : String(err)));
+        };
+        new Watch(kc)
+          .watch(path, query, (type: string, object: KubeObject) => onEvent({ type: type as WatchEventType, object }), finish)
+          .then((c) => {
+            controller = c;
+            if (signal.aborted) c.abort();
+          }, finish);
+      });
+    },
+  };
+}
+
+/** The message of a Kubernetes Status body, or a short rendering of whatever came back. */
+export function statusMessage(r: ApiResponse): string {
+  const b = r.body as { message?: unknown } | null;
+  if (b && typeof b === "object" && typeof b.message === "string") return b.message;
+  return r.status === 0 ? "API server unreachable" : `HTTP ${r.status}`;
+}

@@ -1,0 +1,175 @@
+/**
+ * A list+watch cache of one collection (client-go's reflector): list, then
+ * watch from the list's resourceVersion; a stream that ends is resumed from
+ * the last version seen; `410 Gone` relists; any other failure reconnects with
+ * backoff. The cache is the truth the reconciler reads; `onChange` only says
+ * "something relevant changed", never what (reconciles are level-based).
+ *
+ * @example
+ * ```ts
+ * import { Reflector } from "./reflector.ts";
+ * // const r = new Reflector({ api, path: "/api/v1/services", onChange: () => trigger.notify(), signal });
+ * // r.start(); ...; r.items()
+ * ```
+ * @module
+ */
+import type { ClusterApi, KubeObject } from "./api.ts";
+import { WatchError } from "./api.ts";
+import { backoffDelay, sleep } from "./backoff.ts";
+
+export interface ReflectorOptions {
+  readonly api: ClusterApi;
+  /** Collection path, e.g. `/apis/metal-stack.io/v1/namespaces/firewall/firewalls`. */
+  readonly path: string;
+  /** Called after the cache changed in a way `relevant` sees. */
+  readonly onChange: () => void;
+  /**
+   * What of an object matters; a change elsewhere (our own status writes,
+   * resourceVersion, managedFields) does not call `onChange`.
+   * Default: everything but `status` and bookkeeping metadata.
+   */
+  readonly relevant?: (o: KubeObject) => unknown;
+  /** Reported on every failure (for logs and readiness). */
+  readonly onError?: (e: Error) => void;
+  readonly signal: AbortSignal;
+}
+
+/** Everything but status and the metadata the API server changes on every write. */
+export function specOf(o: KubeObject): unknown {
+  const { resourceVersion: _rv, managedFields: _mf, generation: _g, ...meta } = o.metadata;
+  const { status: _s, ...rest } = o as KubeObject & { status?: unknown };
+  return { ...rest, metadata: meta };
+}
+
+const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+
+export class Reflector {
+  readonly #o: ReflectorOptions;
+  readonly #items = new Map<string, { object: KubeObject; relevant: string }>();
+  #resourceVersion = "";
+  #synced = false;
+  #watching = false;
+  #lastError: Error | undefined;
+
+  constructor(options: ReflectorOptions) {
+    this.#o = options;
+  }
+
+  /** Has listed at least once: the cache reflects the cluster (maybe a little late). */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** A watch is established right now. */
+  get connected(): boolean {
+    return this.#watching;
+  }
+
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+
+  items(): KubeObject[] {
+    return [...this.#items.values()].map((x) => x.object);
+  }
+
+  get(namespace: string, name: string): KubeObject | undefined {
+    return this.#items.get(`${namespace}/${name}`)?.object;
+  }
+
+  /** Runs until the signal aborts; never throws. */
+  async start(): Promise<void> {
+    const { signal } = this.#o;
+    let attempt = 0;
+    while (!signal.aborted) {
+      try {
+        await this.#list();
+        attempt = 0;
+        for (;;) {
+          // An ERROR event ends this one stream (the client swallows exceptions thrown from its callback).
+          const stream = new AbortController();
+          const stop = () => stream.abort();
+          signal.addEventListener("abort", stop, { once: true });
+          let failed: WatchError | undefined;
+          this.#watching = true;
+          try {
+            await this.#o.api.watch(this.#o.path, { resourceVersion: this.#resourceVersion, allowWatchBookmarks: "true" }, (e) => {
+              if (failed) return;
+              failed = this.#event(e.type, e.object);
+              if (failed) stream.abort();
+            }, stream.signal);
+          } finally {
+            this.#watching = false;
+            signal.removeEventListener("abort", stop);
+          }
+          if (signal.aborted) return;
+          if (failed) throw failed;
+          // The stream ended (server timeout, proxy): resume from the last version seen.
+        }
+      } catch (e) {
+        this.#watching = false;
+        if (signal.aborted) return;
+        const err = e instanceof Error ? e : new Error(String(e));
+        this.#lastError = err;
+        this.#o.onError?.(err);
+        // Gone: our version is too old to resume from; relist at once, no backoff needed.
+        if (err instanceof WatchError && err.status === 410) continue;
+        await sleep(backoffDelay(attempt++), signal);
+      }
+    }
+  }
+
+  /** One list, no watch (`--once`); throws when the list fails. */
+  listOnce(): Promise<void> {
+    return this.#list();
+  }
+
+  async #list(): Promise<void> {
+    const r = await this.#o.api.request("GET", this.#o.path);
+    if (r.status !== 200) {
+      const msg = (r.body as { message?: string } | null)?.message ?? `HTTP ${r.status}`;
+      throw new Error(`listing ${this.#o.path} failed: ${r.status === 0 ? "API server unreachable: " : ""}${msg}`);
+    }
+    const list = r.body as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
+    const seen = new Set<string>();
+    let changed = !this.#synced;
+    for (const o of list.items ?? []) {
+      const key = keyOf(o);
+      seen.add(key);
+      changed = this.#put(key, o) || changed;
+    }
+    for (const key of [...this.#items.keys()]) {
+      if (!seen.has(key)) {
+        this.#items.delete(key);
+        changed = true;
+      }
+    }
+    this.#resourceVersion = list.metadata?.resourceVersion ?? "";
+    this.#synced = true;
+    this.#lastError = undefined;
+    if (changed) this.#o.onChange();
+  }
+
+  #put(key: string, object: KubeObject): boolean {
+    const relevant = JSON.stringify((this.#o.relevant ?? specOf)(object));
+    const before = this.#items.get(key);
+    this.#items.set(key, { object, relevant });
+    return before?.relevant !== relevant;
+  }
+
+  /** Applies one watch event; an ERROR event is returned, to end the stream. */
+  #event(type: string, object: KubeObject): WatchError | undefined {
+    if (type === "ERROR") {
+      const status = object as unknown as { code?: number; message?: string };
+      return new WatchError(status.code ?? 0, status.message ?? "watch error");
+    }
+    const rv = object.metadata?.resourceVersion;
+    if (rv) this.#resourceVersion = rv;
+    if (type === "BOOKMARK") return undefined;
+    const key = keyOf(object);
+    if (type === "DELETED") {
+      if (this.#items.delete(key)) this.#o.onChange();
+    } else if (this.#put(key, object)) this.#o.onChange();
+    return undefined;
+  }
+}

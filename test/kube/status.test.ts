@@ -1,0 +1,68 @@
+import { describe, expect, test } from "bun:test";
+import { backoffDelay } from "../../lib/kube/backoff.ts";
+import { firewallStatus, policyStatus, sameStatus } from "../../lib/kube/status.ts";
+
+const outcome = {
+  rules: "applied" as const,
+  policies: { ready: 3, invalid: 0, ignored: 1 },
+  services: 2,
+  rejectedNames: [] as string[],
+  shapingProblems: [] as string[],
+};
+
+describe("policy status", () => {
+  test("an invalid policy lists every problem with its path and value", () => {
+    const s = policyStatus({ kind: "Invalid", problems: [{ path: "spec.egress[0].ports[0].port", message: "0 is not a port (1..65535)" }, { path: "spec.egress[0].to[0].cidr", message: '"x" is not a CIDR block' }] }, 4);
+    expect(s).toEqual({ state: "Invalid", message: 'spec.egress[0].ports[0].port: 0 is not a port (1..65535); spec.egress[0].to[0].cidr: "x" is not a CIDR block', observedGeneration: 4 });
+  });
+  test("an ignored policy says why; a ready one whether it is applied", () => {
+    expect(policyStatus({ kind: "Ignored", reason: "namespace default is not firewall" }, 1).state).toBe("Ignored");
+    expect(policyStatus({ kind: "Ready", applied: true }, 2)).toEqual({ state: "Ready", message: "applied", observedGeneration: 2 });
+    expect(policyStatus({ kind: "Ready", applied: false }, 2).message).toContain("not applied");
+  });
+});
+
+describe("firewall status", () => {
+  const t0 = new Date("2026-11-27T08:00:00.123Z");
+  const t1 = new Date("2026-11-27T08:00:10Z");
+
+  test("Ready and RulesApplied true after an apply, with the generation observed", () => {
+    const s = firewallStatus(outcome, t0, 7);
+    expect(s.lastRun).toBe("2026-11-27T08:00:00Z");
+    expect(s.conditions.map((c) => [c.type, c.status, c.reason, c.observedGeneration])).toEqual([
+      ["Ready", "True", "Reconciled", 7],
+      ["RulesApplied", "True", "Applied", 7],
+    ]);
+    expect(s.message).toContain("3 policies and 2 services in effect");
+  });
+
+  test("a condition keeps its transition time while its status holds, and moves when it flips", () => {
+    const first = firewallStatus(outcome, t0, 1);
+    const same = firewallStatus({ ...outcome, rules: "unchanged" }, t1, 1, first.conditions);
+    expect(same.conditions[0]?.lastTransitionTime).toBe(first.conditions[0]?.lastTransitionTime);
+    const failed = firewallStatus({ ...outcome, rules: "failed", failure: { code: "nft_check_failed", message: "nft -c rejected ..." } }, t1, 1, first.conditions);
+    expect(failed.conditions[1]).toMatchObject({ status: "False", reason: "NftCheckFailed", lastTransitionTime: "2026-11-27T08:00:10Z" });
+    expect(failed.conditions[0]).toMatchObject({ status: "False", reason: "RulesNotApplied" });
+  });
+
+  test("rejected policies are named; shaping problems make it not ready", () => {
+    const s = firewallStatus({ ...outcome, policies: { ready: 1, invalid: 2, ignored: 0 }, rejectedNames: ["bad-a", "bad-b"], shapingProblems: ["vrf9: does not exist"] }, t0, 1);
+    expect(s.message).toContain("2 rejected (bad-a, bad-b)");
+    expect(s.conditions[0]).toMatchObject({ status: "False", reason: "ShapingProblems" });
+  });
+
+  test("sameStatus ignores key order but not values", () => {
+    expect(sameStatus({ a: 1, b: [{ x: 1, y: 2 }] }, { b: [{ y: 2, x: 1 }], a: 1 })).toBe(true);
+    expect(sameStatus({ a: 1 }, { a: 2 })).toBe(false);
+    expect(sameStatus(undefined, { a: 1 })).toBe(false);
+  });
+});
+
+describe("backoff", () => {
+  test("grows exponentially up to the cap, with full jitter", () => {
+    expect(backoffDelay(0, {}, () => 1)).toBe(200);
+    expect(backoffDelay(3, {}, () => 1)).toBe(1600);
+    expect(backoffDelay(50, {}, () => 1)).toBe(30_000);
+    expect(backoffDelay(5, {}, () => 0)).toBe(0);
+  });
+});
