@@ -1,0 +1,244 @@
+// The long-running controller against the test API server, acting on a real
+// kernel: the firewall namespace of a traffic topology. The controller runs in
+// this process; every nft/tc/ip command it issues runs in that namespace.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { parseCidr } from "../lib/api/address.ts";
+import { writeFileAtomic } from "../lib/atomic-file.ts";
+import { Controller } from "../lib/controller.ts";
+import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
+import { EventRecorder } from "../lib/kube/events.ts";
+import { createLogger } from "../lib/log.ts";
+import { nftClient } from "../lib/nft/client.ts";
+import { tcShaper } from "../lib/tc/shaper.ts";
+import { kubectlMissing, kubectlOk, startTestServer, type TestServer, tableRows } from "./apiserver/harness.ts";
+import { createTopology, needs, type Topology } from "./netns/topology.ts";
+
+const env = needs(["ip", "nft", "tc"]);
+const noKubectl = kubectlMissing("test/controller.test.ts");
+
+const CWNP = "/apis/metal-stack.io/v1/namespaces/firewall/clusterwidenetworkpolicies";
+const FIREWALLS = "/apis/metal-stack.io/v1/namespaces/firewall/firewalls";
+const A = "203.0.113.5";
+const B = "198.51.100.10";
+
+const cidr = (s: string) => {
+  const r = parseCidr(s);
+  if (!r.ok) throw new Error(r.message);
+  return r.value;
+};
+
+const policyObject = (name: string, to: string, port: number, namespace = "firewall") => ({
+  apiVersion: "metal-stack.io/v1",
+  kind: "ClusterwideNetworkPolicy",
+  metadata: { name, namespace },
+  spec: { egress: [{ to: [{ cidr: to }], ports: [{ protocol: "TCP", port }] }] },
+});
+
+const firewallObject = () => ({
+  apiVersion: "metal-stack.io/v1",
+  kind: "Firewall",
+  metadata: { name: "firewall", namespace: "firewall" },
+  spec: { interval: "2s", internalprefixes: ["10.0.0.0/8"] },
+});
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    if (await check()) return performance.now() - t0;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.skipIf(env.skip || noKubectl)("the controller against an API server, on a real kernel", () => {
+  let t: TestServer;
+  let topo: Topology;
+  let api: ClusterApi;
+  let controller: Controller;
+  let stop: AbortController;
+  let running: Promise<void>;
+  let dir: string;
+
+  const fwExec = () => topo.executor("firewall");
+  const chains = async () => (await fwExec()(["nft", "list", "chains", "inet"])).stdout;
+  const hasChain = async (name: string) => (await chains()).includes(`chain ${name} {`);
+  const get = async (path: string) => (await api.request("GET", path)).body as KubeObject & { status?: Record<string, unknown> };
+  const create = async (path: string, body: unknown) => {
+    const r = await api.request("POST", path, { body });
+    if (r.status !== 201 && r.status !== 200) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  };
+  const del = (path: string) => api.request("DELETE", path);
+
+  beforeAll(async () => {
+    t = await startTestServer();
+    const kc = new KubeConfig();
+    kc.loadFromString(t.server.kubeconfig());
+    api = clusterApi(kc);
+    await create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
+    await create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "shop" } });
+    topo = await createTopology({ clusterAddresses: ["10.0.1.80"] });
+    dir = mkdtempSync(join(tmpdir(), "fct-controller-"));
+    stop = new AbortController();
+    const log = createLogger(process.env.FCT_LOG ?? "silent");
+    controller = new Controller(
+      { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8"), cidr("fd00:66::/64")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "ruleset.v4") },
+      {
+        api,
+        nft: nftClient("nft", fwExec()),
+        shaper: tcShaper({ tc: "tc", ip: "ip", exec: fwExec() }),
+        writeFile: writeFileAtomic,
+        events: new EventRecorder(api, { component: "firewall-controller", host: "test" }),
+        log,
+      },
+      stop.signal,
+    );
+    running = controller.run();
+  });
+
+  afterAll(async () => {
+    stop?.abort();
+    await running;
+    await topo?.destroy();
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("installs its CRDs at start", async () => {
+    await waitUntil("CRDs established", async () => {
+      const crd = await get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusterwidenetworkpolicies.metal-stack.io");
+      return JSON.stringify(crd.status ?? {}).includes('"Established"');
+    });
+  });
+
+  test("without a Firewall object nothing is applied; with one, a policy takes effect within a second", async () => {
+    await create(CWNP, policyObject("allow-a", `${A}/32`, 443));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await hasChain("np.eg.tcp.allow-a")).toBe(false);
+    await create(FIREWALLS, firewallObject());
+    const ms = await waitUntil("policy chain in the kernel", () => hasChain("np.eg.tcp.allow-a"));
+    expect(ms).toBeLessThan(1000);
+    expect(await topo.tcpConnect("cluster", A, 443)).toBe(true);
+    expect(await topo.tcpConnect("cluster", A, 444)).toBe(false);
+  });
+
+  test("policy status: Ready for applied, Invalid with every problem (and an Event), Ignored outside firewall", async () => {
+    await create(CWNP, { ...policyObject("broken", "203.0.113.0/28", 443), spec: { egress: [{ to: [{ cidr: "203.0.113.0/28", except: ["198.51.100.0/24"] }], ports: [{ port: 0 }] }] } });
+    await create("/apis/metal-stack.io/v1/namespaces/shop/clusterwidenetworkpolicies", policyObject("elsewhere", `${B}/32`, 80, "shop"));
+    await waitUntil("statuses", async () => {
+      const [a, b, c] = await Promise.all([get(`${CWNP}/allow-a`), get(`${CWNP}/broken`), get("/apis/metal-stack.io/v1/namespaces/shop/clusterwidenetworkpolicies/elsewhere")]);
+      return a.status?.state === "Ready" && b.status?.state === "Invalid" && c.status?.state === "Ignored";
+    });
+    const broken = await get(`${CWNP}/broken`);
+    expect(broken.status?.message).toContain("spec.egress[0].to[0].except[0]: 198.51.100.0/24 is not inside cidr 203.0.113.0/28");
+    expect(broken.status?.message).toContain("spec.egress[0].ports[0].port: 0 is not a port");
+    expect(broken.status?.observedGeneration).toBe(broken.metadata.generation);
+    const events = (await get("/api/v1/namespaces/firewall/events")) as unknown as { items: { involvedObject: { name: string }; reason: string; type: string }[] };
+    expect(events.items.some((e) => e.involvedObject.name === "broken" && e.type === "Warning" && e.reason === "InvalidPolicy")).toBe(true);
+    // The valid policy still applies.
+    expect(await topo.tcpConnect("cluster", A, 443)).toBe(true);
+  });
+
+  test("operators see it with kubectl: cwnp states, the Firewall's status, the exporter Services and Endpoints", async () => {
+    const cwnp = tableRows(await kubectlOk(t, ["get", "cwnp", "-n", "firewall"]));
+    expect(cwnp[0]).toEqual(["NAME", "STATE", "MESSAGE", "AGE"]);
+    expect(cwnp.find((r) => r[0] === "allow-a")?.[1]).toBe("Ready");
+    expect(cwnp.find((r) => r[0] === "broken")?.[1]).toBe("Invalid");
+    await waitUntil("Firewall status", async () => JSON.stringify((await get(`${FIREWALLS}/firewall`)).status ?? {}).includes("RulesApplied"));
+    const described = await kubectlOk(t, ["describe", "firewall", "-n", "firewall", "firewall"]);
+    expect(described).toContain("Status:");
+    expect(described).toContain("RulesApplied");
+    expect(described).toContain("Last Run:");
+    const svc = await kubectlOk(t, ["get", "svc,ep", "-n", "firewall"]);
+    expect(svc).toContain("nftables-exporter");
+    expect(svc).toContain("node-exporter");
+    expect(svc).toContain("10.0.1.1:9630");
+    expect(svc).toContain("10.0.1.1:9100");
+  });
+
+  test("a deleted or edited exporter Endpoints object is restored", async () => {
+    await del("/api/v1/namespaces/firewall/endpoints/node-exporter");
+    await waitUntil("endpoints restored", async () => (await api.request("GET", "/api/v1/namespaces/firewall/endpoints/node-exporter")).status === 200);
+    const ep = await get("/api/v1/namespaces/firewall/endpoints/node-exporter");
+    expect(JSON.stringify(ep)).toContain("10.0.1.1");
+  });
+
+  test("its own status writes do not trigger reconciles", async () => {
+    await controller.idle();
+    await new Promise((r) => setTimeout(r, 200));
+    const before = controller.reconciles;
+    await new Promise((r) => setTimeout(r, 600));
+    // At most the periodic one (interval 2s) may have run meanwhile.
+    expect(controller.reconciles - before).toBeLessThanOrEqual(1);
+  });
+
+  test("a flood of 1,000 policy changes is coalesced into a few reconciles and ends in the right state", async () => {
+    await controller.idle();
+    const before = controller.reconciles;
+    const writes: Promise<unknown>[] = [];
+    const portTo = (port: number) =>
+      api.request("PATCH", `${CWNP}/allow-a`, { body: { spec: { egress: [{ to: [{ cidr: `${A}/32` }], ports: [{ protocol: "TCP", port }] }] } }, contentType: "application/merge-patch+json" });
+    for (let i = 0; i < 999; i++) {
+      writes.push(portTo(1000 + i));
+      if (writes.length >= 50) await Promise.all(writes.splice(0));
+    }
+    await Promise.all(writes);
+    await portTo(1999); // the 1,000th change, last for sure (the batches above land in any order)
+    await create(CWNP, policyObject("flood-end", `${B}/32`, 8443));
+    await waitUntil("final state", () => hasChain("np.eg.tcp.flood-end"), 10_000);
+    await controller.idle();
+    const runs = controller.reconciles - before;
+    expect(runs).toBeLessThan(100);
+    expect(await topo.tcpConnect("cluster", A, 1999)).toBe(true);
+    expect(await topo.tcpConnect("cluster", A, 443)).toBe(false);
+    expect(await topo.tcpConnect("cluster", B, 8443)).toBe(true);
+  });
+
+  test("API down for a while: rules stay, readiness says so, and reconciling resumes when it is back", async () => {
+    await t.server.down();
+    await waitUntil("not ready", async () => !controller.readiness().ok, 5000);
+    expect(await topo.tcpConnect("cluster", B, 8443)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await topo.tcpConnect("cluster", B, 8443)).toBe(true);
+    await t.server.up();
+    await create(CWNP, policyObject("after-outage", `${A}/32`, 7443));
+    await waitUntil("policy after the outage", () => hasChain("np.eg.tcp.after-outage"), 35_000);
+    await waitUntil("ready again", async () => controller.readiness().ok, 10_000);
+  }, 60_000);
+
+  test("an expired watch (410 Gone) relists, and later changes still arrive", async () => {
+    t.server.compact();
+    t.server.dropWatches();
+    await create(CWNP, policyObject("after-relist", `${A}/32`, 6443));
+    await waitUntil("policy after relist", () => hasChain("np.eg.tcp.after-relist"), 35_000);
+  }, 60_000);
+
+  test("a deleted policy stops its traffic", async () => {
+    expect(await topo.tcpConnect("cluster", B, 8443)).toBe(true);
+    await del(`${CWNP}/flood-end`);
+    await waitUntil("chain gone", async () => !(await hasChain("np.eg.tcp.flood-end")));
+    expect(await topo.tcpConnect("cluster", B, 8443)).toBe(false);
+  });
+
+  test("Firewall deleted: our table goes, the base table stays; recreated: it comes back", async () => {
+    const base = "table inet metal {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n";
+    expect((await fwExec()(["nft", "-f", "-"], { stdin: base })).code).toBe(0);
+    const metalBefore = (await fwExec()(["nft", "list", "table", "inet", "metal"])).stdout;
+    await del(`${FIREWALLS}/firewall`);
+    await waitUntil("table removed", async () => !(await fwExec()(["nft", "list", "tables"])).stdout.includes("inet firewall"));
+    expect((await fwExec()(["nft", "list", "table", "inet", "metal"])).stdout).toBe(metalBefore);
+    await create(FIREWALLS, firewallObject());
+    await waitUntil("table back", () => hasChain("np.eg.tcp.allow-a"));
+    expect(await topo.tcpConnect("cluster", A, 1999)).toBe(true);
+  });
+
+  test("stopping (SIGTERM) leaves the rules in place", async () => {
+    stop.abort();
+    await running;
+    expect(await hasChain("np.eg.tcp.allow-a")).toBe(true);
+    expect(await topo.tcpConnect("cluster", A, 1999)).toBe(true);
+  });
+});
