@@ -1,0 +1,92 @@
+/**
+ * Benchmark (SPEC §11): event → rules active in the kernel, with N policies in
+ * the cluster. The controller runs in this process against the test API
+ * server; its nft commands run in a throwaway network namespace. Each sample
+ * creates one policy and polls the kernel for its chain.
+ *
+ *   ./node_modules/.bin/bun bench/event-latency.ts [policies=1000] [samples=50]
+ *
+ * Needs root and nft.
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { parseCidr } from "../lib/api/address.ts";
+import { writeFileAtomic } from "../lib/atomic-file.ts";
+import { Controller } from "../lib/controller.ts";
+import { runCommand } from "../lib/exec.ts";
+import { clusterApi } from "../lib/kube/api.ts";
+import { EventRecorder } from "../lib/kube/events.ts";
+import { createLogger } from "../lib/log.ts";
+import { nftClient } from "../lib/nft/client.ts";
+import { TestApiServer } from "../test/apiserver/server.ts";
+
+const N = Number(process.argv[2] ?? 1000);
+const SAMPLES = Number(process.argv[3] ?? 50);
+const CWNP = "/apis/metal-stack.io/v1/namespaces/firewall/clusterwidenetworkpolicies";
+
+const cidr = (s: string) => {
+  const r = parseCidr(s);
+  if (!r.ok) throw new Error(r.message);
+  return r.value;
+};
+const policy = (name: string, i: number) => ({
+  apiVersion: "metal-stack.io/v1",
+  kind: "ClusterwideNetworkPolicy",
+  metadata: { name, namespace: "firewall" },
+  spec: { egress: [{ to: [{ cidr: `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32` }], ports: [{ port: 443 }, { protocol: "UDP", port: 53 }] }] },
+});
+
+const ns = `fct-lat-${randomBytes(3).toString("hex")}`;
+await runCommand(["ip", "netns", "add", ns]);
+const server = await new TestApiServer().start();
+const dir = mkdtempSync(join(tmpdir(), "fct-lat-"));
+const stop = new AbortController();
+try {
+  const kc = new KubeConfig();
+  kc.loadFromString(server.kubeconfig());
+  const api = clusterApi(kc);
+  const post = async (path: string, body: unknown) => {
+    const r = await api.request("POST", path, { body });
+    if (r.status >= 300) throw new Error(`POST ${path}: ${r.status}`);
+  };
+  await post("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
+  const exec = (argv: readonly string[], o?: { stdin?: string }) => runCommand(["ip", "netns", "exec", ns, ...argv], o);
+  const controller = new Controller(
+    { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "r.v4") },
+    { api, nft: nftClient("nft", exec), shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) }, writeFile: writeFileAtomic, events: new EventRecorder(api, { component: "bench", host: "bench" }), log: createLogger("silent") },
+    stop.signal,
+  );
+  const running = controller.run();
+  while ((await api.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/firewalls.metal-stack.io")).status !== 200) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  await post("/apis/metal-stack.io/v1/namespaces/firewall/firewalls", { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "1h" } });
+  for (let i = 0; i < N; i++) await post(CWNP, policy(`p-${i}`, i));
+  const hasChain = async (name: string) => (await exec(["nft", "list", "chain", "inet", "firewall", name])).code === 0;
+  while (!(await hasChain(`np.eg.tcp.p-${N - 1}`))) await new Promise((r) => setTimeout(r, 50));
+  await controller.idle();
+
+  const samples: number[] = [];
+  for (let k = 0; k < SAMPLES; k++) {
+    const name = `sample-${k}`;
+    const t0 = performance.now();
+    await post(CWNP, policy(name, N + k));
+    while (!(await hasChain(`np.eg.tcp.${name}`))) {}
+    samples.push(performance.now() - t0);
+    await controller.idle();
+  }
+  samples.sort((a, b) => a - b);
+  const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] as number;
+  console.log(`event → chain in the kernel, ${N} policies, ${SAMPLES} samples: p50 ${q(0.5).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, max ${q(1).toFixed(0)} ms`);
+  console.log(`rss: ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB (controller, API server and bench in one process)`);
+  stop.abort();
+  await running;
+} finally {
+  stop.abort();
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+  await runCommand(["ip", "netns", "del", ns]);
+}
