@@ -249,9 +249,12 @@ export class Controller {
 
     await this.#writePolicyStatuses(desired, result);
     await this.#writeFirewallStatus(fwObject, desired, result, periodic);
-    const exporter = await reconcileExporterServices(this.#d.api, this.#o.serviceIp);
+    const exporter = await reconcileExporterServices(this.#d.api, this.#o.serviceIp, {
+      name: this.#o.firewallName,
+      isLive: (n) => this.#reflectors.firewalls.get(FIREWALL_NAMESPACE, n) !== undefined,
+    });
     for (const p of exporter.problems) log.warn({ code: "api_failed" }, `exporter services: ${p}`);
-    if (exporter.created.length + exporter.updated.length > 0) log.info(exporter, "exporter services restored");
+    if (exporter.created.length + exporter.updated.length + exporter.deleted.length > 0) log.info(exporter, "exporter services reconciled");
 
     const failed = result.rules === "failed" || result.errors.length > 0;
     this.#lastError = failed ? result.errors.map((e) => e.message).join("; ") : undefined;

@@ -87,6 +87,18 @@ function refOf(object: unknown, source: string | undefined): ObjectRef {
   };
 }
 
+// Validation is pure and the caches hand us the same object until it changes, so a result can be
+// reused by identity: a reconcile at 1,000 policies then parses only what changed.
+const parsed = new WeakMap<object, Validated<unknown>>();
+function memo<T>(object: object, parse: (o: unknown) => Validated<T>): Validated<T> {
+  let r = parsed.get(object) as Validated<T> | undefined;
+  if (!r) {
+    r = parse(object);
+    parsed.set(object, r);
+  }
+  return r;
+}
+
 /** Classifies every object; `source` tells where each came from (manifest mode). */
 export function buildDesiredState(objects: readonly { object: unknown; source?: string }[], options: ClassifyOptions): Classified {
   const accepted: ObjectRef[] = [];
@@ -125,7 +137,7 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
           ignored.push({ ref, reason: `namespace ${show(ref.namespace)} is not ${FIREWALL_NAMESPACE}; only policies there take effect` });
           break;
         }
-        const policy = take(ref, parsePolicy(object));
+        const policy = take(ref, memo(object, parsePolicy));
         if (!policy) break;
         const prev = policies.get(policy.name);
         if (prev) {
@@ -166,7 +178,7 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
           ignored.push({ ref, reason: "not of type LoadBalancer; opens nothing" });
           break;
         }
-        const svc = take(ref, parseService(object));
+        const svc = take(ref, memo(object, parseService));
         if (!svc) break;
         const key = `${svc.namespace}/${svc.name}`;
         if (services.has(key)) {
