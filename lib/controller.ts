@@ -100,7 +100,7 @@ export class Controller {
     this.#o = options;
     this.#d = deps;
     this.#signal = signal;
-    this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 20, signal });
+    this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 10, signal });
     const notify = () => this.#coalescer.notify();
     const make = (path: string, relevant?: (o: KubeObject) => unknown) =>
       new Reflector({
