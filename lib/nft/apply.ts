@@ -180,6 +180,8 @@ export async function applyRuleset(
 /** Removes our table (Firewall object deleted); other tables are never touched. */
 export async function removeRuleset(deps: { nft: NftClient; table: string }): Promise<boolean> {
   const inv = await deps.nft.inventory(deps.table);
+  // Nothing listed: nothing of ours to remove (an empty table, if any, matches no packet).
+  if (inv === null) return false;
   // "add" first: deleting a table that is not there would fail, and an empty one may still be there.
   const r = await deps.nft.run(`add table inet ${deps.table}\ndelete table inet ${deps.table}\n`);
   if (r.code !== 0) throw new FirewallError("nft_apply_failed", `deleting table inet ${deps.table} failed: ${r.stderr.trim()}`);

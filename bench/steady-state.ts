@@ -1,0 +1,77 @@
+/**
+ * Benchmark (SPEC §11): steady state of the built binary at N policies with a
+ * 10 s interval — CPU share and RSS over a measured window after it settled.
+ * The API server (test/apiserver) runs in this process; the controller is
+ * `dist/firewall-controller`, its nft/tc/ip wrapped to act in a throwaway
+ * network namespace.
+ *
+ *   ./node_modules/.bin/bun bench/steady-state.ts [policies=1000] [seconds=60]
+ *
+ * Needs root, nft, tc and a built dist/firewall-controller.
+ * @module
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { runCommand } from "../lib/exec.ts";
+import { clusterApi } from "../lib/kube/api.ts";
+import { TestApiServer } from "../test/apiserver/server.ts";
+
+const N = Number(process.argv[2] ?? 1000);
+const SECONDS = Number(process.argv[3] ?? 60);
+const ROOT = join(import.meta.dir, "..");
+const ns = `fct-steady-${randomBytes(3).toString("hex")}`;
+const dir = mkdtempSync(join(tmpdir(), "fct-steady-"));
+await runCommand(["ip", "netns", "add", ns]);
+const server = await new TestApiServer().start();
+try {
+  for (const tool of ["nft", "tc", "ip"]) {
+    const path = join(dir, tool);
+    writeFileSync(path, `#!/bin/sh\nexec ip netns exec ${ns} /usr/sbin/${tool} "$@"\n`);
+    chmodSync(path, 0o755);
+  }
+  const kubeconfig = join(dir, "kubeconfig");
+  writeFileSync(kubeconfig, server.kubeconfig());
+  const kc = new KubeConfig();
+  kc.loadFromString(server.kubeconfig());
+  const api = clusterApi(kc);
+  const post = async (path: string, body: unknown) => {
+    const r = await api.request("POST", path, { body });
+    if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  };
+  await post("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
+  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--nft", join(dir, "nft"), "--tc", join(dir, "tc"), "--ip", join(dir, "ip"), "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
+  while ((await api.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/firewalls.metal-stack.io")).status !== 200) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 500));
+  await post("/apis/metal-stack.io/v1/namespaces/firewall/firewalls", { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "10s" } });
+  for (let i = 0; i < N; i++) {
+    await post("/apis/metal-stack.io/v1/namespaces/firewall/clusterwidenetworkpolicies", {
+      apiVersion: "metal-stack.io/v1", kind: "ClusterwideNetworkPolicy", metadata: { name: `p-${i}`, namespace: "firewall" },
+      spec: { egress: [{ to: [{ cidr: `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32` }], ports: [{ port: 443 }, { protocol: "UDP", port: 53 }] }] },
+    });
+  }
+  // Settle: the first reconciles, the first verification.
+  await new Promise((r) => setTimeout(r, 20_000));
+  const hz = 100; // USER_HZ on Linux
+  // utime+stime of the controller and the nft/tc/ip processes it waited for (cutime+cstime).
+  const cpu = () => {
+    const f = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / hz;
+  };
+  const c0 = cpu();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const used = cpu() - c0;
+  const wall = (performance.now() - t0) / 1000;
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1]) / 1024;
+  console.log(`steady state, ${N} policies, interval 10s, ${wall.toFixed(0)} s measured: ${((used / wall) * 100).toFixed(2)} % of one core (controller plus the nft/tc/ip it ran), RSS ${rss.toFixed(0)} MB`);
+  child.kill("SIGTERM");
+  await new Promise((r) => child.once("exit", r));
+} finally {
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+  await runCommand(["ip", "netns", "del", ns]);
+}
