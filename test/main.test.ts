@@ -99,6 +99,26 @@ describe("command line", () => {
     ),
   );
 
+  test("--once against an unreachable API server exits 1 and says so", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fct-cli-"));
+    try {
+      const kubeconfig = join(dir, "kubeconfig");
+      writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1', insecure-skip-tls-verify: true}\nusers:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n");
+      const r = await run(["--once", "--kubeconfig", kubeconfig, "--ruleset-file", join(dir, "r.v4")]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("error:");
+      expect(r.stderr).toContain("unreachable");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("without --once, --manifests is refused (the long-running mode watches the API server)", async () => {
+    const r = await run(["--manifests", join(ROOT, "examples")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("--once");
+  });
+
   test("a missing manifests path exits 1 and names the path", async () => {
     const r = await run(["--once", "--dry-run", "--manifests", "/nonexistent/fct"]);
     expect(r.code).toBe(1);

@@ -124,7 +124,8 @@ export function clusterApi(kc: KubeConfig, options: { timeoutMs?: number } = {})
         signal.addEventListener("abort", onAbort, { once: true });
         const finish = (err: unknown) => {
           signal.removeEventListener("abort", onAbort);
-          if (!err || signal.aborted) return resolve();
+          // The client ends a watch that saw nothing for 30 s; a quiet cluster is no failure: resume.
+          if (!err || signal.aborted || (err as { name?: string }).name === "TimeoutError") return resolve();
           const status = (err as { statusCode?: number }).statusCode;
           reject(new WatchError(status ?? 0, err instanceof Error ? err.message : String(err)));
         };
