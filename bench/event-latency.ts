@@ -57,7 +57,7 @@ try {
   const exec = (argv: readonly string[], o?: { stdin?: string }) => runCommand(["ip", "netns", "exec", ns, ...argv], o);
   const controller = new Controller(
     { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "r.v4") },
-    { api, nft: nftClient("nft", exec), shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) }, writeFile: writeFileAtomic, events: new EventRecorder(api, { component: "bench", host: "bench" }), log: createLogger("silent") },
+    { api, nft: nftClient("nft", exec), shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) }, writeFile: writeFileAtomic, events: new EventRecorder(api, { component: "bench", host: "bench" }), log: createLogger(process.env.FCT_LOG ?? "silent") },
     stop.signal,
   );
   const running = controller.run();

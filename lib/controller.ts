@@ -254,7 +254,7 @@ export class Controller {
     for (const e of result.errors) log.error({ code: e.code }, e.message);
     for (const p of result.shapingProblems) log.warn({ code: "shaping_failed", interface: p.interface }, p.message);
     if (result.rules === "changed") {
-      log.info({ mode: result.applyMode, policies: desired.state.policies.length, services: desired.state.services.length, rejected: desired.rejected.length }, "ruleset applied");
+      log.info({ mode: result.applyMode, policies: desired.state.policies.length, services: desired.state.services.length, rejected: desired.rejected.length, ...result.timings }, "ruleset applied");
     }
 
     await this.#writePolicyStatuses(desired, result);

@@ -53,6 +53,8 @@ export interface ReconcileResult {
   readonly shaping: Outcome;
   readonly shapingProblems: readonly { interface: string; message: string }[];
   readonly errors: readonly FirewallError[];
+  /** Where the time went (milliseconds), when the kernel was asked. */
+  readonly timings?: { readonly renderMs: number; readonly applyMs: number; readonly shapingMs: number };
   /** Why nothing was applied although asked to, if so. */
   readonly skippedReason?: string;
 }
@@ -61,7 +63,9 @@ const asFirewallError = (e: unknown, code: FirewallError["code"]): FirewallError
   e instanceof FirewallError ? e : new FirewallError(code, e instanceof Error ? e.message : String(e), { cause: e });
 
 export async function reconcile(desired: Classified, options: ReconcileOptions, deps: ReconcileDeps): Promise<ReconcileResult> {
+  const t0 = performance.now();
   const ruleset = renderRuleset(desired.state);
+  const renderMs = performance.now() - t0;
   const limits = desired.firewall?.rateLimits ?? [];
   const shapingPlan = desired.firewall ? deps.shaper.describe(limits) : ["# shaping: no valid Firewall object; shaping is left as it is"];
   const base = { ruleset, shapingPlan, shapingProblems: [] as { interface: string; message: string }[], errors: [] as FirewallError[] };
@@ -93,6 +97,7 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
   }
 
   // Shaping is reconciled only against a valid Firewall: without one we do not know the intended limits.
+  const applyMs = performance.now() - t0 - renderMs;
   let shaping: Outcome = "skipped";
   if (desired.firewall) {
     try {
@@ -104,5 +109,6 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
       base.errors.push(asFirewallError(e, "shaping_failed"));
     }
   }
-  return { ...base, rules, shaping, ...(applyMode ? { applyMode } : {}) };
+  const timings = { renderMs: Math.round(renderMs), applyMs: Math.round(applyMs), shapingMs: Math.round(performance.now() - t0 - renderMs - applyMs) };
+  return { ...base, rules, shaping, timings, ...(applyMode ? { applyMode } : {}) };
 }
