@@ -286,8 +286,9 @@ export class Controller {
       else if (problems) verdict = { kind: "Invalid", problems };
       else verdict = { kind: "Ready", applied, ...(notes.has(key) ? { notes: notes.get(key) } : {}) };
       const status = policyStatus(verdict, o.metadata.generation);
-      const current = (o as { status?: unknown }).status;
-      if (sameStatus(current, status)) continue;
+      // Only our fields count: another tool's additions to the status must not make us write every time.
+      const current = (o as { status?: Record<string, unknown> }).status ?? {};
+      if (sameStatus({ state: current.state, message: current.message, observedGeneration: current.observedGeneration }, { observedGeneration: undefined, ...status })) continue;
       const ns = o.metadata.namespace ?? "";
       const r = await this.#d.api.request("PATCH", `${GROUP}/namespaces/${ns}/clusterwidenetworkpolicies/${o.metadata.name}/status`, {
         body: { status },
