@@ -296,6 +296,8 @@ export class Controller {
       });
       if (r.status !== 200) {
         this.#d.log.warn({ code: "api_failed", object: key }, `writing policy status failed: ${statusMessage(r)}`);
+        // Unreachable: the other writes would fail alike; the next reconcile writes what is still due.
+        if (r.status === 0) return;
         continue;
       }
       if (verdict.kind === "Invalid") {
