@@ -45,7 +45,10 @@ export interface ApplyResult {
   readonly revision: string;
   /** The text persisted for the OS to load at boot (standalone, idempotent). */
   readonly persisted: string;
-  /** How it was applied; `repaired`: the revision was running but the table had been edited. */
+  /**
+   * How it was applied. `repaired`: the revision was running but the table no longer matched its
+   * fingerprint (edited by someone else); `replaced` also covers a table left unverified by patches.
+   */
   readonly mode: "unchanged" | "replaced" | "patched" | "repaired";
 }
 
@@ -153,7 +156,9 @@ export async function applyRuleset(
   let drifted = false;
   if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) {
     if (await untouched()) return { changed: false, revision, persisted, mode: "unchanged" };
-    drifted = true;
+    // No fingerprint at all: unverified patches ran since the last check. That is not evidence of a
+    // hand edit, but nothing vouches for the table either, so it is replaced all the same.
+    drifted = fingerprints.length > 0;
   } else if (previous && previous.skeleton === ruleset.skeleton && inv?.chains.includes(`${REVISION_PREFIX}${revisionOf(previous.text)}`)) {
     if (await untouched()) {
       try {
