@@ -227,7 +227,7 @@ export class Controller {
       this.#previous = undefined;
       this.#lastGoodFirewall = undefined;
       if (removed || shaping.changed) log.info({}, `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is absent: table inet ${TABLE} and shaping removed`);
-      await this.#writePolicyStatuses(undefined, undefined);
+      // Policy statuses are left alone: an HA peer that has its Firewall object may be reporting them.
       this.#lastError = undefined;
       return { exitCode: 0, requeueAfterMs: DEFAULT_INTERVAL_MS };
     }
@@ -257,7 +257,7 @@ export class Controller {
       log.info({ mode: result.applyMode, policies: desired.state.policies.length, services: desired.state.services.length, rejected: desired.rejected.length, ...result.timings }, "ruleset applied");
     }
 
-    await this.#writePolicyStatuses(desired, result);
+    await this.#writePolicyStatuses(desired);
     await this.#writeFirewallStatus(fwObject, desired, result, periodic);
     const exporter = await reconcileExporterServices(this.#d.api, this.#o.serviceIp, {
       name: this.#o.firewallName,
@@ -272,19 +272,17 @@ export class Controller {
     return { exitCode: desired.rejected.length > 0 ? 2 : 0, requeueAfterMs: desired.firewall?.intervalMs ?? DEFAULT_INTERVAL_MS };
   }
 
-  async #writePolicyStatuses(desired: Classified | undefined, result: ReconcileResult | undefined): Promise<void> {
-    const rejected = new Map((desired?.rejected ?? []).map((r) => [`${r.ref.namespace}/${r.ref.name}`, r.problems]));
-    const notes = new Map((desired?.notes ?? []).map((n) => [`${n.ref.namespace}/${n.ref.name}`, n.problems]));
-    const ignored = new Map((desired?.ignored ?? []).map((i) => [`${i.ref.namespace}/${i.ref.name}`, i.reason]));
-    const applied = result !== undefined && (result.rules === "changed" || result.rules === "unchanged");
+  async #writePolicyStatuses(desired: Classified): Promise<void> {
+    const rejected = new Map(desired.rejected.map((r) => [`${r.ref.namespace}/${r.ref.name}`, r.problems]));
+    const notes = new Map(desired.notes.map((n) => [`${n.ref.namespace}/${n.ref.name}`, n.problems]));
+    const ignored = new Map(desired.ignored.map((i) => [`${i.ref.namespace}/${i.ref.name}`, i.reason]));
     for (const o of this.#reflectors.policies.items()) {
       const key = `${o.metadata.namespace}/${o.metadata.name}`;
       const problems = rejected.get(key);
       let verdict: PolicyVerdict;
       if (o.metadata.namespace !== FIREWALL_NAMESPACE) verdict = { kind: "Ignored", reason: ignored.get(key) ?? `only policies in namespace ${FIREWALL_NAMESPACE} take effect` };
-      else if (!desired) verdict = { kind: "Ignored", reason: `no Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName}: nothing is applied` };
       else if (problems) verdict = { kind: "Invalid", problems };
-      else verdict = { kind: "Ready", applied, ...(notes.has(key) ? { notes: notes.get(key) } : {}) };
+      else verdict = { kind: "Ready", ...(notes.has(key) ? { notes: notes.get(key) } : {}) };
       const status = policyStatus(verdict, o.metadata.generation);
       // Only our fields count: another tool's additions to the status must not make us write every time.
       const current = (o as { status?: Record<string, unknown> }).status ?? {};

@@ -31,7 +31,7 @@ export interface PolicyStatus {
 
 /** How one policy fared in a reconcile. */
 export type PolicyVerdict =
-  | { readonly kind: "Ready"; readonly notes?: readonly Problem[]; readonly applied: boolean }
+  | { readonly kind: "Ready"; readonly notes?: readonly Problem[] }
   | { readonly kind: "Invalid"; readonly problems: readonly Problem[] }
   | { readonly kind: "Ignored"; readonly reason: string };
 
@@ -44,9 +44,10 @@ export function policyStatus(verdict: PolicyVerdict, generation: number | undefi
     case "Ignored":
       return { state: "Ignored", message: verdict.reason, ...observed };
     case "Ready": {
-      const base = verdict.applied ? "applied" : "valid; not applied (see the Firewall's status)";
+      // Whether it is in the kernel is each firewall's own business (its Firewall's RulesApplied):
+      // an HA pair writes this status from two machines, and the two must agree.
       const notes = verdict.notes && verdict.notes.length > 0 ? `; ${formatProblems(verdict.notes)}` : "";
-      return { state: "Ready", message: `${base}${notes}`, ...observed };
+      return { state: "Ready", message: `valid${notes}`, ...observed };
     }
   }
 }

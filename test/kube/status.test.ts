@@ -15,10 +15,12 @@ describe("policy status", () => {
     const s = policyStatus({ kind: "Invalid", problems: [{ path: "spec.egress[0].ports[0].port", message: "0 is not a port (1..65535)" }, { path: "spec.egress[0].to[0].cidr", message: '"x" is not a CIDR block' }] }, 4);
     expect(s).toEqual({ state: "Invalid", message: 'spec.egress[0].ports[0].port: 0 is not a port (1..65535); spec.egress[0].to[0].cidr: "x" is not a CIDR block', observedGeneration: 4 });
   });
-  test("an ignored policy says why; a ready one whether it is applied", () => {
+  test("an ignored policy says why; a ready one carries its notes and nothing machine-specific", () => {
     expect(policyStatus({ kind: "Ignored", reason: "namespace default is not firewall" }, 1).state).toBe("Ignored");
-    expect(policyStatus({ kind: "Ready", applied: true }, 2)).toEqual({ state: "Ready", message: "applied", observedGeneration: 2 });
-    expect(policyStatus({ kind: "Ready", applied: false }, 2).message).toContain("not applied");
+    expect(policyStatus({ kind: "Ready" }, 2)).toEqual({ state: "Ready", message: "valid", observedGeneration: 2 });
+    expect(policyStatus({ kind: "Ready", notes: [{ path: "spec.egress[0].to[0].cidr", message: '"10.1.2.3/8" has host bits set; using 10.0.0.0/8' }] }, 2).message).toBe(
+      'valid; spec.egress[0].to[0].cidr: "10.1.2.3/8" has host bits set; using 10.0.0.0/8',
+    );
   });
 });
 
