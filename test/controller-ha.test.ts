@@ -19,6 +19,7 @@ import { createLogger } from "../lib/log.ts";
 import { nftClient } from "../lib/nft/client.ts";
 import { TestApiServer } from "./apiserver/server.ts";
 import { needs, netnsExecutor } from "./netns/topology.ts";
+import { waitUntil } from "./wait-until.ts";
 
 const env = needs(["ip", "nft"]);
 const CWNP = "/apis/metal-stack.io/v1/namespaces/firewall/clusterwidenetworkpolicies";
@@ -31,13 +32,6 @@ const cidr = (s: string) => {
   return r.value;
 };
 
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const t0 = performance.now();
-  while (!(await check())) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe.skipIf(env.skip)("an HA pair of controllers", () => {
   const suffix = randomBytes(3).toString("hex");

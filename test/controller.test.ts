@@ -16,6 +16,7 @@ import { nftClient } from "../lib/nft/client.ts";
 import { tcShaper } from "../lib/tc/shaper.ts";
 import { kubectlMissing, kubectlOk, startTestServer, type TestServer, tableRows } from "./apiserver/harness.ts";
 import { createTopology, needs, type Topology } from "./netns/topology.ts";
+import { waitUntil } from "./wait-until.ts";
 
 const env = needs(["ip", "nft", "tc"]);
 const noKubectl = kubectlMissing("test/controller.test.ts");
@@ -45,14 +46,6 @@ const firewallObject = () => ({
   spec: { interval: "2s", internalprefixes: ["10.0.0.0/8"] },
 });
 
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<number> {
-  const t0 = performance.now();
-  for (;;) {
-    if (await check()) return performance.now() - t0;
-    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe.skipIf(env.skip || noKubectl)("the controller against an API server, on a real kernel", () => {
   let t: TestServer;

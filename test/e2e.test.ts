@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { controllerCommand, ROOT } from "./cli-binary.ts";
 import { kubectlMissing, tableRows } from "./apiserver/harness.ts";
 import { type Background, createTopology, needs, type Topology } from "./netns/topology.ts";
+import { waitUntil } from "./wait-until.ts";
 
 const env = needs(["ip", "nft", "tc"]);
 const noKubectl = kubectlMissing("test/e2e.test.ts");
@@ -27,14 +28,6 @@ spec:
     - port: ${port}
 `;
 
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<number> {
-  const t0 = performance.now();
-  for (;;) {
-    if (await check()) return performance.now() - t0;
-    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe.skipIf(env.skip || noKubectl)("end to end: binary, kubectl and the test API server in the firewall namespace", () => {
   let topo: Topology;
