@@ -95,6 +95,8 @@ export class Controller {
   readonly #reflectors: Record<keyof typeof PATHS, Reflector>;
   readonly #coalescer: Coalescer;
   #previous: Ruleset | undefined;
+  /** The fingerprint marker our last apply left; undefined when unknown (then the applier lists first). */
+  #previousFingerprint: string | null | undefined;
   #lastGoodFirewall: FirewallSpec | undefined;
   #periodicDue = true;
   #failures = 0;
@@ -225,6 +227,7 @@ export class Controller {
       const removed = await removeRuleset({ nft: this.#d.nft, table: TABLE });
       const shaping = await this.#d.shaper.reconcile([]);
       this.#previous = undefined;
+      this.#previousFingerprint = undefined;
       this.#lastGoodFirewall = undefined;
       if (removed || shaping.changed) log.info({}, `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is absent: table inet ${TABLE} and shaping removed`);
       // Policy statuses are left alone: an HA peer that has its Firewall object may be reporting them.
@@ -245,11 +248,23 @@ export class Controller {
     if (verify) this.#lastVerified = now;
     const result = await reconcile(
       desired,
-      { mode: "apply", table: TABLE, rulesetFile: this.#o.rulesetFile, ...(this.#previous ? { previous: this.#previous } : {}), verify },
+      {
+        mode: "apply",
+        table: TABLE,
+        rulesetFile: this.#o.rulesetFile,
+        ...(this.#previous ? { previous: this.#previous } : {}),
+        ...(this.#previousFingerprint === undefined ? {} : { previousFingerprint: this.#previousFingerprint }),
+        verify,
+      },
       this.#d,
     );
-    if (result.rules === "changed" || result.rules === "unchanged") this.#previous = result.ruleset;
-    else if (result.rules === "failed") this.#previous = undefined;
+    if (result.rules === "changed" || result.rules === "unchanged") {
+      this.#previous = result.ruleset;
+      this.#previousFingerprint = result.fingerprint;
+    } else if (result.rules === "failed") {
+      this.#previous = undefined;
+      this.#previousFingerprint = undefined;
+    }
 
     for (const e of result.errors) log.error({ code: e.code }, e.message);
     for (const p of result.shapingProblems) log.warn({ code: "shaping_failed", interface: p.interface }, p.message);

@@ -38,6 +38,8 @@ export interface ReconcileOptions {
   readonly rulesetFile: string;
   /** The ruleset this process applied last, if it still holds it: changes are then patched. */
   readonly previous?: Ruleset;
+  /** The fingerprint the last apply left (its result's `fingerprint`), for patches that list nothing first. */
+  readonly previousFingerprint?: string | null;
   /** Check the kernel's table against its fingerprint (a full listing); default true. */
   readonly verify?: boolean;
 }
@@ -48,6 +50,8 @@ export interface ReconcileResult {
   readonly ruleset: Ruleset;
   /** How the rules reached the kernel (`unchanged`, `patched`, `replaced`, `repaired`), when they did. */
   readonly applyMode?: string;
+  /** The fingerprint marker left in the kernel (null: none), when known. */
+  readonly fingerprint?: string | null;
   readonly shapingPlan: readonly string[];
   readonly rules: Outcome;
   readonly shaping: Outcome;
@@ -76,15 +80,18 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
 
   let rules: Outcome;
   let applyMode: string | undefined;
+  let fingerprint: string | null | undefined;
   try {
     const r = await applyRuleset(ruleset, {
       nft: deps.nft,
       table: options.table,
       ...(options.previous ? { previous: options.previous } : {}),
+      ...(options.previousFingerprint === undefined ? {} : { previousFingerprint: options.previousFingerprint }),
       ...(options.verify === undefined ? {} : { verify: options.verify }),
     });
     rules = r.changed ? "changed" : "unchanged";
     applyMode = r.mode;
+    fingerprint = r.fingerprint;
     const path = desired.firewall?.rulesetFile ?? options.rulesetFile;
     try {
       await deps.writeFile(path, r.persisted);
@@ -110,5 +117,5 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
     }
   }
   const timings = { renderMs: Math.round(renderMs), applyMs: Math.round(applyMs), shapingMs: Math.round(performance.now() - t0 - renderMs - applyMs) };
-  return { ...base, rules, shaping, timings, ...(applyMode ? { applyMode } : {}) };
+  return { ...base, rules, shaping, timings, ...(applyMode ? { applyMode } : {}), ...(fingerprint === undefined ? {} : { fingerprint }) };
 }

@@ -50,6 +50,8 @@ export interface ApplyResult {
    * fingerprint (edited by someone else); `replaced` also covers a table left unverified by patches.
    */
   readonly mode: "unchanged" | "replaced" | "patched" | "repaired";
+  /** The fingerprint marker chain's hash now in the kernel, null when none; undefined when not known. */
+  readonly fingerprint?: string | null;
 }
 
 export const REVISION_PREFIX = "revision.";
@@ -125,12 +127,13 @@ async function checkAndRun(nft: NftClient, script: string): Promise<void> {
 }
 
 /** Records the kernel's fingerprint of our table in a marker chain (its own small transaction). */
-async function stampFingerprint(nft: NftClient, table: string, old: readonly string[]): Promise<void> {
+async function stampFingerprint(nft: NftClient, table: string, old: readonly string[]): Promise<string> {
   const fp = await nft.fingerprint(table, FINGERPRINT_PREFIX);
   const lines = old.map((c) => `delete chain inet ${table} ${c}`);
   lines.push(`add chain inet ${table} ${FINGERPRINT_PREFIX}${fp}`);
   const r = await nft.run(`${lines.join("\n")}\n`);
   if (r.code !== 0) throw new FirewallError("nft_apply_failed", `recording the ruleset fingerprint failed: ${r.stderr.trim()}`);
+  return fp;
 }
 
 /**
@@ -139,23 +142,39 @@ async function stampFingerprint(nft: NftClient, table: string, old: readonly str
  * `verify: false` trusts the revision marker alone and records no fingerprint
  * (no full listing of the table: the cost of a patch stays the size of the
  * patch); a later verified run then finds no fingerprint and replaces once.
+ * With `verify: false` and the fingerprint the previous apply left
+ * (`previousFingerprint`, from its result), not even the names are listed: the
+ * patch transaction itself deletes the previous revision and fingerprint
+ * markers, so it applies only onto exactly that state (else it falls back).
  */
 export async function applyRuleset(
   ruleset: Ruleset,
-  deps: { nft: NftClient; table: string; previous?: Ruleset; verify?: boolean },
+  deps: { nft: NftClient; table: string; previous?: Ruleset; previousFingerprint?: string | null; verify?: boolean },
 ): Promise<ApplyResult> {
   const { nft, table, previous } = deps;
   const revision = revisionOf(ruleset.text);
   const marked = withMarker(ruleset.text, table, revision);
   const persisted = persistedForm(marked, table);
+  if (deps.verify === false && previous && deps.previousFingerprint !== undefined && previous.skeleton === ruleset.skeleton) {
+    const from = revisionOf(previous.text);
+    if (from === revision) return { changed: false, revision, persisted, mode: "unchanged", fingerprint: deps.previousFingerprint };
+    const dropFingerprint = deps.previousFingerprint ? `delete chain inet ${table} ${FINGERPRINT_PREFIX}${deps.previousFingerprint}\n` : "";
+    try {
+      await checkAndRun(nft, `${patchScript(previous, ruleset, table, { from, to: revision })}${dropFingerprint}`);
+      return { changed: true, revision, persisted, mode: "patched", fingerprint: null };
+    } catch {
+      // Not the state we left (or nft refused): the careful path below looks first.
+    }
+  }
   const inv = await nft.inventory(table);
   const fingerprints = (inv?.chains ?? []).filter((c) => c.startsWith(FINGERPRINT_PREFIX));
   // Is the table still exactly as we left it? Only asked when verifying: it costs a full listing.
   const untouched = async () =>
     deps.verify === false || (fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`);
   let drifted = false;
+  const current = () => (fingerprints.length === 1 ? (fingerprints[0] as string).slice(FINGERPRINT_PREFIX.length) : null);
   if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) {
-    if (await untouched()) return { changed: false, revision, persisted, mode: "unchanged" };
+    if (await untouched()) return { changed: false, revision, persisted, mode: "unchanged", ...(deps.verify === false ? {} : { fingerprint: current() }) };
     // No fingerprint at all: unverified patches ran since the last check. That is not evidence of a
     // hand edit, but nothing vouches for the table either, so it is replaced all the same.
     drifted = fingerprints.length > 0;
@@ -166,11 +185,11 @@ export async function applyRuleset(
         if (deps.verify === false) {
           // No stamp: an old fingerprint must not vouch for the patched table.
           await checkAndRun(nft, `${patch}${fingerprints.map((c) => `delete chain inet ${table} ${c}\n`).join("")}`);
-        } else {
-          await checkAndRun(nft, patch);
-          await stampFingerprint(nft, table, fingerprints);
+          return { changed: true, revision, persisted, mode: "patched", fingerprint: null };
         }
-        return { changed: true, revision, persisted, mode: "patched" };
+        await checkAndRun(nft, patch);
+        const fingerprint = await stampFingerprint(nft, table, fingerprints);
+        return { changed: true, revision, persisted, mode: "patched", fingerprint };
       } catch {
         // nft refused the patch: the full replacement below starts from whatever is there.
       }
@@ -178,8 +197,8 @@ export async function applyRuleset(
   }
   const fresh = await nft.inventory(table);
   await checkAndRun(nft, replacementScript(fresh, ruleset, table, marked));
-  if (deps.verify !== false) await stampFingerprint(nft, table, []);
-  return { changed: true, revision, persisted, mode: drifted ? "repaired" : "replaced" };
+  const fingerprint = deps.verify === false ? null : await stampFingerprint(nft, table, []);
+  return { changed: true, revision, persisted, mode: drifted ? "repaired" : "replaced", fingerprint };
 }
 
 /** Removes our table (Firewall object deleted); other tables are never touched. */
