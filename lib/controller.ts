@@ -31,7 +31,7 @@ import { reconcileExporterServices } from "./kube/exporter-services.ts";
 import { Reflector, specOf } from "./kube/reflector.ts";
 import { type Condition, firewallStatus, type PolicyVerdict, policyStatus, sameStatus } from "./kube/status.ts";
 import type { Logger } from "./log.ts";
-import { removeRuleset } from "./nft/apply.ts";
+import { removeRuleset, revisionOf } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
 import { Coalescer } from "./coalescer.ts";
 import { reconcile, type ReconcileResult, type Shaper } from "./reconcile.ts";
@@ -244,8 +244,12 @@ export class Controller {
     }
 
     const now = performance.now();
-    const verify = periodic && now - this.#lastVerified >= VERIFY_EVERY_MS;
+    // After unverified patches the next periodic run fingerprints the table (vouched for, since we
+    // patched it ourselves); otherwise verification comes at most once a minute.
+    const unstamped = this.#previous !== undefined && this.#previousFingerprint === null;
+    const verify = periodic && (unstamped || now - this.#lastVerified >= VERIFY_EVERY_MS);
     if (verify) this.#lastVerified = now;
+    const vouchedRevision = unstamped && this.#previous ? revisionOf(this.#previous.text) : undefined;
     const result = await reconcile(
       desired,
       {
@@ -254,6 +258,7 @@ export class Controller {
         rulesetFile: this.#o.rulesetFile,
         ...(this.#previous ? { previous: this.#previous } : {}),
         ...(this.#previousFingerprint === undefined ? {} : { previousFingerprint: this.#previousFingerprint }),
+        ...(vouchedRevision ? { vouchedRevision } : {}),
         verify,
       },
       this.#d,

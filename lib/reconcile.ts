@@ -42,6 +42,8 @@ export interface ReconcileOptions {
   readonly previousFingerprint?: string | null;
   /** Check the kernel's table against its fingerprint (a full listing); default true. */
   readonly verify?: boolean;
+  /** See `applyRuleset`'s `vouchedRevision`. */
+  readonly vouchedRevision?: string;
 }
 
 export type Outcome = "changed" | "unchanged" | "skipped" | "failed";
@@ -88,6 +90,7 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
       ...(options.previous ? { previous: options.previous } : {}),
       ...(options.previousFingerprint === undefined ? {} : { previousFingerprint: options.previousFingerprint }),
       ...(options.verify === undefined ? {} : { verify: options.verify }),
+      ...(options.vouchedRevision === undefined ? {} : { vouchedRevision: options.vouchedRevision }),
     });
     rules = r.changed ? "changed" : "unchanged";
     applyMode = r.mode;

@@ -190,6 +190,16 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     expect(await topo.tcpConnect("cluster", B, 8443)).toBe(true);
   });
 
+  test("after event-driven patches the next periodic run fingerprints the table in place, without replacing it", async () => {
+    await controller.idle();
+    const handles = async () => (await fwExec()(["nft", "-a", "list", "chain", "inet", "firewall", "np.eg.tcp.allow-a"])).stdout.match(/# handle \d+/g)?.join(",");
+    const before = await handles();
+    expect(before).toBeTruthy();
+    // interval 2s: within a few seconds a periodic run has verified (and fingerprinted) the table.
+    await waitUntil("fingerprint marker", async () => /chain fingerprint\.[0-9a-f]{16} \{/.test(await chains()), 8000);
+    expect(await handles()).toBe(before);
+  }, 15_000);
+
   test("API down for a while: rules stay, readiness says so, and reconciling resumes when it is back", async () => {
     await t.server.down();
     await waitUntil("not ready", async () => !controller.readiness().ok, 5000);

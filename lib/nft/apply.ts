@@ -149,7 +149,19 @@ async function stampFingerprint(nft: NftClient, table: string, old: readonly str
  */
 export async function applyRuleset(
   ruleset: Ruleset,
-  deps: { nft: NftClient; table: string; previous?: Ruleset; previousFingerprint?: string | null; verify?: boolean },
+  deps: {
+    nft: NftClient;
+    table: string;
+    previous?: Ruleset;
+    previousFingerprint?: string | null;
+    verify?: boolean;
+    /**
+     * A revision the caller itself applied with an unverified patch, with no fingerprint since: a
+     * verifying run that finds it unfingerprinted stamps it instead of replacing the table. The
+     * trust spans the time from that patch to this run (the controller's next tick).
+     */
+    vouchedRevision?: string;
+  },
 ): Promise<ApplyResult> {
   const { nft, table, previous } = deps;
   const revision = revisionOf(ruleset.text);
@@ -169,17 +181,25 @@ export async function applyRuleset(
   const inv = await nft.inventory(table);
   const fingerprints = (inv?.chains ?? []).filter((c) => c.startsWith(FINGERPRINT_PREFIX));
   // Is the table still exactly as we left it? Only asked when verifying: it costs a full listing.
-  const untouched = async () =>
-    deps.verify === false || (fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`);
+  // A table without a fingerprint that runs the revision the caller vouches for counts as untouched.
+  const untouched = async (running: string) =>
+    deps.verify === false ||
+    (fingerprints.length === 0 && deps.vouchedRevision === running) ||
+    (fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`);
   let drifted = false;
   const current = () => (fingerprints.length === 1 ? (fingerprints[0] as string).slice(FINGERPRINT_PREFIX.length) : null);
   if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) {
-    if (await untouched()) return { changed: false, revision, persisted, mode: "unchanged", ...(deps.verify === false ? {} : { fingerprint: current() }) };
+    if (await untouched(revision)) {
+      if (deps.verify === false) return { changed: false, revision, persisted, mode: "unchanged" };
+      // Vouched for but not fingerprinted yet (our own unverified patch put it there): fingerprint it as it is.
+      const fingerprint = fingerprints.length === 0 ? await stampFingerprint(nft, table, []) : current();
+      return { changed: false, revision, persisted, mode: "unchanged", fingerprint };
+    }
     // No fingerprint at all: unverified patches ran since the last check. That is not evidence of a
     // hand edit, but nothing vouches for the table either, so it is replaced all the same.
     drifted = fingerprints.length > 0;
   } else if (previous && previous.skeleton === ruleset.skeleton && inv?.chains.includes(`${REVISION_PREFIX}${revisionOf(previous.text)}`)) {
-    if (await untouched()) {
+    if (await untouched(revisionOf(previous.text))) {
       try {
         const patch = patchScript(previous, ruleset, table, { from: revisionOf(previous.text), to: revision });
         if (deps.verify === false) {
@@ -193,7 +213,7 @@ export async function applyRuleset(
       } catch {
         // nft refused the patch: the full replacement below starts from whatever is there.
       }
-    } else drifted = true;
+    } else drifted = fingerprints.length > 0;
   }
   const fresh = await nft.inventory(table);
   await checkAndRun(nft, replacementScript(fresh, ruleset, table, marked));

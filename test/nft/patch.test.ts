@@ -122,6 +122,27 @@ describe.skipIf(skip)("patching in a real kernel", () => {
     expect(fast).toBeGreaterThan(10);
   }, 120_000);
 
+  test("after our own unverified patch, a verifying run fingerprints the vouched revision instead of replacing; unvouched, it replaces", async () => {
+    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+    const a = renderRuleset(state({ policies: [policy("one", { egress: [{ ports: [{ port: 443 }] }] })] }));
+    const b = renderRuleset(state({ policies: [policy("one", { egress: [{ ports: [{ port: 443 }] }] }), policy("two", { egress: [{ ports: [{ port: 80 }] }] })] }));
+    const first = await applyRuleset(a, { nft: nftPatched, table: "firewall" });
+    const p = await applyRuleset(b, { nft: nftPatched, table: "firewall", previous: a, previousFingerprint: first.fingerprint ?? null, verify: false });
+    expect({ mode: p.mode, fingerprint: p.fingerprint }).toEqual({ mode: "patched", fingerprint: null });
+    let runs = 0;
+    const counting: NftClient = { ...nftPatched, run: (script) => { runs++; return nftPatched.run(script); } };
+    const vouched = await applyRuleset(b, { nft: counting, table: "firewall", previous: b, vouchedRevision: p.revision });
+    expect(vouched.mode).toBe("unchanged");
+    expect(vouched.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    expect(runs).toBe(1); // the fingerprint marker only
+    expect((await applyRuleset(b, { nft: nftPatched, table: "firewall" })).mode).toBe("unchanged");
+
+    const c = renderRuleset(state({ policies: [policy("one", { egress: [{ ports: [{ port: 443 }] }] })] }));
+    const q = await applyRuleset(c, { nft: nftPatched, table: "firewall", previous: b, previousFingerprint: vouched.fingerprint ?? null, verify: false });
+    expect(q.mode).toBe("patched");
+    expect((await applyRuleset(c, { nft: nftPatched, table: "firewall" })).mode).toBe("replaced");
+  });
+
   test("a patch keeps the counters of unchanged policies and is refused back to replacement when the kernel was edited", async () => {
     const a = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] })] }));
     const b = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] }), policy("more", { egress: [{ ports: [{ port: 80 }] }] })] }));
