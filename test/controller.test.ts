@@ -55,6 +55,8 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
   let stop: AbortController;
   let running: Promise<void>;
   let dir: string;
+  /** Makes `nft -c` refuse, as a broken kernel or nft would. */
+  let refuseCheck = false;
 
   const fwExec = () => topo.executor("firewall");
   const chains = async () => (await fwExec()(["nft", "list", "chains", "inet"])).stdout;
@@ -81,7 +83,10 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
       { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8"), cidr("fd00:66::/64")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "ruleset.v4") },
       {
         api,
-        nft: nftClient("nft", fwExec()),
+        nft: (() => {
+          const real = nftClient("nft", fwExec());
+          return { ...real, check: (script: string) => (refuseCheck ? Promise.resolve({ code: 1, stdout: "", stderr: "Error: injected refusal" }) : real.check(script)) };
+        })(),
         shaper: tcShaper({ tc: "tc", ip: "ip", exec: fwExec() }),
         writeFile: writeFileAtomic,
         events: new EventRecorder(api, { component: "firewall-controller", host: "test" }),
@@ -199,6 +204,28 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     await waitUntil("fingerprint marker", async () => /chain fingerprint\.[0-9a-f]{16} \{/.test(await chains()), 8000);
     expect(await handles()).toBe(before);
   }, 15_000);
+
+  test("a failed apply keeps the previous rules, is reported in the Firewall's status and as an Event, and recovers", async () => {
+    await controller.idle();
+    refuseCheck = true;
+    try {
+      await create(CWNP, policyObject("during-failure", `${A}/32`, 5443));
+      await waitUntil("RulesApplied False", async () => {
+        const conditions = ((await get(`${FIREWALLS}/firewall`)).status?.conditions ?? []) as { type: string; status: string; reason: string }[];
+        return conditions.some((c) => c.type === "RulesApplied" && c.status === "False" && c.reason === "NftCheckFailed");
+      });
+      expect(controller.readiness().ok).toBe(false);
+      expect(await hasChain("np.eg.tcp.during-failure")).toBe(false);
+      expect(await topo.tcpConnect("cluster", A, 1999)).toBe(true);
+      const events = (await get("/api/v1/namespaces/firewall/events")) as unknown as { items: { involvedObject: { kind: string; name: string }; reason: string; type: string; message: string }[] };
+      expect(events.items.some((e) => e.involvedObject.kind === "Firewall" && e.type === "Warning" && e.reason === "NftCheckFailed" && e.message.includes("injected refusal"))).toBe(true);
+    } finally {
+      refuseCheck = false;
+    }
+    await waitUntil("applied after recovery", () => hasChain("np.eg.tcp.during-failure"), 15_000);
+    await waitUntil("ready again", async () => controller.readiness().ok, 10_000);
+    await del(`${CWNP}/during-failure`);
+  }, 40_000);
 
   test("API down for a while: rules stay, readiness says so, and reconciling resumes when it is back", async () => {
     await t.server.down();
