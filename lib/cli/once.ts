@@ -27,7 +27,8 @@ export interface OnceDeps extends ReconcileDeps {
 export async function runOnce(flags: Flags, deps: OnceDeps): Promise<number> {
   const { log } = deps;
   if (flags.manifests === undefined) {
-    deps.stderr("error: --once without --manifests needs the API server, which this build does not watch yet; pass --manifests PATH\n");
+    // main.ts sends `--once` without `--manifests` to the cluster; this is the manifest path only.
+    deps.stderr("error: reading manifests needs --manifests PATH\n");
     return 1;
   }
   let objects;
