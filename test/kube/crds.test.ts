@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { expectFirewallError } from "../firewall-error.ts";
 import { KubeConfig } from "@kubernetes/client-node";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { FirewallError } from "../../lib/errors.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../../lib/kube/api.ts";
 import { CRDS, ensureCrds } from "../../lib/kube/crds.ts";
-import { TestApiServer } from "../apiserver/server.ts";
+import { startTestCluster, type TestCluster } from "./test-cluster.ts";
 import { ROOT } from "../cli-binary.ts";
 import { FakeClusterApi, loadRbac, rbacAllows } from "./fake-api.ts";
 
@@ -22,15 +22,6 @@ async function installed(): Promise<FakeClusterApi> {
   return api;
 }
 
-async function failure(p: Promise<unknown>): Promise<FirewallError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(FirewallError);
-    return e as FirewallError;
-  }
-  throw new Error("expected a FirewallError");
-}
 
 describe("ensureCrds", () => {
   test("the embedded CRDs are the manifests in crds/", () => {
@@ -113,7 +104,7 @@ describe("ensureCrds", () => {
     const stored = api.get(path) as KubeObject;
     api.put(path, { ...stored, spec: { ...(stored.spec as object), group: "example.com" } });
     api.fail({ method: "PUT", status: 409, message: "the object has been modified", times: 2 });
-    const e = await failure(ensureCrds(api, fast));
+    const e = await expectFirewallError(ensureCrds(api, fast));
     expect(e.code).toBe("api_failed");
     expect(e.message).toBe(`cannot update CRD ${FIREWALLS}: HTTP 409: the object has been modified`);
   });
@@ -143,7 +134,7 @@ describe("ensureCrds", () => {
     const api = new FakeClusterApi();
     api.establishAfterGets = Infinity;
     const started = Date.now();
-    const e = await failure(ensureCrds(api, { pollMs: 10, timeoutMs: 200 }));
+    const e = await expectFirewallError(ensureCrds(api, { pollMs: 10, timeoutMs: 200 }));
     expect(Date.now() - started).toBeLessThan(1_500);
     expect(e.code).toBe("api_failed");
     expect(e.message).toContain(`CRD ${FIREWALLS} is not Established after 0.2 s (Established=False Installing: the initial names have been accepted)`);
@@ -155,14 +146,14 @@ describe("ensureCrds", () => {
     api.establishAfterGets = Infinity;
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
-    const e = await failure(ensureCrds(api, { pollMs: 10, timeoutMs: 60_000, signal: ac.signal }));
+    const e = await expectFirewallError(ensureCrds(api, { pollMs: 10, timeoutMs: 60_000, signal: ac.signal }));
     expect(e.message).toContain("stopped while waiting");
   });
 
   test("a refused create names the CRD, the HTTP status and the server's message", async () => {
     const api = new FakeClusterApi();
     api.fail({ method: "POST", status: 403, message: 'customresourcedefinitions.apiextensions.k8s.io is forbidden: User "system:serviceaccount:firewall:firewall-controller" cannot create resource' });
-    const e = await failure(ensureCrds(api, fast));
+    const e = await expectFirewallError(ensureCrds(api, fast));
     expect(e.message).toBe(
       `cannot create CRD ${FIREWALLS}: HTTP 403: customresourcedefinitions.apiextensions.k8s.io is forbidden: User "system:serviceaccount:firewall:firewall-controller" cannot create resource`,
     );
@@ -171,7 +162,7 @@ describe("ensureCrds", () => {
   test("an unreachable API server fails with api_failed", async () => {
     const api = new FakeClusterApi();
     api.fail({ status: 0 });
-    const e = await failure(ensureCrds(api, fast));
+    const e = await expectFirewallError(ensureCrds(api, fast));
     expect(e.code).toBe("api_failed");
     expect(e.message).toBe(`cannot read CRD ${FIREWALLS}: API server unreachable: connect ECONNREFUSED 127.0.0.1:6443`);
   });
@@ -181,7 +172,7 @@ describe("ensureCrds", () => {
     const path = `${BASE}/${FIREWALLS}`;
     const stored = api.get(path) as KubeObject;
     api.put(path, { ...stored, metadata: { ...stored.metadata, deletionTimestamp: "2026-01-01T00:00:00Z" } });
-    const e = await failure(ensureCrds(api, fast));
+    const e = await expectFirewallError(ensureCrds(api, fast));
     expect(e.message).toContain(`CRD ${FIREWALLS} is being deleted`);
     expect(api.writes()).toEqual([]);
   });
@@ -202,24 +193,22 @@ describe("ensureCrds", () => {
 });
 
 describe("ensureCrds against the test API server", () => {
-  let server: TestApiServer;
+  let cluster: TestCluster;
   let api: ClusterApi;
   beforeAll(async () => {
-    server = await new TestApiServer().start();
-    const kc = new KubeConfig();
-    kc.loadFromString(server.kubeconfig());
-    api = clusterApi(kc);
+    cluster = await startTestCluster();
+    api = cluster.api;
   });
-  afterAll(() => server.stop());
+  afterAll(() => cluster.stop());
 
   test("installs both CRDs so their APIs are served, updates a changed one, and leaves unchanged ones alone", async () => {
     expect(await ensureCrds(api, fast)).toEqual({ created: [FIREWALLS, POLICIES], updated: [], unchanged: [] });
     expect((await api.request("GET", "/apis/metal-stack.io/v1/namespaces/firewall/firewalls")).status).toBe(200);
     expect((await api.request("GET", "/apis/metal-stack.io/v1/namespaces/firewall/clusterwidenetworkpolicies")).status).toBe(200);
 
-    server.resetRequests();
+    cluster.server.resetRequests();
     expect(await ensureCrds(api, fast)).toEqual({ created: [], updated: [], unchanged: [FIREWALLS, POLICIES] });
-    expect(server.requests.map((r) => r.verb)).toEqual(["get", "get"]);
+    expect(cluster.server.requests.map((r) => r.verb)).toEqual(["get", "get"]);
 
     const path = `${BASE}/${POLICIES}`;
     const current = (await api.request("GET", path)).body as KubeObject & { spec: { versions: { additionalPrinterColumns: unknown[] }[] } };

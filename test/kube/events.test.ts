@@ -3,7 +3,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { type ClusterApi, clusterApi, type KubeObject } from "../../lib/kube/api.ts";
 import { EventRecorder, type InvolvedObject } from "../../lib/kube/events.ts";
 import { join } from "node:path";
-import { TestApiServer } from "../apiserver/server.ts";
+import { startTestCluster, type TestCluster } from "./test-cluster.ts";
 import { ROOT } from "../cli-binary.ts";
 import { FakeClusterApi, loadRbac } from "./fake-api.ts";
 
@@ -175,17 +175,13 @@ describe("EventRecorder", () => {
 });
 
 describe("EventRecorder against the test API server", () => {
-  let server: TestApiServer;
+  let cluster: TestCluster;
   let api: ClusterApi;
   beforeAll(async () => {
-    server = await new TestApiServer().start();
-    const kc = new KubeConfig();
-    kc.loadFromString(server.kubeconfig());
-    api = clusterApi(kc);
-    // deploy/rbac.yaml creates the namespace; the controller does not.
-    expect((await api.request("POST", "/api/v1/namespaces", { body: { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } } })).status).toBe(201);
+    cluster = await startTestCluster({ namespaces: ["firewall"] });
+    api = cluster.api;
   });
-  afterAll(() => server.stop());
+  afterAll(() => cluster.stop());
 
   test("a repeated warning is one Event whose count and lastTimestamp move", async () => {
     let now = T0;
@@ -205,7 +201,7 @@ describe("EventRecorder against the test API server", () => {
       lastTimestamp: "2026-11-27T08:00:30Z",
       source: { component: "firewall-controller", host: "fw-1" },
     });
-    expect(server.requests.filter((r) => r.verb === "patch").map((r) => r.contentType)).toEqual(["application/merge-patch+json"]);
+    expect(cluster.server.requests.filter((r) => r.verb === "patch").map((r) => r.contentType)).toEqual(["application/merge-patch+json"]);
   });
 });
 

@@ -14,7 +14,7 @@ import {
   reconcileExporterServices,
 } from "../../lib/kube/exporter-services.ts";
 import { join } from "node:path";
-import { TestApiServer } from "../apiserver/server.ts";
+import { startTestCluster, type TestCluster } from "./test-cluster.ts";
 import { ROOT } from "../cli-binary.ts";
 import { FakeClusterApi, loadRbac, rbacAllows } from "./fake-api.ts";
 
@@ -496,17 +496,13 @@ describe("an HA pair of firewalls", () => {
 });
 
 describe("reconcileExporterServices against the test API server", () => {
-  let server: TestApiServer;
+  let cluster: TestCluster;
   let api: ClusterApi;
   beforeAll(async () => {
-    server = await new TestApiServer().start();
-    const kc = new KubeConfig();
-    kc.loadFromString(server.kubeconfig());
-    api = clusterApi(kc);
-    // deploy/rbac.yaml creates the namespace; the controller does not.
-    expect((await api.request("POST", "/api/v1/namespaces", { body: { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } } })).status).toBe(201);
+    cluster = await startTestCluster({ namespaces: ["firewall"] });
+    api = cluster.api;
   });
-  afterAll(() => server.stop());
+  afterAll(() => cluster.stop());
 
   test("creates, keeps, restores and replaces the exporter objects", async () => {
     expect((await reconcileExporterServices(api, IP, ONE)).created).toHaveLength(6);
@@ -515,9 +511,9 @@ describe("reconcileExporterServices against the test API server", () => {
     expect(svc.spec.selector).toBeUndefined();
 
     // The server filled in its defaults: still nothing to write.
-    server.resetRequests();
+    cluster.server.resetRequests();
     expect(await reconcileExporterServices(api, IP, ONE)).toEqual({ created: [], updated: [], deleted: [], problems: [] });
-    expect(server.requests.filter((r) => r.method !== "GET")).toEqual([]);
+    expect(cluster.server.requests.filter((r) => r.method !== "GET")).toEqual([]);
 
     expect((await api.request("DELETE", EP)).status).toBe(200);
     expect(await reconcileExporterServices(api, IP, ONE)).toEqual({ created: ["Endpoints firewall/nftables-exporter"], updated: [], deleted: [], problems: [] });
@@ -551,12 +547,12 @@ describe("reconcileExporterServices against the test API server", () => {
     const listed = await api.request("GET", EXPORTER_PATHS.endpointSlices, { query: { labelSelector: "kubernetes.io/service-name=node-exporter" } });
     expect((listed.body as { items: KubeObject[] }).items.map((o) => o.metadata.name).sort()).toEqual(["node-exporter-fw-a", "node-exporter-fw-b"]);
 
-    server.resetRequests();
+    cluster.server.resetRequests();
     for (let round = 0; round < 2; round++) {
       expect(await reconcileExporterServices(api, "10.0.0.1", a)).toEqual({ created: [], updated: [], deleted: [], problems: [] });
       expect(await reconcileExporterServices(api, "10.0.0.2", b)).toEqual({ created: [], updated: [], deleted: [], problems: [] });
     }
-    expect(server.requests.filter((r) => r.method !== "GET")).toEqual([]);
+    expect(cluster.server.requests.filter((r) => r.method !== "GET")).toEqual([]);
 
     live.delete("fw-b");
     const r = await reconcileExporterServices(api, "10.0.0.1", a);

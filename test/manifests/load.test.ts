@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
+import { expectFirewallError } from "../firewall-error.ts";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,15 +12,6 @@ const names = (objs: readonly { object: unknown }[]) => objs.map((o) => (o.objec
 const temp = mkdtempSync(join(tmpdir(), "fct-manifests-"));
 afterAll(() => rmSync(temp, { recursive: true, force: true }));
 
-async function rejection(p: Promise<unknown>): Promise<FirewallError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(FirewallError);
-    return e as FirewallError;
-  }
-  throw new Error("expected a FirewallError");
-}
 
 describe("parseManifestText", () => {
   test("multi-document YAML gives one object per non-empty document, with its file and document index", () => {
@@ -89,7 +81,7 @@ describe("loadManifests", () => {
   });
 
   test("a YAML syntax error is input_unreadable naming the file and the document", async () => {
-    const e = await rejection(loadManifests(join(FIXTURES, "bad.yaml")));
+    const e = await expectFirewallError(loadManifests(join(FIXTURES, "bad.yaml")));
     expect(e.code).toBe("input_unreadable");
     expect(e.message).toContain(join(FIXTURES, "bad.yaml"));
     expect(e.message).toContain("bad.yaml#1"); // documents count from 0, as in every object's source
@@ -100,14 +92,14 @@ describe("loadManifests", () => {
     mkdirSync(d);
     writeFileSync(join(d, "a.yaml"), "kind: A\n");
     writeFileSync(join(d, "b.yaml"), "kind: [\n");
-    const e = await rejection(loadManifests(d));
+    const e = await expectFirewallError(loadManifests(d));
     expect(e.code).toBe("input_unreadable");
     expect(e.message).toContain(join(d, "b.yaml"));
   });
 
   test("a missing path is input_unreadable naming the path", async () => {
     const missing = join(temp, "does-not-exist.yaml");
-    const e = await rejection(loadManifests(missing));
+    const e = await expectFirewallError(loadManifests(missing));
     expect(e.code).toBe("input_unreadable");
     expect(e.message).toContain(missing);
   });
