@@ -11,6 +11,7 @@
  * @module
  */
 import ipaddr from "ipaddr.js";
+import { show } from "./problem.ts";
 
 export type Family = 4 | 6;
 
@@ -47,9 +48,14 @@ const bytesToBigint = (bytes: number[]): bigint => {
   return n;
 };
 
+const MAX_ADDRESS_TEXT = 45;
+
 /** Parses a plain address (no prefix). */
 export function parseAddress(text: string): Parsed<{ family: Family; value: bigint; text: string }> {
   const t = text;
+  // The longest address text is 45 characters (IPv4-mapped IPv6); a longer input is not one, and the
+  // parsers below need not see (and spend time on) a 5 MB string.
+  if (t.length > MAX_ADDRESS_TEXT) return { ok: false, message: `${show(text)} is not an IPv4 or IPv6 address` };
   // ipaddr.js also accepts forms like "1" or "0x1.2"; only the canonical dotted quad is an IPv4 address here.
   if (ipaddr.IPv4.isValidFourPartDecimal(t)) {
     const a = ipaddr.IPv4.parse(t);
@@ -59,14 +65,14 @@ export function parseAddress(text: string): Parsed<{ family: Family; value: bigi
     const a = ipaddr.IPv6.parse(t);
     return { ok: true, value: { family: 6, value: bytesToBigint(a.toByteArray()), text: a.toString() } };
   }
-  return { ok: false, message: `${JSON.stringify(text)} is not an IPv4 or IPv6 address` };
+  return { ok: false, message: `${show(text)} is not an IPv4 or IPv6 address` };
 }
 
 /** Parses `address/prefix`; host bits are cleared and reported through `hostBitsSet`. */
 export function parseCidr(text: string): Parsed<Cidr> {
   const slash = text.indexOf("/");
-  const hint = `${JSON.stringify(text)} is not a CIDR block (expected address/prefix, e.g. 203.0.113.0/24 or 2001:db8::/32)`;
-  if (slash < 0) return { ok: false, message: hint };
+  const hint = `${show(text)} is not a CIDR block (expected address/prefix, e.g. 203.0.113.0/24 or 2001:db8::/32)`;
+  if (slash < 0 || text.length > MAX_ADDRESS_TEXT + 4) return { ok: false, message: hint };
   const addr = parseAddress(text.slice(0, slash));
   const prefixText = text.slice(slash + 1);
   // Strict like the API server's isCIDR: no spaces, no leading zeros in the prefix.
@@ -75,7 +81,7 @@ export function parseCidr(text: string): Parsed<Cidr> {
   const bits = familyBits(family);
   const prefix = Number(prefixText);
   if (prefix > bits) {
-    return { ok: false, message: `${JSON.stringify(text)} has prefix length ${prefix}, more than ${bits} for IPv${family}` };
+    return { ok: false, message: `${show(text)} has prefix length ${prefix}, more than ${bits} for IPv${family}` };
   }
   const hostMask = (1n << BigInt(bits - prefix)) - 1n;
   const first = value & ~hostMask & familyMax(family);

@@ -1,6 +1,7 @@
 /**
  * Kubernetes object metadata as this program reads it: only name, namespace,
- * generation; every other field is ignored, never rejected.
+ * generation; every other field (uid, resourceVersion, labels, ...) is
+ * ignored, never rejected, whatever its type.
  *
  * @example
  * ```ts
@@ -35,9 +36,9 @@ export const MetadataSchema = v.looseObject(
   {
     name: SubdomainName,
     namespace: v.optional(LabelName, "default"),
-    generation: v.optional(v.number()),
-    resourceVersion: v.optional(v.string()),
-    uid: v.optional(v.string()),
+    generation: v.optional(v.number((i) => `${show(i.input)} is not a number`)),
+    // uid and resourceVersion are the API server's, not ours to judge: a file may carry any value
+    // there (a numeric uid, say), and whoever needs them reads them from the object itself.
   },
   (i) => `${show(i.input)} is not an object`,
 );

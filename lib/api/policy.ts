@@ -1,6 +1,9 @@
 /**
  * ClusterwideNetworkPolicy (SPEC §3.2): schema and the validated value the
  * renderer consumes. An invalid policy is rejected whole, with every problem.
+ * Unknown keys inside rules, IP blocks and ports are problems (a typo such as
+ * `to` in an ingress rule or `prot` in a port must never widen a rule); those
+ * elsewhere (spec, metadata, status) are ignored, as real objects carry many.
  *
  * @example
  * ```ts
@@ -16,6 +19,7 @@
  */
 import * as v from "valibot";
 import { type Cidr, contains, type Parsed, parseCidr } from "./address.ts";
+import { closedObject, isRecord, pathItem, reportUnknownKeys } from "./closed-object.ts";
 import { MetadataSchema } from "./meta.ts";
 import { issuesToProblems, parsedBy, type Problem, show, type Validated } from "./problem.ts";
 
@@ -67,20 +71,26 @@ const portOf = (x: unknown): Parsed<number> => {
 
 type AddIssue = (info: { message: string; path?: [v.IssuePathItem, ...v.IssuePathItem[]] }) => void;
 
-// valibot wants full path items on issues added by a transform; only `key` is read by issuePath.
 function issueAt(addIssue: AddIssue, input: unknown, keys: readonly (string | number)[], message: string): void {
-  const items = keys.map((key) => ({ type: "unknown", origin: "value", input, key, value: undefined }) as unknown as v.IssuePathItem);
+  const items = keys.map((key) => pathItem(input, key));
   addIssue(items.length > 0 ? { message, path: items as [v.IssuePathItem, ...v.IssuePathItem[]] } : { message });
 }
+
+// Own keys only: valibot's record() skips `__proto__`, and an unknown key must be seen to be rejected.
+const plainObject = (what: string) => v.custom<Record<string, unknown>>(isRecord, (i) => `${show(i.input)} is not ${what}`);
+
+const PORT_KEYS = new Set(["protocol", "port", "endPort"]);
+const BLOCK_KEYS = new Set(["cidr", "except"]);
 
 /**
  * One port entry. Every field is checked on its own and all problems are
  * reported together (a bad protocol must not hide a bad endPort).
  */
 const PortSchema = v.pipe(
-  v.record(v.string(), v.unknown(), (i) => `${show(i.input)} is not a port object ({protocol, port, endPort})`),
+  plainObject("a port object ({protocol, port, endPort})"),
   v.rawTransform(({ dataset, addIssue, NEVER }): PortRange => {
     const raw = dataset.value;
+    const unknown = reportUnknownKeys(raw, PORT_KEYS, "ports take protocol, port, endPort", addIssue);
     const protocol = protocolOf(raw.protocol ?? "TCP");
     const port = raw.port === undefined || raw.port === null ? undefined : portOf(raw.port);
     const endPort = raw.endPort === undefined || raw.endPort === null ? undefined : portOf(raw.endPort);
@@ -94,7 +104,7 @@ const PortSchema = v.pipe(
     if (endPort && !endPort.ok) fail("endPort", endPort.message);
     if (endPort?.ok && port === undefined) fail("endPort", `endPort ${endPort.value} needs a port`);
     if (endPort?.ok && port?.ok && endPort.value < port.value) fail("endPort", `endPort ${endPort.value} is less than port ${port.value}`);
-    if (bad || !protocol.ok) return NEVER;
+    if (bad || unknown || !protocol.ok) return NEVER;
     const first = port?.ok ? port.value : undefined;
     const last = endPort?.ok ? endPort.value : first;
     // A port entry with only a protocol means every port of that protocol (as in Kubernetes NetworkPolicy).
@@ -107,10 +117,10 @@ const PortSchema = v.pipe(
  * inside it. Every except is checked, whatever the others are.
  */
 const IPBlockSchema = v.pipe(
-  v.record(v.string(), v.unknown(), (i) => `${show(i.input)} is not an IP block ({cidr, except})`),
+  plainObject("an IP block ({cidr, except})"),
   v.rawTransform(({ dataset, addIssue, NEVER }): IPBlock => {
     const raw = dataset.value;
-    let bad = false;
+    let bad = reportUnknownKeys(raw, BLOCK_KEYS, "IP blocks take cidr, except", addIssue);
     const fail = (keys: (string | number)[], message: string) => {
       bad = true;
       issueAt(addIssue, raw, keys, message);
@@ -144,14 +154,17 @@ const IPBlockSchema = v.pipe(
 const listOf = <T extends v.GenericSchema>(item: T, what: string) =>
   v.optional(v.nullable(v.array(item, (i) => `${show(i.input)} is not a list of ${what}`)));
 
-const RuleSchema = (peerKey: "to" | "from") =>
-  v.looseObject(
-    {
-      [peerKey]: listOf(IPBlockSchema, "IP blocks"),
-      ports: listOf(PortSchema, "ports"),
-    } as { to: ReturnType<typeof listOf<typeof IPBlockSchema>>; ports: ReturnType<typeof listOf<typeof PortSchema>> },
-    (i) => `${show(i.input)} is not a rule object`,
-  );
+const IngressRuleSchema = closedObject(
+  { from: listOf(IPBlockSchema, "IP blocks"), ports: listOf(PortSchema, "ports") },
+  "ingress rules take from, ports",
+  (i) => `${show(i.input)} is not a rule object ({from, ports})`,
+);
+
+const EgressRuleSchema = closedObject(
+  { to: listOf(IPBlockSchema, "IP blocks"), ports: listOf(PortSchema, "ports") },
+  "egress rules take to, ports",
+  (i) => `${show(i.input)} is not a rule object ({to, ports})`,
+);
 
 export const PolicySchema = v.looseObject(
   {
@@ -162,8 +175,8 @@ export const PolicySchema = v.looseObject(
       v.looseObject(
         {
           description: v.optional(v.unknown()),
-          ingress: listOf(RuleSchema("from"), "ingress rules"),
-          egress: listOf(RuleSchema("to"), "egress rules"),
+          ingress: listOf(IngressRuleSchema, "ingress rules"),
+          egress: listOf(EgressRuleSchema, "egress rules"),
         },
         (i) => `${show(i.input)} is not an object`,
       ),
@@ -195,7 +208,7 @@ export function parsePolicy(input: unknown): Validated<Policy> {
         });
       }),
     );
-  const ingress = (spec.ingress ?? []).map((x) => toRule((x as unknown as { from?: IPBlock[] | null }).from, x.ports));
+  const ingress = (spec.ingress ?? []).map((x) => toRule(x.from, x.ports));
   const egress = (spec.egress ?? []).map((x) => toRule(x.to, x.ports));
   noteHostBits("ingress", "from", ingress);
   noteHostBits("egress", "to", egress);

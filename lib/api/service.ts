@@ -17,7 +17,7 @@ import * as v from "valibot";
 import { type Cidr, type Family, parseAddress } from "./address.ts";
 import { MetadataSchema } from "./meta.ts";
 import { CidrSchema, type Protocol, ProtocolSchema } from "./policy.ts";
-import { issuesToProblems, parsedBy, show, type Validated } from "./problem.ts";
+import { issuesToProblems, parsedBy, type Problem, show, type Validated } from "./problem.ts";
 
 export interface LoadBalancer {
   readonly namespace: string;
@@ -69,7 +69,10 @@ const SERVICE_NAME = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 export const isLoadBalancer = (input: unknown): boolean =>
   (input as { spec?: { type?: unknown } } | null)?.spec?.type === "LoadBalancer";
 
-/** Validates a LoadBalancer Service; call only when {@link isLoadBalancer} holds. */
+/**
+ * Validates a LoadBalancer Service; call only when {@link isLoadBalancer}
+ * holds. Host bits set in a source range are cleared and noted.
+ */
 export function parseService(input: unknown): Validated<LoadBalancer> {
   const r = v.safeParse(LoadBalancerSchema, input, { abortEarly: false });
   if (!r.success) return { ok: false, problems: issuesToProblems(r.issues) };
@@ -81,6 +84,12 @@ export function parseService(input: unknown): Validated<LoadBalancer> {
   const addresses = [];
   for (const ing of status?.loadBalancer?.ingress ?? []) if (ing.ip) addresses.push(ing.ip);
   if (spec.loadBalancerIP) addresses.push(spec.loadBalancerIP);
+  const sourceRanges = spec.loadBalancerSourceRanges ?? [];
+  const rawRanges = (input as { spec?: { loadBalancerSourceRanges?: unknown[] } }).spec?.loadBalancerSourceRanges;
+  const notes: Problem[] = [];
+  sourceRanges.forEach((c, i) => {
+    if (c.hostBitsSet) notes.push({ path: `spec.loadBalancerSourceRanges[${i}]`, message: `${show(rawRanges?.[i])} has host bits set; using ${c.text}` });
+  });
   return {
     ok: true,
     value: {
@@ -88,8 +97,8 @@ export function parseService(input: unknown): Validated<LoadBalancer> {
       name: metadata.name,
       addresses: addresses.filter((a) => !seen.has(a.text) && seen.add(a.text)),
       ports: (spec.ports ?? []).map((p) => ({ protocol: p.protocol, port: p.port })),
-      sourceRanges: spec.loadBalancerSourceRanges ?? [],
+      sourceRanges,
     },
-    notes: [],
+    notes,
   };
 }

@@ -13,8 +13,10 @@
  */
 import * as v from "valibot";
 import { type Cidr, parseAddress, parseCidr } from "../api/address.ts";
+import { DEFAULT_RULESET_DIR } from "../api/firewall.ts";
 import { isSubdomain } from "../api/meta.ts";
 import { show } from "../api/problem.ts";
+import { escapeText, groupDigits } from "../escape.ts";
 
 export interface Flags {
   readonly once: boolean;
@@ -26,6 +28,8 @@ export interface Flags {
   readonly privateVrf: number | null;
   readonly serviceIp: string;
   readonly rulesetFile: string;
+  /** The only directory a Firewall's `spec.ipv4rulefile` may name a file in (SPEC §4.7). */
+  readonly rulesetDir: string;
   readonly nft: string;
   readonly tc: string;
   readonly ip: string;
@@ -46,7 +50,17 @@ interface FlagSpec {
   readonly key: keyof Flags;
   readonly help: string;
   readonly schema?: v.GenericSchema<string, unknown>;
+  /** Warnings about an accepted value (host bits cleared, say), for the caller to log. */
+  readonly notes?: (raw: string) => string[];
 }
+
+// A value with a million bad parts (`--cluster-prefixes x,x,x,...`) must not give a million-part message.
+const MAX_ISSUES_SHOWN = 3;
+
+const joinIssues = (messages: readonly string[]): string =>
+  messages.length <= MAX_ISSUES_SHOWN + 1
+    ? messages.join("; ")
+    : `${messages.slice(0, MAX_ISSUES_SHOWN).join("; ")}; and ${groupDigits(messages.length - MAX_ISSUES_SHOWN)} more problems`;
 
 const nonEmpty = (what: string) => v.pipe(v.string(), v.check((s) => s.length > 0, () => `needs ${what}`));
 
@@ -75,14 +89,30 @@ const SPECS: Record<string, FlagSpec> = {
           return NEVER;
         }
         const out: Cidr[] = [];
+        let bad = 0;
         for (const p of parts) {
           const r = parseCidr(p);
-          if (!r.ok) addIssue({ message: r.message });
-          else out.push(r.value);
+          if (r.ok) out.push(r.value);
+          // Messages only for the first few: a million bad parts must not build a million messages.
+          else if (++bad <= MAX_ISSUES_SHOWN) addIssue({ message: r.message });
         }
+        if (bad > MAX_ISSUES_SHOWN) addIssue({ message: `and ${groupDigits(bad - MAX_ISSUES_SHOWN)} more that are not CIDR blocks` });
         return out;
       }),
     ),
+    // Apart from the schema: notes are not issues, and the schema's output is the flag's value.
+    notes: (raw) => {
+      const notes: string[] = [];
+      let more = 0;
+      for (const p of raw.split(",")) {
+        const r = parseCidr(p.trim());
+        if (!r.ok || !r.value.hostBitsSet) continue;
+        if (notes.length < MAX_ISSUES_SHOWN) notes.push(`${show(p.trim())} has host bits set; using ${r.value.text}`);
+        else more++;
+      }
+      if (more > 0) notes.push(`and ${groupDigits(more)} more with host bits set`);
+      return notes;
+    },
   },
   "private-vrf": {
     kind: "value", key: "privateVrf", help: "private (cluster-facing) interfaces are vlanN and vrfN",
@@ -93,6 +123,10 @@ const SPECS: Record<string, FlagSpec> = {
     schema: v.pipe(v.string(), v.check((s) => parseAddress(s).ok, (i) => `${show(i.input)} is not an IP address`)),
   },
   "ruleset-file": { kind: "value", key: "rulesetFile", help: "where the applied ruleset is persisted (default /etc/nftables/firewall-controller.v4)", schema: nonEmpty("a path") },
+  "ruleset-dir": {
+    kind: "value", key: "rulesetDir", help: "the only directory a Firewall's spec.ipv4rulefile may name a file in (default /etc/nftables/)",
+    schema: v.pipe(v.string(), v.check((s) => s.startsWith("/") && !s.includes("\0"), (i) => `${show(i.input)} is not an absolute path`)),
+  },
   nft: { kind: "value", key: "nft", help: "path of the nft binary (default: nft from PATH)", schema: nonEmpty("a path") },
   tc: { kind: "value", key: "tc", help: "path of the tc binary (default: tc from PATH)", schema: nonEmpty("a path") },
   ip: { kind: "value", key: "ip", help: "path of the ip binary, for IFB devices (default: ip from PATH)", schema: nonEmpty("a path") },
@@ -121,6 +155,7 @@ export const DEFAULTS: Flags = {
   privateVrf: null,
   serviceIp: "172.17.0.1",
   rulesetFile: "/etc/nftables/firewall-controller.v4",
+  rulesetDir: DEFAULT_RULESET_DIR,
   nft: "nft",
   tc: "tc",
   ip: "ip",
@@ -134,18 +169,26 @@ export const DEFAULTS: Flags = {
   help: false,
 };
 
-export type FlagsResult = { ok: true; value: Flags } | { ok: false; message: string };
+/**
+ * Parsed flags with notes (warnings about accepted values, e.g. host bits
+ * cleared in `--cluster-prefixes`, for the caller to log), or why not.
+ */
+export type FlagsResult = { ok: true; value: Flags; notes: readonly string[] } | { ok: false; message: string };
 
-/** Parses argv (without the program name). */
+/**
+ * Parses argv (without the program name). Every piece of an argument that
+ * appears in a message (a flag name, a value) is escaped and cut (SPEC §8).
+ */
 export function parseFlags(argv: readonly string[]): FlagsResult {
   const out: Record<string, unknown> = { ...DEFAULTS };
+  const notes: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (!arg.startsWith("--")) return { ok: false, message: `unexpected argument ${show(arg)}: flags start with -- (see --help)` };
     const eq = arg.indexOf("=");
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     const spec = Object.hasOwn(SPECS, name) ? SPECS[name] : undefined;
-    if (!spec) return { ok: false, message: `unknown flag --${name} (see --help)` };
+    if (!spec) return { ok: false, message: `unknown flag --${escapeText(name, { max: 64 })} (see --help)` };
     let raw: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
     if (spec.kind === "bool") {
       if (raw === undefined) out[spec.key] = true;
@@ -159,10 +202,11 @@ export function parseFlags(argv: readonly string[]): FlagsResult {
       i++;
     }
     const r = v.safeParse(spec.schema as v.GenericSchema<string, unknown>, raw);
-    if (!r.success) return { ok: false, message: `--${name}: ${r.issues.map((x) => x.message).join("; ")}` };
+    if (!r.success) return { ok: false, message: `--${name}: ${joinIssues(r.issues.map((x) => x.message))}` };
     out[spec.key] = r.output;
+    if (spec.notes) notes.push(...spec.notes(raw).map((n) => `--${name}: ${n}`));
   }
-  return { ok: true, value: out as unknown as Flags };
+  return { ok: true, value: out as unknown as Flags, notes };
 }
 
 /** The `--help` text. */

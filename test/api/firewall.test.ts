@@ -35,7 +35,7 @@ describe("parseFirewall: valid objects", () => {
       fw({
         interval: "1m30s",
         dryrun: true,
-        ipv4rulefile: "/var/lib/firewall/rules.v4",
+        ipv4rulefile: "/etc/nftables/rules.v4",
         ratelimits: [{ interface: "vrf104009", rate: 10 }, { interface: "vlan42", rate: 100000 }],
         internalprefixes: ["10.0.0.0/8", "fd00::/8"],
       }),
@@ -45,7 +45,7 @@ describe("parseFirewall: valid objects", () => {
       namespace: "firewall",
       intervalMs: 90_000,
       dryrun: true,
-      rulesetFile: "/var/lib/firewall/rules.v4",
+      rulesetFile: "/etc/nftables/rules.v4",
       rateLimits: [{ interface: "vrf104009", rateMbit: 10 }, { interface: "vlan42", rateMbit: 100000 }],
     });
     expect(f.internalPrefixes.map((c) => c.text)).toEqual(["10.0.0.0/8", "fd00::/8"]);
@@ -72,15 +72,108 @@ describe("parseFirewall: valid objects", () => {
     expect(v.safeParse(InterfaceNameSchema, name).success).toBe(true);
   });
 
-  test("fields the product does not use are ignored", () => {
+  test("fields outside spec that the product does not use are ignored (SPEC §3)", () => {
     const f = valid({
       apiVersion: "metal-stack.io/v1",
       kind: "Firewall",
       metadata: { name: "firewall", namespace: "firewall", managedFields: [{}], annotations: { a: "b" } },
-      spec: { interval: "10s", data: { size: "n1-medium" }, egressRules: [], ratelimits: [{ interface: "eth0", rate: 5, burst: 3 }] },
+      spec: { interval: "10s", ratelimits: [{ interface: "eth0", rate: 5 }] },
       status: { message: "old", stats: {} },
+      extra: { anything: true },
     });
     expect(f.rateLimits).toEqual([{ interface: "eth0", rateMbit: 5 }]);
+  });
+
+  test("every spec key the CRD allows is accepted, and logacceptedconnections of SPEC §3.1", () => {
+    const f = valid(fw({ interval: "10s", dryrun: false, ipv4rulefile: "/etc/nftables/firewall-controller.v4", ratelimits: [], internalprefixes: [], logacceptedconnections: true }));
+    expect(f.rulesetFile).toBe("/etc/nftables/firewall-controller.v4");
+  });
+
+  // BUG: a numeric metadata.uid (a file written by hand, a test fixture) rejected the whole Firewall.
+  test.each([[42], ["u-1"], [null], [{ a: 1 }]])("metadata.uid %p is not ours to judge", (uid) => {
+    expect(valid(fw({}, { name: "firewall", namespace: "firewall", uid, resourceVersion: 7 })).name).toBe("firewall");
+  });
+
+  test("host bits in internalprefixes are cleared and noted, as for policies", () => {
+    const r = parseFirewall(fw({ internalprefixes: ["10.1.2.3/8", "fd00::/8", "192.0.2.7/24"] }));
+    if (!r.ok) throw new Error(formatProblems(r.problems));
+    expect(r.value.internalPrefixes.map((c) => c.text)).toEqual(["10.0.0.0/8", "fd00::/8", "192.0.2.0/24"]);
+    expect(r.notes).toEqual([
+      { path: "spec.internalprefixes[0]", message: '"10.1.2.3/8" has host bits set; using 10.0.0.0/8' },
+      { path: "spec.internalprefixes[2]", message: '"192.0.2.7/24" has host bits set; using 192.0.2.0/24' },
+    ]);
+  });
+});
+
+// SPEC §3.2: unknown keys inside the Firewall spec are rejected with their path.
+describe("parseFirewall: unknown keys in spec are rejected", () => {
+  const SPEC_KEYS = "the Firewall spec takes interval, dryrun, ipv4rulefile, ratelimits, internalprefixes, logacceptedconnections";
+  test.each([
+    ["a misspelt ratelimits", { rateLimits: [{ interface: "eth0", rate: 1 }] }, "spec.rateLimits", `unknown key (${SPEC_KEYS})`],
+    ["a misspelt internalprefixes", { internalPrefixes: ["10.0.0.0/8"] }, "spec.internalPrefixes", `unknown key (${SPEC_KEYS})`],
+    ["a field of the original's spec the CRD does not have", { egressRules: [] }, "spec.egressRules", `unknown key (${SPEC_KEYS})`],
+    ["a burst in a rate limit", { ratelimits: [{ interface: "eth0", rate: 5, burst: 3 }] }, "spec.ratelimits[0].burst", "unknown key (ratelimits take interface, rate)"],
+  ])("%s", (_what, spec, path, message) => {
+    expect(problemAt(fw(spec), path).message).toBe(message);
+  });
+
+  test("unknown keys and bad values are all reported at once", () => {
+    expect(problemsOf(fw({ interval: "x", typo: 1, ratelimits: [{ interface: "eth0", rate: 0, rates: 1 }] })).map((p) => p.path)).toEqual([
+      "spec.interval",
+      "spec.ratelimits[0].rate",
+      "spec.ratelimits[0].rates",
+      "spec.typo",
+    ]);
+  });
+});
+
+// SPEC §4.7: the Firewall is cluster input; whoever may edit it must not choose where root writes.
+describe("parseFirewall: spec.ipv4rulefile only inside the ruleset directory", () => {
+  test.each([
+    ["/etc/passwd", '"/etc/passwd" is outside /etc/nftables/ (the ruleset file must be a file directly in /etc/nftables/, the controller\'s --ruleset-dir)'],
+    ["/etc/nftables/../passwd", '"/etc/nftables/../passwd" is not a normalised path (it resolves to "/etc/passwd"; write the path without "..", "." or "//")'],
+    ["/etc/nftables//rules.v4", '"/etc/nftables//rules.v4" is not a normalised path (it resolves to "/etc/nftables/rules.v4"; write the path without "..", "." or "//")'],
+    ["/etc/nftables/./rules.v4", '"/etc/nftables/./rules.v4" is not a normalised path (it resolves to "/etc/nftables/rules.v4"; write the path without "..", "." or "//")'],
+    ["/etc/nftables/", '"/etc/nftables/" is not a normalised path (it resolves to "/etc/nftables"; write the path without "..", "." or "//")'],
+    ["/etc/nftables", '"/etc/nftables" is outside /etc/nftables/ (the ruleset file must be a file directly in /etc/nftables/, the controller\'s --ruleset-dir)'],
+    ["/etc/nftables/sub/rules.v4", '"/etc/nftables/sub/rules.v4" is outside /etc/nftables/ (the ruleset file must be a file directly in /etc/nftables/, the controller\'s --ruleset-dir)'],
+    ["/etc/nftablesX/rules.v4", '"/etc/nftablesX/rules.v4" is outside /etc/nftables/ (the ruleset file must be a file directly in /etc/nftables/, the controller\'s --ruleset-dir)'],
+    ["rules.v4", '"rules.v4" is not an absolute path (the ruleset file must be a file directly in /etc/nftables/)'],
+    ["/etc/nftables/.hidden", '"/etc/nftables/.hidden" is not a plain file name in /etc/nftables/ (1..255 of A-Z a-z 0-9 . _ + -, not starting with .)'],
+    ["/etc/nftables/a\nrejected b", '"/etc/nftables/a\\nrejected b" is not a plain file name in /etc/nftables/ (1..255 of A-Z a-z 0-9 . _ + -, not starting with .)'],
+  ])("%p is a problem", (file, message) => {
+    expect(problemsOf(fw({ ipv4rulefile: file }))).toEqual([{ path: "spec.ipv4rulefile", message }]);
+  });
+
+  test("a file directly in the directory is accepted", () => {
+    expect(valid(fw({ ipv4rulefile: "/etc/nftables/firewall-controller.v4" })).rulesetFile).toBe("/etc/nftables/firewall-controller.v4");
+  });
+
+  test("the directory is the caller's (--ruleset-dir), with or without a trailing slash", () => {
+    for (const rulesetDir of ["/var/lib/fw", "/var/lib/fw/"]) {
+      const r = parseFirewall(fw({ ipv4rulefile: "/var/lib/fw/rules.v4" }), { rulesetDir });
+      expect(r.ok && r.value.rulesetFile).toBe("/var/lib/fw/rules.v4");
+    }
+    const r = parseFirewall(fw({ ipv4rulefile: "/etc/nftables/rules.v4" }), { rulesetDir: "/var/lib/fw/" });
+    expect(r.ok ? [] : r.problems).toEqual([{ path: "spec.ipv4rulefile", message: '"/etc/nftables/rules.v4" is outside /var/lib/fw/ (the ruleset file must be a file directly in /var/lib/fw/, the controller\'s --ruleset-dir)' }]);
+  });
+
+  test("an empty ipv4rulefile means the controller's --ruleset-file", () => {
+    expect(valid(fw({ ipv4rulefile: "" })).rulesetFile).toBeUndefined();
+  });
+});
+
+describe("parseFirewall: hostile values reach messages escaped (SPEC §8)", () => {
+  test("an interval (a field with a default) carrying ESC, C1 and bidi controls", () => {
+    expect(problemsOf(fw({ interval: "\x1b]0;pwned\x07\u009b\u202e10s" }))).toEqual([
+      { path: "spec.interval", message: '"\\u001b]0;pwned\\u0007\\x9b\\u202e10s" is not a duration between 1s and 24h (e.g. 10s, 1m30s)' },
+    ]);
+  });
+
+  test("a 5 MB interval gives a bounded message that says how much was cut", () => {
+    expect(problemsOf(fw({ interval: "9".repeat(5_000_000) }))).toEqual([
+      { path: "spec.interval", message: `"${"9".repeat(120)}"…(4,999,880 more characters) is not a duration between 1s and 24h (e.g. 10s, 1m30s)` },
+    ]);
   });
 });
 
@@ -107,6 +200,7 @@ describe("parseFirewall: invalid objects are rejected with path and value", () =
     ["interface with a newline", { ratelimits: [{ interface: "eth0\nx", rate: 1 }] }, "spec.ratelimits[0].interface", "eth0"],
     ["bad internal prefix", { internalprefixes: ["10.0.0.0/8", "1.2.3.4"] }, "spec.internalprefixes[1]", "1.2.3.4"],
     ["relative rule file", { ipv4rulefile: "rules.v4" }, "spec.ipv4rulefile", "rules.v4"],
+    ["rule file outside the ruleset directory", { ipv4rulefile: "/etc/passwd" }, "spec.ipv4rulefile", "/etc/passwd"],
     ["dryrun not a boolean", { dryrun: "yes" }, "spec.dryrun", "yes"],
   ])("%s", (_what, spec, path, value) => {
     expect(problemAt(fw(spec), path).message).toContain(value);

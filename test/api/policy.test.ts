@@ -304,12 +304,103 @@ describe("parsePolicy: valid inputs", () => {
       spec: {
         description: '"; flush ruleset\n}',
         podSelector: {},
-        egress: [{ to: [{ cidr: "198.51.100.53/32", comment: "resolver" }], ports: [{ protocol: "UDP", port: 53, name: "dns" }], extra: true }],
+        egress: [{ to: [{ cidr: "198.51.100.53/32" }], ports: [{ protocol: "UDP", port: 53 }] }],
       },
       status: { state: "Invalid", message: "old", observedGeneration: 3 },
     });
     expect(p.egress).toEqual([
       { peers: [{ cidr: expect.objectContaining({ text: "198.51.100.53/32" }), except: [] }], ports: [{ protocol: "udp", first: 53, last: 53 }] },
     ]);
+  });
+});
+
+// SPEC §3.2: "Unknown keys inside a policy's rules, blocks and ports are rejected with their path: a
+// typo must never widen a rule." Before, `to` in an ingress rule (for `from`) and `prot` (for
+// `protocol`) were ignored: the rule opened every source and every TCP port, with exit 0.
+describe("parsePolicy: unknown keys inside rules, blocks and ports are rejected with their path", () => {
+  test("the issue's example: to in an ingress rule, prot in a port", () => {
+    const ps = problems(cwnp({ ingress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: [{ prot: 22 }] }] }));
+    expect(ps).toEqual([
+      { path: "spec.ingress[0].ports[0].prot", message: "unknown key (ports take protocol, port, endPort)" },
+      { path: "spec.ingress[0].to", message: "unknown key (ingress rules take from, ports)" },
+    ]);
+  });
+
+  test.each([
+    ["from in an egress rule", { egress: [{ from: [{ cidr: "10.0.0.0/8" }] }] }, "spec.egress[0].from", "unknown key (egress rules take to, ports)"],
+    ["a misspelt ports", { egress: [{ to: [{ cidr: "10.0.0.0/8" }], port: [{ port: 53 }] }] }, "spec.egress[0].port", "unknown key (egress rules take to, ports)"],
+    ["a comment in a rule", { egress: [{ to: [{ cidr: "10.0.0.0/8" }], comment: "x" }] }, "spec.egress[0].comment", "unknown key (egress rules take to, ports)"],
+    ["excepts for except", { egress: [{ to: [{ cidr: "10.0.0.0/8", excepts: ["10.1.0.0/16"] }] }] }, "spec.egress[0].to[0].excepts", "unknown key (IP blocks take cidr, except)"],
+    ["a Kubernetes-style ipBlock", { ingress: [{ from: [{ ipBlock: { cidr: "10.0.0.0/8" }, cidr: "10.0.0.0/8" }] }] }, "spec.ingress[0].from[0].ipBlock", "unknown key (IP blocks take cidr, except)"],
+    ["end_port for endPort", { egress: [{ ports: [{ port: 1000, end_port: 2000 }] }] }, "spec.egress[0].ports[0].end_port", "unknown key (ports take protocol, port, endPort)"],
+    ["a named port's name", { egress: [{ ports: [{ protocol: "UDP", port: 53, name: "dns" }] }] }, "spec.egress[0].ports[0].name", "unknown key (ports take protocol, port, endPort)"],
+    ["__proto__ as an own key (as JSON.parse makes it)", { egress: [JSON.parse('{"__proto__": {"x": 1}, "to": [{"cidr": "10.0.0.0/8"}]}')] }, "spec.egress[0].__proto__", "unknown key (egress rules take to, ports)"],
+    ["constructor in a port", { egress: [{ ports: [{ port: 53, constructor: 1 }] }] }, "spec.egress[0].ports[0].constructor", "unknown key (ports take protocol, port, endPort)"],
+  ])("%s", (_what, spec, path, message) => {
+    expect(problemAt(problems(cwnp(spec)), path).message).toBe(message);
+  });
+
+  test("a key that is not a plain name is shown quoted and escaped in the path", () => {
+    const ps = problems(cwnp({ egress: [{ ports: [{ port: 53, "x\n\u202ey": 1 }] }] }));
+    expect(ps).toEqual([{ path: 'spec.egress[0].ports[0]["x\\n\\u202ey"]', message: "unknown key (ports take protocol, port, endPort)" }]);
+  });
+
+  test("unknown keys and bad values are all reported at once", () => {
+    const ps = problems(cwnp({
+      egress: [{ to: [{ cidr: "10.0.0.0/33", mask: 8 }], ports: [{ protocol: "ICMP", prot: 1 }], extra: 1, more: 2 }],
+      ingress: [{ to: [] }],
+    }));
+    expect(ps.map((p) => p.path)).toEqual([
+      "spec.ingress[0].to",
+      "spec.egress[0].to[0].mask",
+      "spec.egress[0].to[0].cidr",
+      "spec.egress[0].ports[0].prot",
+      "spec.egress[0].ports[0].protocol",
+      "spec.egress[0].extra",
+      "spec.egress[0].more",
+    ]);
+  });
+
+  test("unknown keys elsewhere stay ignored: spec, metadata, top level, status (SPEC §3)", () => {
+    const p = valid({
+      ...cwnp({ podSelector: {}, policyTypes: ["Egress"], egress: [{ to: [{ cidr: "10.0.0.0/8" }] }] }, { name: "p", namespace: "firewall", uid: 42, labels: { a: "b" } }),
+      extra: true,
+      status: { anything: 1 },
+    });
+    expect(p.egress).toHaveLength(1);
+  });
+
+  test("every key the CRD allows is accepted (crds/clusterwidenetworkpolicies.metal-stack.io.yaml)", () => {
+    const p = valid(cwnp({
+      description: "all CRD fields",
+      ingress: [{ from: [{ cidr: "192.0.2.0/24", except: ["192.0.2.0/28"] }], ports: [{ protocol: "TCP", port: 80, endPort: 90 }] }],
+      egress: [{ to: [{ cidr: "198.51.100.0/24", except: ["198.51.100.0/28"] }], ports: [{ protocol: "UDP", port: 53, endPort: 53 }] }],
+    }));
+    expect(p.ingress[0]?.ports).toEqual([{ protocol: "tcp", first: 80, last: 90 }]);
+    expect(p.egress[0]?.ports).toEqual([{ protocol: "udp", first: 53, last: 53 }]);
+  });
+});
+
+describe("parsePolicy: hostile values reach messages escaped (SPEC §8)", () => {
+  test("a protocol (a field with a default) carrying an ESC sequence, C1 CSI and a bidi override", () => {
+    const ps = problems(cwnp({ egress: [{ ports: [{ protocol: "\x1b[2J\u009b31m\u202eTCP", port: 1 }] }] }));
+    expect(ps).toEqual([{ path: "spec.egress[0].ports[0].protocol", message: '"\\u001b[2J\\x9b31m\\u202eTCP" is not a protocol (TCP, UDP or SCTP)' }]);
+  });
+
+  test("a newline in a value cannot forge a report line", () => {
+    const ps = problems(cwnp({ egress: [{ to: [{ cidr: "x\nrejected ClusterwideNetworkPolicy firewall/evil" }] }] }));
+    for (const p of ps) expect(p.message).not.toContain("\n");
+  });
+
+  test("a 5 MB protocol value gives a bounded message that says how much was cut", () => {
+    const ps = problems(cwnp({ egress: [{ ports: [{ protocol: "U".repeat(5_000_000) }] }] }));
+    expect(ps).toEqual([{ path: "spec.egress[0].ports[0].protocol", message: `"${"U".repeat(120)}"…(4,999,880 more characters) is not a protocol (TCP, UDP or SCTP)` }]);
+  });
+
+  test("a 5 MB cidr gives a bounded message", () => {
+    const ps = problems(cwnp({ egress: [{ to: [{ cidr: `10.0.0.0/8${" ".repeat(5_000_000)}` }] }] }));
+    expect(ps).toHaveLength(1);
+    expect(ps[0]?.message.length).toBeLessThan(300);
+    expect(ps[0]?.message).toContain("…(4,999,890 more characters)");
   });
 });

@@ -125,3 +125,25 @@ describe("parseService: protocol names inherited from Object.prototype are not p
     expect(problemAt(svc({ ports: [{ port: 443, protocol }] }), "spec.ports[0].protocol").message).toContain(protocol);
   });
 });
+
+describe("parseService: notes", () => {
+  test("host bits in loadBalancerSourceRanges are cleared and noted, as for policies", () => {
+    const r = parseService(svc({ ports: [{ port: 443 }], loadBalancerSourceRanges: ["203.0.113.9/24", "198.51.100.0/24", "2001:db8::1/32"] }));
+    if (!r.ok) throw new Error(formatProblems(r.problems));
+    expect(r.value.sourceRanges.map((c) => c.text)).toEqual(["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"]);
+    expect(r.notes).toEqual([
+      { path: "spec.loadBalancerSourceRanges[0]", message: '"203.0.113.9/24" has host bits set; using 203.0.113.0/24' },
+      { path: "spec.loadBalancerSourceRanges[2]", message: '"2001:db8::1/32" has host bits set; using 2001:db8::/32' },
+    ]);
+  });
+
+  test("clean ranges give no notes", () => {
+    const r = parseService(svc({ ports: [{ port: 443 }], loadBalancerSourceRanges: ["203.0.113.0/24"] }));
+    expect(r.ok && r.notes).toEqual([]);
+  });
+
+  test("unknown Service fields and a numeric uid stay ignored (SPEC §3)", () => {
+    const s = valid(svc({ ports: [{ port: 443, name: "https", targetPort: 8443, nodePort: 31000, appProtocol: "h2" }], ipFamilies: ["IPv4"], externalTrafficPolicy: "Local" }, undefined, { name: "web", namespace: "shop", uid: 7 }));
+    expect(s.ports).toEqual([{ protocol: "tcp", port: 443 }]);
+  });
+});

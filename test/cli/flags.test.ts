@@ -21,6 +21,7 @@ describe("parseFlags: defaults (SPEC §5)", () => {
   test.each([
     ["firewallName", "firewall"],
     ["rulesetFile", "/etc/nftables/firewall-controller.v4"],
+    ["rulesetDir", "/etc/nftables/"],
     ["serviceIp", "172.17.0.1"],
     ["nftablesMetricsAddr", ":9630"],
     ["nodeMetricsAddr", ":9100"],
@@ -79,6 +80,7 @@ describe("parseFlags: forms", () => {
       "--private-vrf", "104009",
       "--service-ip", "2001:db8::1",
       "--ruleset-file", "/tmp/rules.v4",
+      "--ruleset-dir", "/var/lib/firewall/",
       "--nft", "/usr/sbin/nft",
       "--tc", "/usr/sbin/tc",
       "--nftables-metrics-addr", "127.0.0.1:19630",
@@ -98,6 +100,7 @@ describe("parseFlags: forms", () => {
       privateVrf: 104009,
       serviceIp: "2001:db8::1",
       rulesetFile: "/tmp/rules.v4",
+      rulesetDir: "/var/lib/firewall/",
       nft: "/usr/sbin/nft",
       tc: "/usr/sbin/tc",
       nftablesMetricsAddr: "127.0.0.1:19630",
@@ -171,8 +174,91 @@ describe("parseFlags: names of Object.prototype members are unknown flags", () =
 describe("helpText", () => {
   test("lists every flag of SPEC §5", () => {
     const h = helpText();
-    for (const f of ["--once", "--manifests", "--dry-run", "--kubeconfig", "--firewall-name", "--cluster-prefixes", "--private-vrf", "--service-ip", "--ruleset-file", "--nft", "--tc", "--nftables-metrics-addr", "--node-metrics-addr", "--health-addr", "--suricata-socket", "--enable-ids", "--log-level", "--version", "--help"]) {
+    for (const f of ["--once", "--manifests", "--dry-run", "--kubeconfig", "--firewall-name", "--cluster-prefixes", "--private-vrf", "--service-ip", "--ruleset-file", "--ruleset-dir", "--nft", "--tc", "--nftables-metrics-addr", "--node-metrics-addr", "--health-addr", "--suricata-socket", "--enable-ids", "--log-level", "--version", "--help"]) {
       expect(h).toContain(`${f} `);
     }
+  });
+});
+
+describe("parseFlags: --ruleset-dir (SPEC §4.7)", () => {
+  test("takes an absolute path", () => {
+    expect(ok(["--ruleset-dir=/srv/nft"]).rulesetDir).toBe("/srv/nft");
+  });
+  test.each([[["--ruleset-dir", "relative/dir"]], [["--ruleset-dir="]]])("%p is rejected naming the flag", (argv) => {
+    expect(error(argv)).toStartWith("--ruleset-dir");
+  });
+});
+
+describe("parseFlags: notes", () => {
+  test("no notes for clean values", () => {
+    const r = parseFlags(["--cluster-prefixes", "10.0.0.0/8,fd00::/64"]);
+    expect(r.ok && r.notes).toEqual([]);
+  });
+
+  test("host bits in --cluster-prefixes are cleared and noted", () => {
+    const r = parseFlags(["--cluster-prefixes", "10.1.2.3/8, 172.16.0.0/12,fd00::1/64"]);
+    if (!r.ok) throw new Error(r.message);
+    expect(r.value.clusterPrefixes.map((c) => c.text)).toEqual(["10.0.0.0/8", "172.16.0.0/12", "fd00::/64"]);
+    expect(r.notes).toEqual([
+      '--cluster-prefixes: "10.1.2.3/8" has host bits set; using 10.0.0.0/8',
+      '--cluster-prefixes: "fd00::1/64" has host bits set; using fd00::/64',
+    ]);
+  });
+
+  test("a later --cluster-prefixes does not drop the notes of an earlier one (both were given)", () => {
+    const r = parseFlags(["--cluster-prefixes", "10.1.2.3/8", "--cluster-prefixes", "10.0.0.0/8"]);
+    expect(r.ok && r.notes).toEqual(['--cluster-prefixes: "10.1.2.3/8" has host bits set; using 10.0.0.0/8']);
+  });
+
+  test("100,000 host-bit prefixes give a bounded list of notes", () => {
+    const r = parseFlags(["--cluster-prefixes", Array(100_000).fill("10.0.0.1/8").join(",")]);
+    expect(r.ok && r.notes).toEqual([
+      '--cluster-prefixes: "10.0.0.1/8" has host bits set; using 10.0.0.0/8',
+      '--cluster-prefixes: "10.0.0.1/8" has host bits set; using 10.0.0.0/8',
+      '--cluster-prefixes: "10.0.0.1/8" has host bits set; using 10.0.0.0/8',
+      "--cluster-prefixes: and 99,997 more with host bits set",
+    ]);
+  });
+});
+
+// SPEC §8: every text taken from input passes one escaping function. Before, `unknown flag --${name}`
+// wrote the raw bytes of the name to stderr.
+describe("parseFlags: argument text in messages is escaped and cut", () => {
+  test("an ESC sequence in a flag name", () => {
+    expect(error(["--\x1b[2J\x1b]0;pwned\x07"])).toBe("unknown flag --\\x1b[2J\\x1b]0;pwned\\x07 (see --help)");
+  });
+
+  test("a newline in a flag name cannot forge a report line", () => {
+    expect(error(["--x\nrejected ClusterwideNetworkPolicy firewall/evil"])).toBe("unknown flag --x\\nrejected ClusterwideNetworkPolicy firewall/evil (see --help)");
+  });
+
+  test("C1 CSI and a bidi override in a flag name", () => {
+    expect(error(["--a\u009b31m\u202eb=1"])).toBe("unknown flag --a\\x9b31m\\u202eb (see --help)");
+  });
+
+  test("a 5 MB flag name gives a bounded message that says how much was cut", () => {
+    expect(error([`--${"n".repeat(5_000_000)}`])).toBe(`unknown flag --${"n".repeat(64)}…(4,999,936 more characters) (see --help)`);
+  });
+
+  test("control characters in a value", () => {
+    expect(error(["--log-level", "\x1b[31m\u009b\u202einfo"])).toBe('--log-level: "\\u001b[31m\\x9b\\u202einfo" is not one of trace, debug, info, warn, error, fatal');
+    expect(error(["--service-ip=1.2.3.4\n"])).toBe('--service-ip: "1.2.3.4\\n" is not an IP address');
+  });
+
+  test("a 5 MB value gives a bounded message that says how much was cut", () => {
+    expect(error(["--firewall-name", "\u202e".repeat(5_000_000)])).toBe(`--firewall-name: "${"\\u202e".repeat(120)}"…(4,999,880 more characters) is not a valid object name`);
+  });
+
+  test("a bare argument with control characters", () => {
+    expect(error(["\x1bx"])).toBe('unexpected argument "\\u001bx": flags start with -- (see --help)');
+  });
+
+  test("a million bad --cluster-prefixes give a bounded message", () => {
+    const m = error(["--cluster-prefixes", Array(1_000_000).fill("bad").join(",")]);
+    expect(m).toBe(
+      '--cluster-prefixes: "bad" is not a CIDR block (expected address/prefix, e.g. 203.0.113.0/24 or 2001:db8::/32); ' +
+        '"bad" is not a CIDR block (expected address/prefix, e.g. 203.0.113.0/24 or 2001:db8::/32); ' +
+        '"bad" is not a CIDR block (expected address/prefix, e.g. 203.0.113.0/24 or 2001:db8::/32); and 999,997 more that are not CIDR blocks',
+    );
   });
 });
