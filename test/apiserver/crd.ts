@@ -16,6 +16,7 @@
  */
 import { ApiError, type StatusCause } from "./status.ts";
 import { isRecord, type JsonMap, type KubeObject, type PrinterColumn, type ResourceType } from "./types.ts";
+import { compileSchema, SchemaCompileError, type CompiledSchema } from "./validation.ts";
 
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
@@ -64,7 +65,33 @@ export function validateCrd(crd: KubeObject): void {
   const versions = Array.isArray(spec.versions) ? spec.versions.filter(isRecord) : [];
   if (versions.length === 0) required("spec.versions");
   if (versions.filter((v) => v.storage === true).length !== 1) invalid("spec.versions", "", "must have exactly one version marked as storage version");
+  // Like the real apiserver, refuse a CRD whose CEL rules do not compile (the rules are compiled again at registration).
+  for (const [i, v] of versions.entries()) {
+    const schema = openApiSchema(v);
+    if (!schema) continue;
+    try {
+      compileSchema(schema);
+    } catch (e) {
+      if (!(e instanceof SchemaCompileError)) throw e;
+      for (const r of e.errors) invalid(`spec.versions[${i}].schema.${r.path}`, r.rule, r.message);
+    }
+  }
   if (causes.length > 0) throw ApiError.invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes);
+}
+
+function openApiSchema(version: JsonMap): JsonMap | undefined {
+  return isRecord(version.schema) && isRecord(version.schema.openAPIV3Schema) ? version.schema.openAPIV3Schema : undefined;
+}
+
+/** Compiles a version's schema for validation; a schema that does not compile (refused by validateCrd on writes) validates nothing. */
+function validatorOf(schema: JsonMap | undefined): CompiledSchema | undefined {
+  if (!schema) return undefined;
+  try {
+    return compileSchema(schema);
+  } catch (e) {
+    if (e instanceof SchemaCompileError) return undefined;
+    throw e;
+  }
 }
 
 function printerColumns(version: JsonMap): PrinterColumn[] | undefined {
@@ -92,8 +119,9 @@ export function crdTypes(crd: KubeObject): ResourceType[] {
     .filter((v) => v.served !== false)
     .map((v) => {
       const subresources = isRecord(v.subresources) ? v.subresources : {};
-      const schema = isRecord(v.schema) && isRecord(v.schema.openAPIV3Schema) ? v.schema.openAPIV3Schema : undefined;
+      const schema = openApiSchema(v);
       const columns = printerColumns(v);
+      const validator = validatorOf(schema);
       return {
         group,
         version: str(v.name) ?? "",
@@ -110,6 +138,7 @@ export function crdTypes(crd: KubeObject): ResourceType[] {
         bucket: `${group}/${n.plural}`,
         ...(columns ? { printerColumns: columns } : {}),
         ...(schema ? { schema } : {}),
+        ...(validator ? { validator } : {}),
         crdName: crd.metadata.name ?? "",
         nameRule: "dns-subdomain" as const,
         allowCreateOnUpdate: false,

@@ -22,7 +22,7 @@ import { AGGREGATED_DISCOVERY_TYPE, aggregatedDiscovery, apiVersions, groupInfo,
 import { OpenApi } from "./openapi.ts";
 import { decodeKubernetesProtobuf, ProtobufError } from "./protobuf.ts";
 import { parseRequest, type RequestInfo, type ResourceRoute } from "./request_info.ts";
-import type { Rest } from "./rest.ts";
+import type { FieldValidation, Rest } from "./rest.ts";
 import { ApiError } from "./status.ts";
 import { partialObjectMetadata, toTable, wantsTable, type IncludeObject } from "./table.ts";
 import type { KubeObject, ResourceType } from "./types.ts";
@@ -34,6 +34,24 @@ export function sendJson(res: ServerResponse, code: number, body: unknown, conte
   const text = JSON.stringify(body);
   res.writeHead(code, { "Content-Type": contentType, "Content-Length": Buffer.byteLength(text), "Cache-Control": "no-cache, private" });
   res.end(text);
+}
+
+const FIELD_VALIDATION = ["Ignore", "Warn", "Strict"] as const;
+const OPTIONS_KIND: Record<string, string> = { create: "CreateOptions", update: "UpdateOptions", patch: "PatchOptions" };
+
+/** `?fieldValidation=` of a write; anything but Ignore, Warn, Strict (or nothing: Warn) is a 422, as on a cluster. */
+function fieldValidationOf(q: URLSearchParams, verb: string): { fieldValidation?: FieldValidation } {
+  const v = q.get("fieldValidation");
+  if (v === null || v === "") return {};
+  if ((FIELD_VALIDATION as readonly string[]).includes(v)) return { fieldValidation: v as FieldValidation };
+  const kind = OPTIONS_KIND[verb];
+  if (kind === undefined) return {};
+  throw new ApiError(422, "Invalid", `${kind}.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: ${JSON.stringify(v)}: supported values: "", "Ignore", "Strict", "Warn"`, {
+    group: "meta.k8s.io",
+    kind,
+    name: "",
+    causes: [{ reason: "FieldValueNotSupported", field: "fieldValidation", message: `Unsupported value: ${JSON.stringify(v)}: supported values: "", "Ignore", "Strict", "Warn"` }],
+  });
 }
 
 /** Writes an error as a `Status` (non-API errors become 500 InternalError). */
@@ -82,6 +100,9 @@ function wantsPartialMetadata(accept: string | undefined): boolean {
   return !!accept && accept.split(",").some((m) => /as=PartialObjectMetadata(List)?\b/.test(m) && /g=meta\.k8s\.io/.test(m));
 }
 
+/** How long a list waits for a resourceVersion the server has not reached (the watch cache's blockTimeout). */
+export const FRESHNESS_WAIT_MS = 3000;
+
 export class ApiHandler {
   readonly #openapi: OpenApi;
 
@@ -93,6 +114,15 @@ export class ApiHandler {
     readonly options: { readonly aggregatedDiscovery: boolean } = { aggregatedDiscovery: true },
   ) {
     this.#openapi = new OpenApi(rest.registry);
+  }
+
+  /** Resolves once the store has reached `rv`; rejects with the watch cache's 504 after {@link FRESHNESS_WAIT_MS}. */
+  async #whenFresh(rv: number): Promise<void> {
+    const deadline = Date.now() + FRESHNESS_WAIT_MS;
+    while (Number(this.rest.store.resourceVersion) < rv) {
+      if (Date.now() >= deadline) throw ApiError.tooLargeResourceVersion(rv, Number(this.rest.store.resourceVersion));
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Answers one request (the body already read). */
@@ -161,26 +191,46 @@ export class ApiHandler {
     }
     const q = url.searchParams;
     const ns = r.namespace;
-    const write = { dryRun: q.get("dryRun") === "All", ...(r.subresource === "status" ? { subresource: "status" as const } : {}) };
+    const warnings: string[] = [];
+    const write = {
+      dryRun: q.get("dryRun") === "All",
+      ...(r.subresource === "status" ? { subresource: "status" as const } : {}),
+      ...fieldValidationOf(q, verb),
+      warn: (m: string) => warnings.push(m),
+    };
+    // Warnings of a write (unknown fields with fieldValidation=Warn), as `Warning: 299 - "..."` headers (kubectl prints them).
+    const warned = () => {
+      if (warnings.length > 0) res.setHeader("Warning", warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+    };
     const contentType = req.headers["content-type"];
     switch (verb) {
       case "get":
         return this.#answer(res, req, q, t, this.rest.get(t, ns, r.name ?? ""));
       case "list": {
-        const list = this.rest.list(t, ns, {
-          labelSelector: q.get("labelSelector"),
-          fieldSelector: q.get("fieldSelector"),
-          resourceVersion: q.get("resourceVersion"),
-          resourceVersionMatch: q.get("resourceVersionMatch"),
-        });
-        if (wantsTable(accept)) {
-          const includeObject = (q.get("includeObject") ?? "Metadata") as IncludeObject;
-          return sendJson(res, 200, toTable(t, list.items, { includeObject, resourceVersion: list.metadata.resourceVersion ?? "" }));
+        const answer = () => {
+          const list = this.rest.list(t, ns, {
+            labelSelector: q.get("labelSelector"),
+            fieldSelector: q.get("fieldSelector"),
+            resourceVersion: q.get("resourceVersion"),
+            resourceVersionMatch: q.get("resourceVersionMatch"),
+          });
+          if (wantsTable(accept)) {
+            const includeObject = (q.get("includeObject") ?? "Metadata") as IncludeObject;
+            return sendJson(res, 200, toTable(t, list.items, { includeObject, resourceVersion: list.metadata.resourceVersion ?? "" }));
+          }
+          if (wantsPartialMetadata(accept)) {
+            return sendJson(res, 200, { kind: "PartialObjectMetadataList", apiVersion: "meta.k8s.io/v1", metadata: list.metadata, items: list.items.map(partialObjectMetadata) });
+          }
+          return sendJson(res, 200, list);
+        };
+        const wanted = Number(q.get("resourceVersion") ?? "");
+        if (q.get("resourceVersionMatch") !== "Exact" && Number.isInteger(wanted) && wanted > Number(this.rest.store.resourceVersion)) {
+          // "Not older than" a version the server has not reached (it was restarted empty): the watch cache waits
+          // up to 3 s for it, then answers 504 "Too large resource version" (retry after 1 s).
+          void this.#whenFresh(wanted).then(answer, (e: unknown) => sendError(res, e));
+          return;
         }
-        if (wantsPartialMetadata(accept)) {
-          return sendJson(res, 200, { kind: "PartialObjectMetadataList", apiVersion: "meta.k8s.io/v1", metadata: list.metadata, items: list.items.map(partialObjectMetadata) });
-        }
-        return sendJson(res, 200, list);
+        return answer();
       }
       case "watch": {
         const named = r.name !== undefined ? `metadata.name=${r.name}` : undefined;
@@ -205,11 +255,11 @@ export class ApiHandler {
       }
       case "create":
         if (r.name !== undefined) throw ApiError.methodNotAllowed("POST");
-        return this.#answer(res, req, q, t, this.rest.create(t, ns, parseBody(body, contentType), write), 201);
+        return this.#answer(res, req, q, t, this.rest.create(t, ns, parseBody(body, contentType), write), 201, warned);
       case "update":
-        return this.#answer(res, req, q, t, this.rest.update(t, ns, r.name ?? "", parseBody(body, contentType), write));
+        return this.#answer(res, req, q, t, this.rest.update(t, ns, r.name ?? "", parseBody(body, contentType), write), 200, warned);
       case "patch":
-        return this.#answer(res, req, q, t, this.rest.patch(t, ns, r.name ?? "", contentType ?? "", parseBody(body, contentType), write));
+        return this.#answer(res, req, q, t, this.rest.patch(t, ns, r.name ?? "", contentType ?? "", parseBody(body, contentType), write), 200, warned);
       case "delete": {
         const deleted = this.rest.delete(t, ns, r.name ?? "", parseBody(body, contentType), write);
         return sendJson(res, 200, deleted);
@@ -226,7 +276,8 @@ export class ApiHandler {
   }
 
   /** One object, as JSON, Table or PartialObjectMetadata, as the client asked. */
-  #answer(res: ServerResponse, req: IncomingMessage, q: URLSearchParams, t: ResourceType, o: KubeObject, code = 200): void {
+  #answer(res: ServerResponse, req: IncomingMessage, q: URLSearchParams, t: ResourceType, o: KubeObject, code = 200, before?: () => void): void {
+    before?.();
     const accept = req.headers.accept;
     if (wantsTable(accept)) {
       const includeObject = (q.get("includeObject") ?? "Metadata") as IncludeObject;

@@ -13,7 +13,17 @@
  *   `/status` writes keep everything but the status; creates drop the status;
  * - an update with a stale `metadata.resourceVersion` is a 409 Conflict; custom
  *   resources must name one in an update (PUT), patches need not;
- * - deletes are immediate (no finalizers, no graceful deletion).
+ * - custom resources are validated against their CRD's schema and CEL rules
+ *   after pruning and defaulting (./validation.ts), `/status` writes on their
+ *   status part (ratcheting: unchanged parts are not checked again);
+ * - finalizers: DELETE of an object with `metadata.finalizers` only sets
+ *   `deletionTimestamp` (and `deletionGracePeriodSeconds: 0`, generation + 1
+ *   where kept) and answers 200 with the object; the object goes once a write
+ *   leaves its finalizers empty; no finalizer can be added while it is being
+ *   deleted (422 Forbidden). Without finalizers deletes are immediate (no grace
+ *   periods: pods have no kubelet here). Deleting a namespace or a CRD deletes
+ *   what is in it at once, *ignoring* their finalizers (a real namespace
+ *   would stay Terminating, a real CRD would wait for its instances).
  *
  * @example
  * ```ts
@@ -35,7 +45,7 @@ import { parseFieldSelector, parseLabelSelector } from "./selectors.ts";
 import { ApiError, type StatusCause } from "./status.ts";
 import { Store } from "./store.ts";
 import { strategicMergePatch } from "./strategic_merge_patch.ts";
-import { pruneAndDefault } from "./structural.ts";
+import { pruneAndDefault, unknownFieldPaths } from "./structural.ts";
 import { clone, deepEqual, groupVersion, isRecord, type JsonMap, type KubeObject, type ResourceType } from "./types.ts";
 
 /** Patch media types (`Content-Type` of a PATCH). */
@@ -58,7 +68,17 @@ export interface WriteOptions {
   readonly dryRun?: boolean;
   /** Write the `/status` subresource. */
   readonly subresource?: "status";
+  /**
+   * `?fieldValidation=`: what a write of a custom resource does with fields its schema does not know
+   * (those pruning drops). `Strict`: refused (400 on create/update, 422 on patch); `Warn` (the default, as
+   * on a cluster): pruned, each reported through {@link warn}; `Ignore`: pruned silently.
+   */
+  readonly fieldValidation?: FieldValidation;
+  /** Receives the write's warnings (the HTTP layer sends them as `Warning: 299 - "..."` headers). */
+  readonly warn?: (message: string) => void;
 }
+
+export type FieldValidation = "Strict" | "Warn" | "Ignore";
 
 /** Told the name of a deleted CRD (the HTTP layer ends the watches of its types, as a real apiserver does). */
 export type RemovedCrdListener = (crdName: string) => void;
@@ -107,11 +127,36 @@ export class Rest {
   readonly #defaulter = new Defaulter();
   readonly #clock: () => Date;
   readonly #crdRemoved = new Set<RemovedCrdListener>();
+  /**
+   * Validate custom resources against their CRD's schema and CEL rules (default true). A test turns it off
+   * to store objects that predate the schema (SPEC §3.2: the controller must validate those itself).
+   */
+  validateCustomResources = true;
 
   constructor(options: { store?: Store; registry?: Registry; clock?: () => Date } = {}) {
     this.store = options.store ?? new Store();
     this.registry = options.registry ?? new Registry();
     this.#clock = options.clock ?? (() => new Date());
+    this.#systemNamespaces();
+  }
+
+  /**
+   * Forgets everything, as a cluster whose etcd was restored from nothing: every object (CRDs and
+   * namespaces included; their types are no longer served), the watch history, and the
+   * resourceVersion counter, which starts again from 0. The system namespaces come back, as kube-apiserver
+   * creates them at start (so the counter ends a little above 0).
+   */
+  reset(): void {
+    const crds = this.registry.all().filter((t) => t.crdName !== undefined).map((t) => t.crdName ?? "");
+    for (const name of new Set(crds)) {
+      this.registry.unregister(name);
+      for (const l of this.#crdRemoved) l(name);
+    }
+    this.store.reset();
+    this.#systemNamespaces();
+  }
+
+  #systemNamespaces(): void {
     const namespaces = this.registry.find("", "v1", "namespaces");
     if (namespaces) {
       for (const name of ["default", "kube-system", "kube-public", "kube-node-lease"]) this.create(namespaces, undefined, { metadata: { name } });
@@ -154,6 +199,7 @@ export class Rest {
 
   create(t: ResourceType, namespace: string | undefined, body: unknown, options: WriteOptions = {}): KubeObject {
     let o = this.#incoming(t, body);
+    this.#fieldValidation(t, o, options, undefined);
     const ns = this.#namespaceOf(t, namespace, o);
     if (!o.metadata.name && o.metadata.generateName) {
       // Like the real name generator: 5 characters from a consonant-heavy alphabet.
@@ -169,6 +215,7 @@ export class Rest {
     if (t.custom) {
       if (t.statusSubresource) delete o.status;
       if (t.schema) o = pruneAndDefault(o, t.schema);
+      this.#validate(t, o, undefined);
     } else {
       o = this.#defaulter.create(t.kind, o);
     }
@@ -244,7 +291,22 @@ export class Rest {
         `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${existing.metadata.resourceVersion ?? ""}`,
       );
     }
+    if (existing.metadata.finalizers !== undefined && existing.metadata.finalizers.length > 0) {
+      // Graceful: mark it, keep it until its finalizers are gone. A second DELETE changes nothing.
+      if (existing.metadata.deletionTimestamp !== undefined) return this.view(t, existing);
+      const marked = clone(existing);
+      marked.metadata.deletionTimestamp = timestamp(this.#clock());
+      marked.metadata.deletionGracePeriodSeconds = 0;
+      if (marked.metadata.generation !== undefined && marked.metadata.generation > 0) marked.metadata.generation += 1;
+      if (options.dryRun) return this.view(t, marked);
+      return this.view(t, this.store.put(t.bucket, marked));
+    }
     if (options.dryRun) return this.#deleted(t, existing);
+    return this.#deleted(t, this.#remove(t, ns, name, existing));
+  }
+
+  /** Removes the object for good, with what it contains (a namespace's objects, a CRD's custom resources). */
+  #remove(t: ResourceType, ns: string | undefined, name: string, existing: KubeObject): KubeObject {
     if (t.plural === "namespaces" && t.group === "") {
       const buckets = new Set(this.registry.all().filter((x) => x.namespaced).map((x) => x.bucket));
       for (const b of buckets) for (const o of this.store.list(b, name)) this.store.remove(b, name, o.metadata.name ?? "");
@@ -256,7 +318,7 @@ export class Rest {
     }
     const last = this.store.remove(t.bucket, ns, name) ?? existing;
     if (isCrdType(t)) for (const l of this.#crdRemoved) l(name);
-    return this.#deleted(t, last);
+    return last;
   }
 
   /** DELETE on a collection: deletes what the selectors match; answers with the list of deleted objects. */
@@ -279,6 +341,7 @@ export class Rest {
 
   #update(t: ResourceType, namespace: string | undefined, name: string, body: unknown, options: WriteOptions, fromPatch: boolean): KubeObject {
     let o = this.#incoming(t, body);
+    this.#fieldValidation(t, o, options, fromPatch ? body : undefined);
     const ns = this.#namespaceOf(t, namespace, o);
     if (o.metadata.name !== undefined && o.metadata.name !== name) {
       throw ApiError.badRequest(`the name of the object (${o.metadata.name}) does not match the name on the URL (${name})`);
@@ -287,7 +350,8 @@ export class Rest {
     const existing = this.store.get(t.bucket, ns, name);
     if (!existing) {
       if (options.subresource || !t.allowCreateOnUpdate || fromPatch) throw ApiError.notFound(t, name);
-      return this.create(t, namespace, o, options);
+      // Already checked (and warned about) above.
+      return this.create(t, namespace, o, { ...options, fieldValidation: "Ignore" });
     }
     const rv = o.metadata.resourceVersion;
     if (rv !== undefined && rv !== "" && rv !== existing.metadata.resourceVersion) throw ApiError.conflict(t, name);
@@ -305,6 +369,11 @@ export class Rest {
       next = clone(existing);
       if (o.status === undefined) delete next.status;
       else next.status = o.status;
+      if (t.custom) {
+        // As on a cluster, the status is pruned, defaulted and validated too (the unchanged spec is not checked again).
+        if (t.schema) next = pruneAndDefault(next, t.schema);
+        this.#validate(t, next, existing);
+      }
     } else {
       const { managedFields: _mf, selfLink: _sl, ...meta } = o.metadata;
       next = {
@@ -317,6 +386,12 @@ export class Rest {
           resourceVersion: existing.metadata.resourceVersion,
         },
       };
+      // deletionTimestamp and its grace period are the server's: kept as stored, never taken from the client.
+      delete next.metadata.deletionTimestamp;
+      delete next.metadata.deletionGracePeriodSeconds;
+      if (existing.metadata.deletionTimestamp !== undefined) next.metadata.deletionTimestamp = existing.metadata.deletionTimestamp;
+      if (existing.metadata.deletionGracePeriodSeconds !== undefined) next.metadata.deletionGracePeriodSeconds = existing.metadata.deletionGracePeriodSeconds;
+      if (existing.metadata.deletionTimestamp !== undefined) this.#noNewFinalizers(t, name, existing, next);
       delete next.metadata.generation;
       if (existing.metadata.generation !== undefined) next.metadata.generation = existing.metadata.generation;
       if (t.statusSubresource) {
@@ -325,6 +400,7 @@ export class Rest {
       }
       if (t.custom) {
         if (t.schema) next = pruneAndDefault(next, t.schema);
+        this.#validate(t, next, existing);
       } else {
         next = this.#defaulter.update(t.kind, next, existing);
       }
@@ -337,9 +413,61 @@ export class Rest {
     next.kind = existing.kind;
     if (deepEqual(withoutResourceVersion(existing), withoutResourceVersion(next))) return this.view(t, existing);
     if (options.dryRun) return this.view(t, next);
+    if (next.metadata.deletionTimestamp !== undefined && (next.metadata.finalizers === undefined || next.metadata.finalizers.length === 0)) {
+      // The last finalizer of an object being deleted is gone: the object goes. As on a cluster this is one
+      // storage delete: a single DELETED event, whose object (like the answer) is the last stored state.
+      return this.view(t, this.#remove(t, ns, name, existing));
+    }
     const stored = this.store.put(t.bucket, next);
     if (isCrdType(t)) this.registry.register(stored);
     return this.view(t, stored);
+  }
+
+  /**
+   * Strict field validation of a custom resource as decoded (before pruning): the fields its schema would
+   * drop are refused with `Strict`, reported as warnings with `Warn` (the default), ignored with `Ignore`.
+   * Worded as apiextensions-apiserver does: a create or update is a 400 BadRequest
+   * `<Kind> in version "<v>" cannot be handled as a <Kind>: strict decoding error: unknown field "spec.x", ...`;
+   * a patch (`patched`: the patched object) a 422 Invalid with an empty kind and name on the field `patch`.
+   */
+  #fieldValidation(t: ResourceType, o: KubeObject, options: WriteOptions, patched: unknown): void {
+    if (!t.custom || !t.schema) return;
+    const directive = options.fieldValidation ?? "Warn";
+    if (directive === "Ignore") return;
+    const unknown = unknownFieldPaths(o, t.schema);
+    if (unknown.length === 0) return;
+    const errors = unknown.map((p) => `unknown field "${p}"`);
+    if (directive === "Warn") {
+      for (const e of errors) options.warn?.(e);
+      return;
+    }
+    const strict = `strict decoding error: ${errors.join(", ")}`;
+    if (patched !== undefined) {
+      throw ApiError.invalid("", "", "", [{ reason: "FieldValueInvalid", field: "patch", message: `Invalid value: ${JSON.stringify(sortedJson(patched))}: ${strict}` }]);
+    }
+    const version = typeof o.apiVersion === "string" ? o.apiVersion.slice(o.apiVersion.lastIndexOf("/") + 1) : t.version;
+    throw ApiError.badRequest(`${t.kind} in version ${JSON.stringify(version)} cannot be handled as a ${t.kind}: ${strict}`);
+  }
+
+  /** Custom resources against their schema (`old`: the stored object, on updates); 422 with the causes. */
+  #validate(t: ResourceType, o: KubeObject, old: KubeObject | undefined): void {
+    if (!t.validator || !this.validateCustomResources) return;
+    const causes = t.validator.validate(o, old);
+    if (causes.length > 0) throw ApiError.invalid(t.kind, t.group, o.metadata.name ?? "", causes);
+  }
+
+  /** ValidateNoNewFinalizers: once deleting, finalizers can only be removed. */
+  #noNewFinalizers(t: ResourceType, name: string, existing: KubeObject, next: KubeObject): void {
+    const before = new Set(existing.metadata.finalizers ?? []);
+    const extra = [...new Set(next.metadata.finalizers ?? [])].filter((f) => !before.has(f)).sort();
+    if (extra.length === 0) return;
+    throw ApiError.invalid(t.kind, t.group, name, [
+      {
+        reason: "FieldValueForbidden",
+        field: "metadata.finalizers",
+        message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${extra.map((f) => JSON.stringify(f)).join(", ")}}`,
+      },
+    ]);
   }
 
   /** Anything but metadata (and status, with a status subresource) changed: that bumps the generation. */
@@ -407,4 +535,14 @@ export class Rest {
     if (causes.length > 0) throw ApiError.invalid(t.kind, t.group, name, causes);
     return name;
   }
+}
+
+/** JSON text with object keys sorted, as Go's encoding/json writes a map (the patched object in a strict patch error). */
+function sortedJson(v: unknown): string {
+  const sort = (x: unknown): unknown => {
+    if (Array.isArray(x)) return x.map(sort);
+    if (isRecord(x)) return Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort(x[k])]));
+    return x;
+  };
+  return JSON.stringify(sort(v));
 }

@@ -7,8 +7,9 @@
  * Start it in-process (`await new TestApiServer().start()`), or standalone
  * with `bun test/apiserver/main.ts --kubeconfig-out PATH` and drive its faults
  * over HTTP: `POST /__test/down-for?ms=N`, `/__test/drop-watches`,
- * `/__test/latency?ms=N`, `/__test/compact`, `/__test/bookmark`;
- * `GET /__test/requests` lists the requests seen.
+ * `/__test/latency?ms=N`, `/__test/compact`, `/__test/bookmark`, `/__test/hang`,
+ * `/__test/unhang`, `/__test/hang-for?ms=N`, `/__test/restart-empty`;
+ * `GET /__test/requests` lists the requests seen. `/__test/` answers even while hung.
  *
  * There is no authentication: any bearer token is accepted (the kubeconfig
  * carries one because clients expect a user).
@@ -45,6 +46,8 @@ export interface TestApiServerOptions {
    * per-group-version documents, as against an older server.
    */
   readonly aggregatedDiscovery?: boolean;
+  /** Validate custom resources against their CRD's schema and CEL rules (default true, as a cluster). */
+  readonly validateCustomResources?: boolean;
 }
 
 export interface StartOptions {
@@ -87,7 +90,11 @@ export class TestApiServer {
   #latencyMs = 0;
   #requests: RequestRecord[] = [];
   #upTimer: ReturnType<typeof setTimeout> | undefined;
+  #hangTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** Requests that arrived while hung, never answered. */
+  readonly #parked = new Set<ServerResponse>();
+  #hung = false;
 
   constructor(options: TestApiServerOptions = {}) {
     this.rest = new Rest({ store: new Store(options.historyLimit !== undefined ? { historyLimit: options.historyLimit } : {}) });
@@ -96,6 +103,7 @@ export class TestApiServer {
       aggregatedDiscovery: options.aggregatedDiscovery ?? true,
     });
     this.#token = options.token ?? "test-token";
+    this.rest.validateCustomResources = options.validateCustomResources ?? true;
     // A real apiserver tears down the watches of a deleted CRD's resources.
     this.rest.onCrdRemoved((name) => this.#watches.endForCrd(name));
   }
@@ -156,7 +164,68 @@ export class TestApiServer {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#upTimer);
+    clearTimeout(this.#hangTimer);
+    this.#hung = false;
+    this.#parked.clear();
     await this.down();
+  }
+
+  /**
+   * Hang: connections are still accepted and requests read, but nothing is answered: new requests
+   * wait, open watch streams send nothing (no events, no BOOKMARKs, no timeout ends). `/__test/`
+   * admin requests are still answered. State changes made meanwhile (through {@link rest}) are kept.
+   */
+  hang(): void {
+    if (this.#hung) return;
+    this.#hung = true;
+    this.#watches.freeze();
+  }
+
+  /**
+   * Ends a {@link hang}. Requests that hung are not answered late: their connections are closed
+   * (clients see a reset and retry). Watch streams that were open while hung are cut the same way,
+   * because they missed events; clients watch again from their last resourceVersion and get the
+   * missed changes from the history. Later requests are answered as usual.
+   */
+  unhang(): void {
+    clearTimeout(this.#hangTimer);
+    if (!this.#hung) return;
+    this.#hung = false;
+    for (const res of this.#parked) res.socket?.destroy();
+    this.#parked.clear();
+    this.#watches.destroyFrozen();
+  }
+
+  /** True between {@link hang} and {@link unhang}. */
+  get isHung(): boolean {
+    return this.#hung;
+  }
+
+  /**
+   * As a cluster whose etcd was restored from nothing, or rebuilt on the same address: goes
+   * {@link down} (clients' watches end, connections are refused), drops all state — every object,
+   * CRDs (their types are no longer served) and namespaces included, the watch history — and
+   * restarts the resourceVersion counter (the system namespaces `default`, `kube-system`,
+   * `kube-public`, `kube-node-lease` are recreated, so it stands at 4), then listens again on the
+   * same port.
+   *
+   * Clients that come back with their old, higher resourceVersions get what a real apiserver gives:
+   * a list with `resourceVersion=""` (or "0") answers the new state; a list "not older than" an old
+   * version waits 3 s and answers 504 `Timeout` "Too large resource version: N, current: M"; a watch
+   * from an old version is accepted and stays silent (no events, no bookmarks) until the new counter
+   * passes that version, so a client that never relists sees nothing new (the known hazard of an
+   * etcd restore). Unanswered hung requests are dropped.
+   */
+  async restartEmpty(): Promise<void> {
+    this.unhang();
+    await this.down();
+    this.rest.reset();
+    await this.up();
+  }
+
+  /** Turns validation of custom resources on or off (off: store objects that predate the schema). */
+  setValidation(enabled: boolean): void {
+    this.rest.validateCustomResources = enabled;
   }
 
   /**
@@ -258,6 +327,12 @@ export class TestApiServer {
         ...(contentType ? { contentType } : {}),
       });
       if (this.#latencyMs > 0) await sleep(this.#latencyMs);
+      if (this.#hung) {
+        // Keep the connection, answer nothing; unhang() closes it.
+        this.#parked.add(res);
+        res.on("close", () => this.#parked.delete(res));
+        return;
+      }
       this.#handler.handle(req, res, info, url, body);
     } catch (e) {
       sendError(res, e);
@@ -290,6 +365,21 @@ export class TestApiServer {
       case "bookmark":
         this.bookmark();
         return sendJson(res, 200, { bookmarks: true });
+      case "hang":
+        this.hang();
+        return sendJson(res, 200, { hung: true });
+      case "hang-for":
+        this.hang();
+        clearTimeout(this.#hangTimer);
+        this.#hangTimer = setTimeout(() => this.unhang(), ms);
+        return sendJson(res, 200, { hung: true, ms });
+      case "unhang":
+        this.unhang();
+        return sendJson(res, 200, { hung: false });
+      case "restart-empty":
+        // Answer first: the restart closes every connection, this one included.
+        res.on("finish", () => void this.restartEmpty());
+        return sendJson(res, 200, { restarting: true });
       default:
         return sendJson(res, 404, { error: `unknown fault action ${action}` });
     }

@@ -24,6 +24,7 @@ export type StatusReason =
   | "MethodNotAllowed"
   | "UnsupportedMediaType"
   | "NotAcceptable"
+  | "Timeout"
   | "InternalError";
 
 /** One field problem of an `Invalid` error (`details.causes[]`). */
@@ -99,6 +100,14 @@ export class ApiError extends Error {
   /** A watch or exact list from a resourceVersion whose history is gone. */
   static expired(message: string): ApiError {
     return new ApiError(410, "Expired", message);
+  }
+
+  /** A read "not older than" a resourceVersion the server has not reached (storage.NewTooLargeResourceVersionError). */
+  static tooLargeResourceVersion(wanted: number, current: number): ApiError {
+    return new ApiError(504, "Timeout", `Timeout: Too large resource version: ${wanted}, current: ${current}`, {
+      causes: [{ reason: "ResourceVersionTooLarge", message: "Too large resource version" }],
+      retryAfterSeconds: 1,
+    });
   }
 
   static methodNotAllowed(method: string): ApiError {

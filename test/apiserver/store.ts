@@ -145,6 +145,17 @@ export class Store {
     return { replay, unsubscribe: () => this.#listeners.delete(wrapped) };
   }
 
+  /**
+   * Drops every object and all history and restarts the resourceVersion counter at 0, as an etcd
+   * restored from nothing. Subscribers stay subscribed (the server ends their watches) but see no events for the removals.
+   */
+  reset(): void {
+    this.#buckets.clear();
+    this.#history = [];
+    this.#rv = 0;
+    this.#floor = 0;
+  }
+
   /** Forgets all history: any watch from a resourceVersion older than the current one gets 410. */
   compact(): void {
     this.#history = [];

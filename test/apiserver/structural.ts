@@ -13,6 +13,10 @@
  * console.log(pruneAndDefault({ metadata: { name: "x" }, spec: { junk: 1 } }, schema));
  * // { metadata: { name: "x" }, spec: { protocol: "TCP" } }
  * ```
+ *
+ * {@link unknownFieldPaths} lists what pruning drops, in the real server's notation
+ * (`spec.ingress[0].ports[0].prot`), for `fieldValidation=Strict|Warn`. Fields under an
+ * object with `x-kubernetes-preserve-unknown-fields: true` are kept, so they are not unknown.
  * @module
  */
 import { clone, isRecord, type JsonMap, type KubeObject } from "./types.ts";
@@ -54,4 +58,34 @@ export function pruneAndDefault(object: KubeObject, schema: JsonMap): KubeObject
   const { apiVersion, kind, metadata, ...rest } = object;
   const body = walk(rest, schema) as JsonMap;
   return { ...(apiVersion !== undefined ? { apiVersion } : {}), ...(kind !== undefined ? { kind } : {}), metadata, ...body };
+}
+
+function unknownWalk(value: unknown, schema: JsonMap, path: string, out: string[]): void {
+  if (Array.isArray(value)) {
+    const items = schema.items;
+    if (isRecord(items)) value.forEach((v, i) => unknownWalk(v, items, `${path}[${i}]`, out));
+    return;
+  }
+  if (!isRecord(value)) return;
+  const properties = isRecord(schema.properties) ? schema.properties : undefined;
+  const additional = schema.additionalProperties;
+  const preserve = schema[PRESERVE] === true;
+  for (const [k, v] of Object.entries(value)) {
+    const at = path === "" ? k : `${path}.${k}`;
+    const known = properties?.[k];
+    if (isRecord(known)) unknownWalk(v, known, at, out);
+    else if (isRecord(additional)) unknownWalk(v, additional, at, out);
+    else if (!(additional === true || preserve)) out.push(at);
+  }
+}
+
+/**
+ * The fields of a custom resource that pruning by `schema` drops (`apiVersion`, `kind` and `metadata` aside),
+ * as apiextensions-apiserver reports them for strict field validation: `spec.ingress[0].ports[0].prot`.
+ */
+export function unknownFieldPaths(object: JsonMap, schema: JsonMap): string[] {
+  const { apiVersion: _a, kind: _k, metadata: _m, ...rest } = object;
+  const out: string[] = [];
+  unknownWalk(rest, schema, "", out);
+  return out;
 }

@@ -14,6 +14,7 @@
  * ```
  * @module
  */
+import type { CompiledSchema } from "./validation.ts";
 
 /** A JSON object (a map). */
 export type JsonMap = Record<string, unknown>;
@@ -29,6 +30,10 @@ export interface ObjectMeta extends JsonMap {
   creationTimestamp?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  finalizers?: string[];
+  /** Set by the server on a DELETE of an object with finalizers. */
+  deletionTimestamp?: string;
+  deletionGracePeriodSeconds?: number;
 }
 
 /** Any Kubernetes object, as JSON. */
@@ -73,6 +78,8 @@ export interface ResourceType {
   readonly printerColumns?: readonly PrinterColumn[];
   /** The CRD's `openAPIV3Schema` for this version (custom types only): used for pruning, defaulting and OpenAPI. */
   readonly schema?: JsonMap;
+  /** The schema's validator (custom types with a schema): compiled once when the CRD is registered. */
+  readonly validator?: CompiledSchema;
   /** Name of the CRD this type came from. */
   readonly crdName?: string;
   /** `metadata.name` must be an RFC 1123 DNS label (namespaces), an RFC 1035 label (services), or a DNS subdomain (the rest). */

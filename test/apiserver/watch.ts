@@ -14,7 +14,14 @@
  *   it is ADDED, as on a cluster;
  * - `allowWatchBookmarks=true`: a BOOKMARK every `bookmarkIntervalMs` and on
  *   {@link WatchHub.bookmark};
- * - `timeoutSeconds`: the stream ends cleanly after that long.
+ * - `timeoutSeconds`: the stream ends cleanly after that long;
+ * - a resourceVersion newer than the store's (a client of a server that was
+ *   restarted empty): accepted, and silent until the store's counter passes
+ *   it: only changes with a larger resourceVersion are sent, and no BOOKMARK
+ *   below it (the watch cache's cacheWatcher does the same), so the watch
+ *   ends only by `timeoutSeconds` or the client;
+ * - {@link WatchHub.freeze} (the server hangs): open streams send nothing
+ *   (events, bookmarks, timeouts) until {@link WatchHub.destroyFrozen}.
  *
  * @example
  * ```ts
@@ -50,6 +57,7 @@ interface Stream {
   readonly res: ServerResponse;
   readonly end: () => void;
   readonly bookmark: () => void;
+  frozen: boolean;
 }
 
 export class WatchHub {
@@ -85,7 +93,9 @@ export class WatchHub {
     res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache, private", "Transfer-Encoding": "chunked" });
     // Clients wait for the response head before they consider the watch open; send it now, not with the first event.
     res.flushHeaders();
+    let stream: Stream | undefined;
     const write = (ev: JsonMap) => {
+      if (stream?.frozen) return;
       if (!res.writableEnded && !res.destroyed) res.write(`${JSON.stringify(ev)}\n`);
     };
     const send = (type: string, o: KubeObject) => write({ type, object: render(o) });
@@ -95,7 +105,12 @@ export class WatchHub {
       metadata: { resourceVersion: rest.store.resourceVersion, ...(annotations ? { annotations } : {}) },
     });
 
+    const rv = req.resourceVersion ?? "";
+    const fromCurrent = rv === "" || rv === "0";
+    // Changes at or below the requested resourceVersion are never sent (matters when it is in the future).
+    const floor = fromCurrent || req.sendInitialEvents ? 0 : Number(rv);
     const onEvent = (e: StoreEvent) => {
+      if (e.rv <= floor) return;
       const now = matches(rest.view(type, e.object)) ? rest.view(type, e.object) : undefined;
       const before = e.previous && matches(rest.view(type, e.previous)) ? rest.view(type, e.previous) : undefined;
       if (e.type === "DELETED") {
@@ -105,13 +120,12 @@ export class WatchHub {
       else if (before) send("DELETED", rest.view(type, e.object)); // left the selection
     };
 
-    const rv = req.resourceVersion ?? "";
-    const fromCurrent = rv === "" || rv === "0";
     let sub: Subscription;
     try {
       // With sendInitialEvents the current state is sent, so any given resourceVersion is "not older than" it.
       const from = fromCurrent || req.sendInitialEvents ? Number(rest.store.resourceVersion) : Number(rv);
       if (!Number.isInteger(from) || from < 0) throw ApiError.badRequest(`invalid resource version: ${rv}`);
+      if (!Number.isInteger(floor)) throw ApiError.badRequest(`invalid resource version: ${rv}`);
       sub = rest.store.subscribe(type.bucket, from, onEvent);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
@@ -121,23 +135,27 @@ export class WatchHub {
     }
 
     const timers: ReturnType<typeof setTimeout>[] = [];
-    const stream: Stream = {
+    const self: Stream = {
       type,
       res,
+      frozen: false,
       end: () => {
+        if (self.frozen) return; // a hung server does not even end streams
         if (!res.writableEnded) res.end();
         cleanup();
       },
       bookmark: () => {
-        if (req.allowWatchBookmarks) write({ type: "BOOKMARK", object: bookmarkObject() });
+        // No bookmark below the requested resourceVersion: it would move the client backwards.
+        if (req.allowWatchBookmarks && Number(rest.store.resourceVersion) >= floor) write({ type: "BOOKMARK", object: bookmarkObject() });
       },
     };
+    stream = self;
     const cleanup = () => {
       sub.unsubscribe();
       for (const t of timers) clearInterval(t);
-      this.#streams.delete(stream);
+      this.#streams.delete(self);
     };
-    this.#streams.add(stream);
+    this.#streams.add(self);
     res.on("close", cleanup);
 
     if (fromCurrent || req.sendInitialEvents) {
@@ -149,12 +167,12 @@ export class WatchHub {
     if (!fromCurrent && !req.sendInitialEvents) for (const e of sub.replay) onEvent(e);
 
     if (req.allowWatchBookmarks && this.#bookmarkIntervalMs > 0) {
-      const t = setInterval(stream.bookmark, this.#bookmarkIntervalMs);
+      const t = setInterval(self.bookmark, this.#bookmarkIntervalMs);
       t.unref?.();
       timers.push(t);
     }
     if (req.timeoutSeconds !== undefined && req.timeoutSeconds > 0) {
-      const t = setTimeout(stream.end, req.timeoutSeconds * 1000);
+      const t = setTimeout(self.end, req.timeoutSeconds * 1000);
       t.unref?.();
       timers.push(t);
     }
@@ -168,6 +186,23 @@ export class WatchHub {
   /** Ends the streams of types served from the given CRD (it was deleted). */
   endForCrd(crdName: string): void {
     for (const s of [...this.#streams]) if (s.type.crdName === crdName) s.end();
+  }
+
+  /** The server hangs: every open stream goes silent (no events, bookmarks or ends). */
+  freeze(): void {
+    for (const s of this.#streams) s.frozen = true;
+  }
+
+  /**
+   * The server answers again: the streams that were frozen are cut (connection destroyed), since
+   * they missed events; clients watch again from their last resourceVersion and get them from the history.
+   */
+  destroyFrozen(): void {
+    for (const s of [...this.#streams]) {
+      if (!s.frozen) continue;
+      s.res.destroy();
+      this.#streams.delete(s);
+    }
   }
 
   /** Sends a BOOKMARK now on every stream that allows them. */
