@@ -3,6 +3,7 @@
  * network namespace, and the unchanged case (no apply at all).
  *
  *   ./node_modules/.bin/bun bench/ruleset.ts [policies=1000] [services=1000]
+ *   ./node_modules/.bin/bun bench/ruleset.ts budget    # a ruleset at the total element budget
  *
  * Needs root and nft. Prints one line per measured step.
  * @module
@@ -14,7 +15,13 @@ import { type LoadBalancer, parseService } from "../lib/api/service.ts";
 import { runCommand } from "../lib/exec.ts";
 import { applyRuleset } from "../lib/nft/apply.ts";
 import { nftClient } from "../lib/nft/client.ts";
+import { ELEMENT_BUDGET, policyElementCount } from "../lib/ruleset/budget.ts";
 import { renderRuleset } from "../lib/ruleset/render.ts";
+
+if (process.argv[2] === "budget") {
+  await budgetBench();
+  process.exit(0);
+}
 
 const nPolicies = Number(process.argv[2] ?? 1000);
 const nServices = Number(process.argv[3] ?? 1000);
@@ -100,4 +107,36 @@ try {
   console.log(`rss: ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB`);
 } finally {
   await runCommand(["ip", "netns", "del", ns]);
+}
+
+/**
+ * The total budget in nft: 200 policies of 1,000 elements each (10 hosts x 100 ports, half of them
+ * crossed by an any-destination policy, so layers are used), checked and loaded in a fresh namespace.
+ */
+async function budgetBench(): Promise<void> {
+  const n = ELEMENT_BUDGET.total / 1000;
+  const policies: Policy[] = [];
+  for (let i = 0; i < n; i++) {
+    const to = Array.from({ length: 10 }, (_, h) => ({ cidr: `198.18.${i}.${h * 2}/32` }));
+    const ports = Array.from({ length: 100 }, (_, p) => ({ port: 1000 + 2 * p + (i % 2) }));
+    policies.push(must(parsePolicy({ apiVersion: "metal-stack.io/v1", kind: "ClusterwideNetworkPolicy", metadata: { name: `budget-${String(i).padStart(3, "0")}`, namespace: "firewall" }, spec: { egress: [{ to, ports }] } })));
+  }
+  const budget = policies.reduce((s, p) => s + policyElementCount(p), 0);
+  const t0 = performance.now();
+  const cluster = parseCidr("10.0.0.0/8");
+  if (!cluster.ok) throw new Error(cluster.message);
+  const ruleset = renderRuleset({ policies, services: [], clusterPrefixes: [cluster.value], internalPrefixes: [], privateVrf: 42 });
+  const t1 = performance.now();
+  console.log(`budget: ${budget} counted, ${ruleset.elementCount} rendered in ${(t1 - t0).toFixed(0)} ms, ${(ruleset.text.length / 1e6).toFixed(1)} MB of text`);
+  const ns = `fct-bench-${randomBytes(3).toString("hex")}`;
+  await runCommand(["ip", "netns", "add", ns]);
+  try {
+    for (const argv of [["nft", "-c", "-f", "-"], ["nft", "-f", "-"]]) {
+      const t2 = performance.now();
+      const r = await runCommand(["ip", "netns", "exec", ns, ...argv], { stdin: ruleset.text, timeoutMs: 600_000 });
+      console.log(`${argv.join(" ")}: ${((performance.now() - t2) / 1000).toFixed(2)} s, exit ${r.code}${r.code === 0 ? "" : `: ${r.stderr.slice(0, 300)}`}`);
+    }
+  } finally {
+    await runCommand(["ip", "netns", "del", ns]);
+  }
 }

@@ -17,6 +17,8 @@ export type ErrorCode =
   | "input_unreadable"
   /** An object failed validation (it is rejected; others still apply). */
   | "invalid_object"
+  /** The rendering would exceed the element budget (overlaps too deep to layer): nothing applied. */
+  | "over_budget"
   /** `nft -c` rejected the rendered ruleset. */
   | "nft_check_failed"
   /** `nft -f` failed to apply a ruleset that passed the check. */

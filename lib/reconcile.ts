@@ -15,6 +15,7 @@ import type { Classified } from "./desired-state.ts";
 import { FirewallError } from "./errors.ts";
 import { applyRuleset } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
+import { ELEMENT_BUDGET } from "./ruleset/budget.ts";
 import { renderRuleset, type Ruleset } from "./ruleset/render.ts";
 
 /** Rate limiting, as the reconciler needs it (implemented in `lib/tc/`). */
@@ -75,6 +76,12 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
   const limits = desired.firewall?.rateLimits ?? [];
   const shapingPlan = desired.firewall ? deps.shaper.describe(limits) : ["# shaping: no valid Firewall object; shaping is left as it is"];
   const base = { ruleset, shapingPlan, shapingProblems: [] as { interface: string; message: string }[], errors: [] as FirewallError[] };
+  if (ruleset.overflow.length > 0) {
+    // A backstop behind the per-object budget: overlaps deeper than the map layers, split beyond the
+    // total budget, were left out of the rendering. An incomplete ruleset is never applied.
+    base.errors.push(new FirewallError("over_budget", `overlapping policies in ${ruleset.overflow.join(", ")} are nested too deeply to render within ${ELEMENT_BUDGET.total.toLocaleString("en-US")} map elements; nothing applied, the previous ruleset stays active — merge or simplify the overlapping policies`));
+    return { ...base, rules: "failed", shaping: "skipped" };
+  }
   if (options.mode === "render") return { ...base, rules: "skipped", shaping: "skipped" };
   if (desired.firewall?.dryrun) {
     return { ...base, rules: "skipped", shaping: "skipped", skippedReason: "Firewall spec.dryrun is true: rendered and validated, nothing applied" };
@@ -106,10 +113,11 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
     base.errors.push(asFirewallError(e, "nft_apply_failed"));
   }
 
-  // Shaping is reconciled only against a valid Firewall: without one we do not know the intended limits.
+  // Shaping is reconciled only against a valid Firewall (without one we do not know the intended
+  // limits), and only once the rules are in force: a failed apply changes nothing at all.
   const applyMs = performance.now() - t0 - renderMs;
   let shaping: Outcome = "skipped";
-  if (desired.firewall) {
+  if (desired.firewall && rules !== "failed") {
     try {
       const s = await deps.shaper.reconcile(limits);
       shaping = s.changed ? "changed" : "unchanged";

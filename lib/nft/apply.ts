@@ -88,8 +88,9 @@ export function replacementScript(inv: TableInventory | null, ruleset: Ruleset, 
 
 /**
  * The transaction that turns `previous` (running, same skeleton) into `next`:
- * new chains and counters first, then element deletions and additions, then
- * chains no element jumps to any more, then the marker.
+ * new chains and counters first, new layer maps, then element deletions and
+ * additions, the forward chain's rules when its lookups changed, then maps and
+ * chains nothing refers to any more, then the marker.
  */
 export function patchScript(previous: Ruleset, next: Ruleset, table: string, revisions: { from: string; to: string }): string {
   const t = `inet ${table}`;
@@ -101,6 +102,10 @@ export function patchScript(previous: Ruleset, next: Ruleset, table: string, rev
     else lines.push(`flush chain ${t} ${chain}`);
     lines.push(`add rule ${t} ${chain} ${ownerRule(chain, comment)}`);
   }
+  // Layer maps above 0 come and go with the overlaps (render.ts): new ones first, so elements can go in.
+  for (const [map, type] of next.maps ?? []) {
+    if (!previous.elements.has(map)) lines.push(`add map ${t} ${map} { type ${type} : verdict; flags interval; }`);
+  }
   for (const [map, elements] of next.elements) {
     const old = previous.elements.get(map) ?? new Map<string, string>();
     const removed = [...old].filter(([key, chain]) => elements.get(key) !== chain).map(([key]) => key);
@@ -108,6 +113,12 @@ export function patchScript(previous: Ruleset, next: Ruleset, table: string, rev
     if (removed.length > 0) lines.push(`delete element ${t} ${map} { ${removed.join(", ")} }`);
     if (added.length > 0) lines.push(`add element ${t} ${map} { ${added.map(([key, chain]) => `${key} : jump ${chain}`).join(", ")} }`);
   }
+  // The forward chain's lookups follow the layers; its counters are all named, so rewriting it resets nothing.
+  const rules = next.forwardRules;
+  if (rules && previous.forwardRules && rules.join("\n") !== previous.forwardRules.join("\n")) {
+    lines.push(`flush chain ${t} forward`, ...rules.map((r) => `add rule ${t} forward ${r}`));
+  }
+  for (const map of previous.elements.keys()) if (!next.elements.has(map)) lines.push(`delete map ${t} ${map}`);
   for (const chain of previous.chains.keys()) {
     if (!next.chains.has(chain)) lines.push(`delete chain ${t} ${chain}`, `delete counter ${t} ${chain}`);
   }

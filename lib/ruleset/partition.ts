@@ -52,6 +52,12 @@ function events(boxes: readonly Box[], dim: number): Event[] {
   return ev.sort((a, b) => cmp(a.at, b.at));
 }
 
+/** Pieces produced so far by the running {@link partition}, against its `limit`. */
+let work = 0;
+let workLimit = Number.POSITIVE_INFINITY;
+
+class OverLimit extends Error {}
+
 /** One dimension: the lowest owner of each elementary segment, adjacent equal owners merged. */
 function paint1(boxes: readonly Box[], dim: number): { span: Span; owner: number }[] {
   const ev = events(boxes, dim);
@@ -75,6 +81,8 @@ function paint1(boxes: readonly Box[], dim: number): { span: Span; owner: number
     if (last && last.owner === owner && last.span[1] + 1n === at) last.span[1] = next - 1n;
     else out.push({ span: [at, next - 1n], owner });
   }
+  work += out.length;
+  if (work > workLimit) throw new OverLimit();
   return out;
 }
 
@@ -122,6 +130,33 @@ export function partition(boxes: readonly Box[]): Piece[] {
   const first = boxes[0];
   if (first === undefined) return [];
   return partitionFrom(boxes, 0, first.dims.length);
+}
+
+/**
+ * {@link partition}, or null as soon as it has produced more than `limit`
+ * pieces along the way (inner splits included): a caller that only wants the
+ * split when it is small never pays for a large one.
+ *
+ * @example
+ * ```ts
+ * import { partitionWithin } from "./partition.ts";
+ * partitionWithin([{ dims: [[0n, 9n]], owner: 0 }, { dims: [[5n, 20n]], owner: 0 }], 1); // [{ dims: [[0n, 20n]], owner: 0 }]
+ * ```
+ */
+export function partitionWithin(boxes: readonly Box[], limit: number): Piece[] | null {
+  work = 0;
+  // Inner splits are counted too, so the work allowed is a multiple of the pieces wanted.
+  workLimit = limit * 8 + 16;
+  try {
+    const out = partition(boxes);
+    return out.length <= limit ? out : null;
+  } catch (e) {
+    if (e instanceof OverLimit) return null;
+    throw e;
+  } finally {
+    work = 0;
+    workLimit = Number.POSITIVE_INFINITY;
+  }
 }
 
 function heapPush(h: number[], x: number): void {

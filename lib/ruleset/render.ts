@@ -23,7 +23,9 @@ import { type AddressRange, anyAddress, type Cidr, type Family, formatRange, sub
 import type { Policy, PolicyRule, Protocol } from "../api/policy.ts";
 import type { LoadBalancer } from "../api/service.ts";
 import { type Direction, policyChain, policyComment, type ProtocolLabel, serviceChain, serviceComment } from "./names.ts";
-import { type Box, partition, type Span } from "./partition.ts";
+import { ELEMENT_BUDGET } from "./budget.ts";
+import { layer } from "./layers.ts";
+import { type Box, type Piece, partition, type Span } from "./partition.ts";
 
 export interface DesiredState {
   /** Valid policies in scope (namespace `firewall`). */
@@ -132,15 +134,27 @@ const fmtSpan = (family: Family, s: Span) => formatRange({ family, first: s[0], 
 const fmtPort = (s: Span) => (s[0] === s[1] ? `${s[0]}` : `${s[0]}-${s[1]}`);
 const fmtProto = (s: Span) => PROTO_NAME.get(s[0]) as string;
 
+/** Layers of one kind of map, at most (deeper overlap chains are split in the top layer, see layers.ts). */
+export const MAX_LAYERS = 8;
+
+/** Name of layer `n` of a map: layer 0 keeps the plain name (tests and dashboards know it). */
+export const layerName = (base: string, n: number): string => (n === 0 ? base : `${base}_${n}`);
+
 /**
  * The elements of one interval verdict map as `key text → chain`; `fields` says
- * how to print each dimension. Pieces come sorted, so the text is stable.
+ * how to print each dimension. Pieces are sorted, so the text is stable.
  */
-function mapElements(boxes: readonly Box[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[]): Map<string, string> {
+function mapElements(pieces: readonly Piece[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[]): Map<string, string> {
+  const sorted = pieces.toSorted((a, b) => {
+    for (let d = 0; d < a.dims.length; d++) {
+      const x = (a.dims[d] as Span)[0];
+      const y = (b.dims[d] as Span)[0];
+      if (x !== y) return x < y ? -1 : 1;
+    }
+    return 0;
+  });
   const out = new Map<string, string>();
-  for (const p of partition(boxes)) {
-    out.set(p.dims.map((s, i) => (fields[i] as (s: Span) => string)(s)).join(" . "), (owners[p.owner] as Owner).chain);
-  }
+  for (const p of sorted) out.set(p.dims.map((s, i) => (fields[i] as (s: Span) => string)(s)).join(" . "), (owners[p.owner] as Owner).chain);
   return out;
 }
 
@@ -173,6 +187,26 @@ export interface Ruleset {
   readonly chains: ReadonlyMap<string, string>;
   /** Map name → element key → chain jumped to. */
   readonly elements: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  /**
+   * Map name → key type of every map declared. Maps of layers above 0 come and go with the
+   * overlaps; they and the forward chain's rules are left out of the skeleton, and a patch adds or
+   * deletes such maps and rewrites the forward chain's rules (all counters there are named, so
+   * nothing is reset). Absent: the skeleton covers everything but chains and elements.
+   */
+  readonly maps?: ReadonlyMap<string, string>;
+  /** The rules of chain forward, in order (see {@link Ruleset.maps}). */
+  readonly forwardRules?: readonly string[];
+}
+
+/** What {@link renderRuleset} returns: the ruleset, and how big it came out (for logs and metrics). */
+export interface RenderedRuleset extends Ruleset {
+  /** Map elements in all maps (at most the sum of the objects' budget counts, lib/ruleset/budget.ts). */
+  readonly elementCount: number;
+  /**
+   * Maps whose overlaps were too deep to layer and too big to split within the
+   * total budget: such a ruleset is incomplete and must not be applied.
+   */
+  readonly overflow: readonly string[];
 }
 
 const FIXED_COUNTERS = [...ACCOUNTING_COUNTERS, "accept_established", "drop_invalid_ct", "drop_ping_floods", "accept_icmp"];
@@ -180,61 +214,90 @@ const FIXED_COUNTERS = [...ACCOUNTING_COUNTERS, "accept_established", "drop_inva
 /** The rule of a per-policy/service chain: count into the counter of the same name, accept. */
 export const ownerRule = (chain: string, comment: string): string => `counter name "${chain}" accept comment "${comment}"`;
 
+/** One kind of map of one family, spread over layers: each layer is one map and one lookup. */
+interface LayeredMap {
+  readonly base: string;
+  readonly type: string;
+  /** Map name → elements, layer 0 first; layer 0 always, further layers only when not empty. */
+  readonly layers: readonly { name: string; elements: Map<string, string> }[];
+}
+
+function layeredMap(base: string, type: string, boxes: readonly Box[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[], overflow: string[]): LayeredMap {
+  const report = { overflow: false };
+  const pieces = layer(boxes, MAX_LAYERS, ELEMENT_BUDGET.total, report);
+  if (report.overflow) overflow.push(base);
+  const layers = pieces.length === 0 ? [[]] : pieces;
+  return { base, type, layers: layers.map((l, n) => ({ name: layerName(base, n), elements: mapElements(l, fields, owners) })) };
+}
+
 /** Renders `table inet firewall` for the desired state. */
-export function renderRuleset(state: DesiredState): Ruleset {
+export function renderRuleset(state: DesiredState): RenderedRuleset {
   const owners: Owner[] = [];
   const egress = policyBoxes(state.policies, "egress", owners);
   const ingress = policyBoxes(state.policies, "ingress", owners);
   const services = serviceBoxes(state.services, owners);
 
-  const maps: { name: string; type: string; elements: Map<string, string> }[] = [];
+  const overflow: string[] = [];
+  const maps: Record<Family, Record<"egressPorts" | "egressAny" | "ingressPorts" | "ingressAny" | "services", LayeredMap>> = {} as never;
   for (const f of [4, 6] as const) {
     const a = (s: Span) => fmtSpan(f, s);
     const t = addrType(f);
     const l4 = `${t} . inet_proto . inet_service`;
-    maps.push(
-      { name: `egress${f}_ports`, type: l4, elements: mapElements(egress[f].ports, [a, fmtProto, fmtPort], owners) },
-      { name: `egress${f}_any`, type: t, elements: mapElements(egress[f].any, [a], owners) },
-      { name: `ingress${f}_ports`, type: l4, elements: mapElements(ingress[f].ports, [a, fmtProto, fmtPort], owners) },
-      { name: `ingress${f}_any`, type: t, elements: mapElements(ingress[f].any, [a], owners) },
-      { name: `services${f}`, type: `${l4} . ${t}`, elements: mapElements(services[f], [a, fmtProto, fmtPort, a], owners) },
-    );
+    maps[f] = {
+      egressPorts: layeredMap(`egress${f}_ports`, l4, egress[f].ports, [a, fmtProto, fmtPort], owners, overflow),
+      egressAny: layeredMap(`egress${f}_any`, t, egress[f].any, [a], owners, overflow),
+      ingressPorts: layeredMap(`ingress${f}_ports`, l4, ingress[f].ports, [a, fmtProto, fmtPort], owners, overflow),
+      ingressAny: layeredMap(`ingress${f}_any`, t, ingress[f].any, [a], owners, overflow),
+      services: layeredMap(`services${f}`, `${l4} . ${t}`, services[f], [a, fmtProto, fmtPort, a], owners, overflow),
+    };
   }
+  const all = [4, 6].flatMap((f) => Object.values(maps[f as Family]));
+  const declared = all.flatMap((m) => m.layers.map((l) => ({ name: l.name, type: m.type, elements: l.elements })));
   const sets: string[] = [];
   for (const f of [4, 6] as const) {
     sets.push(...renderSet(`cluster_prefixes${f}`, f, state.clusterPrefixes));
     sets.push(...renderSet(`internal_prefixes${f}`, f, state.internalPrefixes));
   }
-  const forward = forwardChain(state);
+  const forward = forwardChain(state, maps);
 
   const out: string[] = [`table inet ${TABLE} {`];
   const counters = [...FIXED_COUNTERS, ...owners.map((o) => o.chain)];
   for (const c of counters) out.push(`\tcounter ${c} {`, "\t}");
   out.push(...sets);
-  for (const m of maps) out.push(...renderMap(m.name, m.type, m.elements));
+  for (const m of declared) out.push(...renderMap(m.name, m.type, m.elements));
   for (const o of owners) out.push(`\tchain ${o.chain} {`, `\t\t${ownerRule(o.chain, o.comment)}`, "\t}");
   out.push(...forward, "}");
 
+  // Layer-0 maps always exist; higher layers and the lookups into them may be patched in and out.
   const skeleton = [
     ...FIXED_COUNTERS.map((c) => `\tcounter ${c} {\n\t}`),
     ...sets,
-    ...maps.flatMap((m) => renderMap(m.name, m.type, new Map())),
-    ...forward,
+    ...all.flatMap((m) => renderMap(m.base, m.type, new Map())),
+    (forward[0] as string),
+    (forward[1] as string),
   ].join("\n");
   return {
     text: `${out.join("\n")}\n`,
     counters,
     skeleton,
     chains: new Map(owners.map((o) => [o.chain, o.comment])),
-    elements: new Map(maps.map((m) => [m.name, m.elements])),
+    elements: new Map(declared.map((m) => [m.name, m.elements])),
+    maps: new Map(declared.map((m) => [m.name, m.type])),
+    forwardRules: forward.slice(2, -1).map((l) => l.trim()),
+    elementCount: declared.reduce((n, m) => n + m.elements.size, 0),
+    overflow,
   };
 }
 
-function forwardChain(state: DesiredState): string[] {
+function forwardChain(state: DesiredState, maps: Record<Family, Record<string, LayeredMap>>): string[] {
   const priv = state.privateVrf === null ? null : `{ "vlan${state.privateVrf}", "vrf${state.privateVrf}" }`;
   // Direction: out of / into the private interfaces; without them, towards / from the cluster prefixes.
   const toCluster = (f: Family) => (priv ? `oifname ${priv}` : `${familyName(f)} daddr @cluster_prefixes${f}`);
   const fromCluster = (f: Family) => (priv ? `iifname ${priv}` : `${familyName(f)} saddr @cluster_prefixes${f}`);
+  // Accepts are bound to the cluster side (SPEC §4.1 step 4): a cluster source address arriving on
+  // the external side is spoofed and must not pass as egress; services only towards the cluster.
+  const egressFrom = (f: Family) => `${priv ? `iifname ${priv} ` : ""}${familyName(f)} saddr @cluster_prefixes${f}`;
+  const serviceTo = priv ? `oifname ${priv} ` : "";
 
   const fwd: string[] = ["type filter hook forward priority filter; policy drop;"];
   for (const f of [4, 6] as const) {
@@ -254,14 +317,17 @@ function forwardChain(state: DesiredState): string[] {
     `icmp type { destination-unreachable, time-exceeded, parameter-problem } counter name "accept_icmp" accept comment "accept icmp"`,
     `icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } counter name "accept_icmp" accept comment "accept icmp"`,
   );
+  // One lookup per layer, lowest first: the first layer with a match decides (its chain accepts).
+  const lookups = (m: LayeredMap, match: string) => m.layers.map((l) => `${match} vmap @${l.name}`);
   for (const f of [4, 6] as const) {
     const ip = familyName(f);
+    const m = maps[f] as Record<"egressPorts" | "egressAny" | "ingressPorts" | "ingressAny" | "services", LayeredMap>;
     fwd.push(
-      `${toCluster(f)} ${ip} saddr . meta l4proto . th dport vmap @ingress${f}_ports`,
-      `${toCluster(f)} ${ip} saddr vmap @ingress${f}_any`,
-      `${ip} daddr . meta l4proto . th dport . ${ip} saddr vmap @services${f}`,
-      `${ip} saddr @cluster_prefixes${f} ${ip} daddr . meta l4proto . th dport vmap @egress${f}_ports`,
-      `${ip} saddr @cluster_prefixes${f} ${ip} daddr vmap @egress${f}_any`,
+      ...lookups(m.ingressPorts, `${toCluster(f)} ${ip} saddr . meta l4proto . th dport`),
+      ...lookups(m.ingressAny, `${toCluster(f)} ${ip} saddr`),
+      ...lookups(m.services, `${serviceTo}${ip} daddr . meta l4proto . th dport . ${ip} saddr`),
+      ...lookups(m.egressPorts, `${egressFrom(f)} ${ip} daddr . meta l4proto . th dport`),
+      ...lookups(m.egressAny, `${egressFrom(f)} ${ip} daddr`),
     );
   }
   fwd.push(`counter name "drop_total" limit rate 10/second burst 10 packets log prefix "${DROP_LOG_PREFIX}" comment "count and log dropped packets"`);

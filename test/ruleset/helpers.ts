@@ -139,3 +139,23 @@ export function lookup(elements: readonly Element[], key: readonly bigint[]): st
 }
 
 export const PROTO_NUMBER = PROTO;
+
+/** The layers of a map (`<base>`, `<base>_1`, ...), each parsed by {@link mapElements}; layer 0 first. */
+export function mapLayers(text: string, base: string): Element[][] {
+  const out = [mapElements(text, base)];
+  for (let n = 1; text.includes(`\tmap ${base}_${n} {\n`); n++) out.push(mapElements(text, `${base}_${n}`));
+  return out;
+}
+
+/** Where the layered map sends `key`: the first layer with a match decides, as in the forward chain. */
+export function lookupLayers(layers: readonly (readonly Element[])[], key: readonly bigint[]): string | null {
+  for (const l of layers) {
+    const hit = lookup(l, key);
+    if (hit !== null) return hit;
+  }
+  return null;
+}
+
+/** Every map element of the ruleset text (all maps, all layers). */
+export const elementCount = (text: string): number =>
+  [...text.matchAll(/^\tmap (\S+) \{$/gm)].reduce((n, m) => n + mapElements(text, m[1] as string).length, 0);

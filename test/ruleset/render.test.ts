@@ -5,7 +5,7 @@ import type { LoadBalancer } from "../../lib/api/service.ts";
 import { policyChain, serviceChain } from "../../lib/ruleset/names.ts";
 import { ACCOUNTING_COUNTERS, DROP_LOG_PREFIX, renderRuleset } from "../../lib/ruleset/render.ts";
 import { policiesArb, servicesArb } from "./arbitraries.ts";
-import { addressValue, chainRules, cidr, lookup, mapElements, PROTO_NUMBER, policy, section, service, state } from "./helpers.ts";
+import { addressValue, chainRules, cidr, lookup, lookupLayers, mapElements, mapLayers, PROTO_NUMBER, policy, section, service, state } from "./helpers.ts";
 import { parsePolicy } from "../../lib/api/policy.ts";
 import { parseService } from "../../lib/api/service.ts";
 
@@ -19,15 +19,15 @@ const allowDns = policy("allow-dns", {
 function egressTarget(text: string, family: 4 | 6, daddr: string, proto: string, dport: number): string | null {
   const p = PROTO_NUMBER[proto] as bigint;
   const a = addressValue(daddr);
-  const viaPorts = ["tcp", "udp", "sctp"].includes(proto) ? lookup(mapElements(text, `egress${family}_ports`), [a, p, BigInt(dport)]) : null;
-  return viaPorts ?? lookup(mapElements(text, `egress${family}_any`), [a]);
+  const viaPorts = ["tcp", "udp", "sctp"].includes(proto) ? lookupLayers(mapLayers(text, `egress${family}_ports`), [a, p, BigInt(dport)]) : null;
+  return viaPorts ?? lookupLayers(mapLayers(text, `egress${family}_any`), [a]);
 }
 
 function ingressTarget(text: string, family: 4 | 6, saddr: string, proto: string, dport: number): string | null {
   const p = PROTO_NUMBER[proto] as bigint;
   const a = addressValue(saddr);
-  const viaPorts = ["tcp", "udp", "sctp"].includes(proto) ? lookup(mapElements(text, `ingress${family}_ports`), [a, p, BigInt(dport)]) : null;
-  return viaPorts ?? lookup(mapElements(text, `ingress${family}_any`), [a]);
+  const viaPorts = ["tcp", "udp", "sctp"].includes(proto) ? lookupLayers(mapLayers(text, `ingress${family}_ports`), [a, p, BigInt(dport)]) : null;
+  return viaPorts ?? lookupLayers(mapLayers(text, `ingress${family}_any`), [a]);
 }
 
 describe("render: fixed structure (SPEC §4.1, §4.5)", () => {
@@ -160,10 +160,34 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     expect(egressTarget(t, 4, "198.51.100.53", "icmp", 0)).toBeNull();
   });
 
-  test("egress applies only to sources in the cluster prefixes", () => {
+  test("egress applies only to sources in the cluster prefixes arriving on the private interfaces", () => {
     const rules = chainRules(render({ policies: [allowDns] }), "forward");
+    expect(rules).toContain('iifname { "vlan42", "vrf42" } ip saddr @cluster_prefixes4 ip daddr . meta l4proto . th dport vmap @egress4_ports');
+    expect(rules).toContain('iifname { "vlan42", "vrf42" } ip6 saddr @cluster_prefixes6 ip6 daddr vmap @egress6_any');
+  });
+
+  test("without a private VRF, egress applies to sources in the cluster prefixes on any interface", () => {
+    const rules = chainRules(render({ policies: [allowDns], privateVrf: null }), "forward");
     expect(rules).toContain("ip saddr @cluster_prefixes4 ip daddr . meta l4proto . th dport vmap @egress4_ports");
     expect(rules).toContain("ip6 saddr @cluster_prefixes6 ip6 daddr vmap @egress6_any");
+    expect(rules).toContain("ip daddr . meta l4proto . th dport . ip saddr vmap @services4");
+  });
+
+  test("with a private VRF, every accept lookup is bound to the cluster side: egress by iifname, ingress and services by oifname", () => {
+    const t = render({ policies: [allowDns, policy("ssh-in", { ingress: [{ from: [{ cidr: "192.0.2.0/24" }], ports: [{ port: 22 }] }, { from: [{ cidr: "198.51.100.0/24" }] }] })], services: [service("shop", "web", { ports: [{ port: 443 }] }, ["10.0.1.80"])], privateVrf: 7 });
+    const lookups = chainRules(t, "forward").filter((r) => r.includes(" vmap @"));
+    expect(lookups).toEqual([
+      'oifname { "vlan7", "vrf7" } ip saddr . meta l4proto . th dport vmap @ingress4_ports',
+      'oifname { "vlan7", "vrf7" } ip saddr vmap @ingress4_any',
+      'oifname { "vlan7", "vrf7" } ip daddr . meta l4proto . th dport . ip saddr vmap @services4',
+      'iifname { "vlan7", "vrf7" } ip saddr @cluster_prefixes4 ip daddr . meta l4proto . th dport vmap @egress4_ports',
+      'iifname { "vlan7", "vrf7" } ip saddr @cluster_prefixes4 ip daddr vmap @egress4_any',
+      'oifname { "vlan7", "vrf7" } ip6 saddr . meta l4proto . th dport vmap @ingress6_ports',
+      'oifname { "vlan7", "vrf7" } ip6 saddr vmap @ingress6_any',
+      'oifname { "vlan7", "vrf7" } ip6 daddr . meta l4proto . th dport . ip6 saddr vmap @services6',
+      'iifname { "vlan7", "vrf7" } ip6 saddr @cluster_prefixes6 ip6 daddr . meta l4proto . th dport vmap @egress6_ports',
+      'iifname { "vlan7", "vrf7" } ip6 saddr @cluster_prefixes6 ip6 daddr vmap @egress6_any',
+    ]);
   });
 
   test("ingress matches the source, towards the private interfaces", () => {
@@ -322,7 +346,7 @@ describe("render: LoadBalancer services (SPEC §4.4)", () => {
     const v6 = mapElements(t, "services6");
     expect(lookup(v6, [addressValue("2001:db8::80"), 6n, 443n, addressValue("2001:db8:1::5")])).toBe("svc.shop.web");
     expect(section(t, "map", "services4")).not.toContain("2001:db8");
-    expect(chainRules(t, "forward")).toContain("ip daddr . meta l4proto . th dport . ip saddr vmap @services4");
+    expect(chainRules(t, "forward")).toContain('oifname { "vlan42", "vrf42" } ip daddr . meta l4proto . th dport . ip saddr vmap @services4');
   });
 
   test("without source ranges, any source", () => {
@@ -349,7 +373,7 @@ describe("render: LoadBalancer services (SPEC §4.4)", () => {
 
   test("two services on one address and port: the first by namespace/name owns it", () => {
     const t = render({ services: [service("b", "x", { ports: [{ port: 80 }] }, ["203.0.113.85"]), service("a", "y", { ports: [{ port: 80 }] }, ["203.0.113.85"])] });
-    expect(lookup(mapElements(t, "services4"), [addressValue("203.0.113.85"), 6n, 80n, 1n])).toBe("svc.a.y");
+    expect(lookupLayers(mapLayers(t, "services4"), [addressValue("203.0.113.85"), 6n, 80n, 1n])).toBe("svc.a.y");
   });
 });
 
@@ -472,19 +496,19 @@ describe("render: property", () => {
         const ports = probePorts(policies, services);
         for (const family of [4, 6] as const) {
           const maps = {
-            egressPorts: mapElements(t, `egress${family}_ports`),
-            egressAny: mapElements(t, `egress${family}_any`),
-            ingressPorts: mapElements(t, `ingress${family}_ports`),
-            ingressAny: mapElements(t, `ingress${family}_any`),
-            services: mapElements(t, `services${family}`),
+            egressPorts: mapLayers(t, `egress${family}_ports`),
+            egressAny: mapLayers(t, `egress${family}_any`),
+            ingressPorts: mapLayers(t, `ingress${family}_ports`),
+            ingressAny: mapLayers(t, `ingress${family}_any`),
+            services: mapLayers(t, `services${family}`),
           };
           const addrs = probeAddresses(policies, services, family);
           for (const addr of addrs) {
             for (const proto of ["tcp", "udp", "sctp", "icmp"] as const) {
               for (const port of proto === "icmp" ? [0] : ports) {
                 const key = [addr, PROTO_NUMBER[proto] as bigint, BigInt(port)];
-                const eg = (proto !== "icmp" ? lookup(maps.egressPorts, key) : null) ?? lookup(maps.egressAny, [addr]);
-                const ing = (proto !== "icmp" ? lookup(maps.ingressPorts, key) : null) ?? lookup(maps.ingressAny, [addr]);
+                const eg = (proto !== "icmp" ? lookupLayers(maps.egressPorts, key) : null) ?? lookupLayers(maps.egressAny, [addr]);
+                const ing = (proto !== "icmp" ? lookupLayers(maps.ingressPorts, key) : null) ?? lookupLayers(maps.ingressAny, [addr]);
                 expect(eg).toBe(expectedPolicyTarget(policies, "egress", family, addr, proto, port));
                 expect(ing).toBe(expectedPolicyTarget(policies, "ingress", family, addr, proto, port));
               }
@@ -494,7 +518,7 @@ describe("render: property", () => {
             for (const a of s.addresses.filter((x) => x.family === family)) {
               for (const p of s.ports) {
                 for (const saddr of addrs.slice(0, 40)) {
-                  const got = lookup(maps.services, [a.value, PROTO_NUMBER[p.protocol] as bigint, BigInt(p.port), saddr]);
+                  const got = lookupLayers(maps.services, [a.value, PROTO_NUMBER[p.protocol] as bigint, BigInt(p.port), saddr]);
                   expect(got).toBe(expectedServiceTarget(services, family, a.value, p.protocol, p.port, saddr));
                 }
               }
