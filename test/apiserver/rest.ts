@@ -13,6 +13,8 @@
  *   `/status` writes keep everything but the status; creates drop the status;
  * - an update with a stale `metadata.resourceVersion` is a 409 Conflict; custom
  *   resources must name one in an update (PUT), patches need not;
+ * - unknown fields of custom resources (those pruning drops) are refused, reported or ignored by
+ *   `fieldValidation` (Strict / Warn, the default / Ignore);
  * - custom resources are validated against their CRD's schema and CEL rules
  *   after pruning and defaulting (./validation.ts), `/status` writes on their
  *   status part (ratcheting: unchanged parts are not checked again);

@@ -2,8 +2,7 @@
  * What the real apiserver does with a custom resource's structural schema on
  * every write: drop fields the schema does not know (pruning) and fill in
  * `default`s. Clients of this server therefore see custom resources as they
- * would on a cluster. Validation against the schema is deliberately not done:
- * the product validates objects itself (SPEC §3).
+ * would on a cluster. Validation against the schema is validation.ts's.
  *
  * @example
  * ```ts

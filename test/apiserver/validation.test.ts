@@ -90,7 +90,7 @@ describe("CEL rules", () => {
   });
 
   test("integers are CEL ints, macros and string functions work", () => {
-    const s = root({ v: { type: "object", properties: { p: { type: "integer" }, l: { type: "array", items: { type: "integer" } } }, "x-kubernetes-validations": [{ rule: "self.p == 1 && self.l.all(x, x > 0) && self.l.exists(x, x == 2) && self.l.exists_one(x, x == 3) && self.l.map(x, x * 2) == [2, 4, 6] && self.l.filter(x, x > 1).size() == 2 && has(self.p) && !has(self.q) && 'abc'.startsWith('a') && 'a,b'.split(',').size() == 2" }] } });
+    const s = root({ v: { type: "object", properties: { p: { type: "integer" }, q: { type: "integer" }, l: { type: "array", items: { type: "integer" } } }, "x-kubernetes-validations": [{ rule: "self.p == 1 && self.l.all(x, x > 0) && self.l.exists(x, x == 2) && self.l.exists_one(x, x == 3) && self.l.map(x, x * 2) == [2, 4, 6] && self.l.filter(x, x > 1).size() == 2 && has(self.p) && !has(self.q) && 'abc'.startsWith('a') && 'a,b'.split(',').size() == 2" }] } });
     expect(messages(s, { v: { p: 1, l: [1, 2, 3] } })).toEqual([]);
   });
 
@@ -152,5 +152,59 @@ describe("CEL rules", () => {
     expect(error).toBeInstanceOf(SchemaCompileError);
     expect((error as SchemaCompileError).errors[0]?.path).toBe("openAPIV3Schema.properties[spec].properties[v].x-kubernetes-validations[0].rule");
     expect((error as SchemaCompileError).errors[0]?.message).toStartWith("compilation failed: ");
+  });
+});
+
+/**
+ * `self` is typed by its schema on a real apiserver (apiextensions' SchemaDeclType): an object with properties is
+ * an object type whose fields are the declared properties only, x-kubernetes-preserve-unknown-fields or not.
+ * So a rule cannot list an object's keys, and preserved unknown fields are invisible to CEL.
+ */
+describe("CEL and x-kubernetes-preserve-unknown-fields", () => {
+  const port = (rule: string, extra: JsonMap = {}) =>
+    root({ p: { type: "object", "x-kubernetes-preserve-unknown-fields": true, properties: { protocol: { type: "string" }, port: { type: "integer" } }, ...extra, "x-kubernetes-validations": [{ rule }] } });
+  const compileError = (schema: JsonMap): string => {
+    try {
+      compileSchema(schema);
+    } catch (e) {
+      if (e instanceof SchemaCompileError) return e.message;
+      throw e;
+    }
+    return "compiled";
+  };
+
+  test("a comprehension over an object's keys does not compile (objects are not maps), preserve-unknown-fields or not", () => {
+    expect(compileError(port("self.all(k, k in ['protocol', 'port'])"))).toBe(
+      "openAPIV3Schema.properties[spec].properties[p].x-kubernetes-validations[0].rule: compilation failed: ERROR: <input>:1:1: expression of type 'object' cannot be range of a comprehension (must be list, map, or dynamic)",
+    );
+    expect(compileError(port("self.exists(k, k == 'prot')"))).toContain("cannot be range of a comprehension");
+    // Reached through a list and a comprehension variable, too.
+    const list = root({ l: { type: "array", items: { type: "object", properties: { a: { type: "integer" } } }, "x-kubernetes-validations": [{ rule: "self.all(i, i.all(k, k == 'a'))" }] } });
+    expect(compileError(list)).toContain("cannot be range of a comprehension");
+  });
+
+  test("a field the object does not declare cannot be selected or has()-tested", () => {
+    expect(compileError(port("!has(self.prot)"))).toContain("undefined field 'prot'");
+    expect(compileError(port("self.prot == 22"))).toContain("undefined field 'prot'");
+    const list = root({ l: { type: "array", items: { type: "object", properties: { a: { type: "integer" } } }, "x-kubernetes-validations": [{ rule: "self.all(i, !has(i.b))" }] } });
+    expect(compileError(list)).toContain("undefined field 'b'");
+  });
+
+  test("maps (additionalProperties) are maps: their keys can be listed", () => {
+    const map = root({ m: { type: "object", additionalProperties: { type: "integer" }, "x-kubernetes-validations": [{ rule: "self.all(k, k in ['a', 'b'])", messageExpression: "'unknown key(s) ' + self.filter(k, !(k in ['a', 'b'])).join(', ')" }] } });
+    expect(messages(map, { m: { a: 1, c: 2, d: 3 } })).toEqual(['spec.m: Invalid value: "object": unknown key(s) c, d']);
+    expect(messages(map, { m: { a: 1 } })).toEqual([]);
+  });
+
+  test("preserved unknown fields are invisible to the rules that do compile", () => {
+    // size() of a list of ports cannot see them either; a rule over declared fields sees only those.
+    const s = port("self.port == 22 || !has(self.port)");
+    expect(messages(s, { p: { prot: 22 } })).toEqual([]);
+    expect(messages(s, { p: { port: 23, prot: 22 } })).toEqual(['spec.p: Invalid value: "object": failed rule: self.port == 22 || !has(self.port)']);
+  });
+
+  test("the root still declares apiVersion, kind and metadata", () => {
+    const s = { type: "object", properties: { spec: { type: "object" } }, "x-kubernetes-validations": [{ rule: "self.metadata.name != 'bad' && self.kind == 'X' && has(self.apiVersion)" }] };
+    expect(compileError(s)).toBe("compiled");
   });
 });
