@@ -8,6 +8,7 @@ import { writeFileAtomic } from "./lib/atomic-file.ts";
 import { helpText, parseFlags } from "./lib/cli/flags.ts";
 import { runOnce } from "./lib/cli/once.ts";
 import { runAgainstCluster } from "./lib/cli/run.ts";
+import { escapeText } from "./lib/escape.ts";
 import { runCommand } from "./lib/exec.ts";
 import { clusterApi } from "./lib/kube/api.ts";
 import { loadKubeConfig } from "./lib/kube/config.ts";
@@ -16,10 +17,13 @@ import { createLogger } from "./lib/log.ts";
 import { nftClient } from "./lib/nft/client.ts";
 import { tcShaper } from "./lib/tc/shaper.ts";
 
+/** Errors name flags, paths and values the user typed: they pass the output gate. */
+const fail = (message: string) => process.stderr.write(`error: ${escapeText(message, { max: 4096 })}\n`);
+
 async function main(argv: readonly string[]): Promise<number> {
   const parsed = parseFlags(argv);
   if (!parsed.ok) {
-    process.stderr.write(`error: ${parsed.message}\n`);
+    fail(parsed.message);
     return 1;
   }
   const flags = parsed.value;
@@ -32,6 +36,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const log = createLogger(flags.logLevel);
+  for (const note of parsed.notes) log.warn({ code: "bad_flag" }, note);
   const kernel = {
     nft: nftClient(flags.nft, runCommand),
     shaper: tcShaper({ tc: flags.tc, ip: flags.ip, exec: runCommand }),
@@ -39,20 +44,20 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   if (flags.manifests !== undefined) {
     if (!flags.once) {
-      process.stderr.write("error: --manifests reads files once; add --once (the long-running mode watches the API server)\n");
+      fail("--manifests reads files once; add --once (the long-running mode watches the API server)");
       return 1;
     }
     return runOnce(flags, { ...kernel, log, stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
   }
   if (flags.dryRun) {
-    process.stderr.write("error: --dry-run needs --once --manifests PATH\n");
+    fail("--dry-run needs --once --manifests PATH");
     return 1;
   }
   let api;
   try {
     api = clusterApi(loadKubeConfig(flags.kubeconfig));
   } catch (e) {
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    fail(e instanceof Error ? e.message : String(e));
     return 1;
   }
   const stop = new AbortController();

@@ -9,6 +9,14 @@
  * failure is retried with backoff (the error policy), and the last good
  * ruleset stays in the kernel meanwhile.
  *
+ * Fail closed (SPEC §4.7, §6): only an observed deletion of the Firewall
+ * object (its deletionTimestamp, held by our finalizer) removes the table and
+ * the shaping. A Firewall that is merely absent — never created, an API
+ * server that came back empty, CRDs missing — leaves the kernel as it is and
+ * makes readiness fail with the reason. Caches that failed and have not
+ * relisted drive no reconcile; CRDs that vanish are reinstalled; the
+ * interval's work runs on its own schedule whatever the rate of events.
+ *
  * @example
  * ```ts
  * import { Controller } from "./controller.ts";
@@ -20,20 +28,24 @@
 import type { Cidr } from "./api/address.ts";
 import type { FirewallSpec } from "./api/firewall.ts";
 import { formatProblems } from "./api/problem.ts";
-import { buildDesiredState, type Classified, FIREWALL_NAMESPACE, formatRef } from "./desired-state.ts";
+import { type Accepted, buildDesiredState, type Classified, FIREWALL_NAMESPACE, formatRef, objectKey, type Rejection, type Verdict } from "./desired-state.ts";
 import { FirewallError } from "./errors.ts";
 import type { ClusterApi, KubeObject } from "./kube/api.ts";
-import { statusMessage } from "./kube/api.ts";
+import { statusMessage, WatchError } from "./kube/api.ts";
+import { type TrackedApi, trackContact } from "./kube/api-contact.ts";
 import { backoffDelay, sleep } from "./kube/backoff.ts";
 import { ensureCrds } from "./kube/crds.ts";
 import type { EventRecorder } from "./kube/events.ts";
 import { reconcileExporterServices } from "./kube/exporter-services.ts";
+import { addFinalizer, hasFinalizer, isBeingDeleted, removeFinalizer } from "./kube/finalizer.ts";
 import { Reflector, specOf } from "./kube/reflector.ts";
-import { type Condition, firewallStatus, type PolicyVerdict, policyStatus, sameStatus } from "./kube/status.ts";
+import { type Condition, firewallStatus, inForceText, type PolicyVerdict, policyStatus, sameStatus } from "./kube/status.ts";
+import { LastValid } from "./last-valid.ts";
 import type { Logger } from "./log.ts";
 import { removeRuleset, revisionOf } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
 import { Coalescer } from "./coalescer.ts";
+import { exitCodeOf, type ExitCode } from "./exit-code.ts";
 import { reconcile, type ReconcileResult, type Shaper } from "./reconcile.ts";
 import type { Ruleset } from "./ruleset/render.ts";
 
@@ -43,8 +55,12 @@ export interface ControllerOptions {
   readonly privateVrf: number | null;
   readonly serviceIp: string;
   readonly rulesetFile: string;
+  /** Where a Firewall's `ipv4rulefile` may point (`--ruleset-dir`). */
+  readonly rulesetDir?: string;
   /** Quiet time that gathers a burst of events into one reconcile. */
   readonly coalesceMs?: number;
+  /** Not ready once the API server has not answered for this long; default {@link API_STALE_AFTER_MS}. */
+  readonly apiStaleAfterMs?: number;
 }
 
 export interface ControllerDeps {
@@ -66,6 +82,16 @@ const DEFAULT_INTERVAL_MS = 10_000;
  * every 10 s tick of a firewall that should idle under 2 % of a core.
  */
 const VERIFY_EVERY_MS = 60_000;
+/**
+ * Readiness fails when no list, watch event, write or probe got an answer
+ * for this long: three of the default intervals, so one slow answer is no
+ * alarm, but a hung API server is reported within half a minute.
+ */
+export const API_STALE_AFTER_MS = 30_000;
+/** A quiet cluster sends nothing: probe `/version` when nothing was heard for this long. */
+const PROBE_AFTER_MS = 10_000;
+/** A reconcile skipped for a stale cache is retried this soon (the relist itself also triggers one). */
+const STALE_RETRY_MS = 1_000;
 
 export const PATHS = {
   firewalls: `${GROUP}/namespaces/${FIREWALL_NAMESPACE}/firewalls`,
@@ -76,48 +102,80 @@ export const PATHS = {
   endpointSlices: `/apis/discovery.k8s.io/v1/namespaces/${FIREWALL_NAMESPACE}/endpointslices`,
 } as const;
 
-/** What of a Service matters: its spec and its load balancer addresses (status). */
-const serviceRelevant = (o: KubeObject) => ({ spec: specOf(o), lb: (o as { status?: { loadBalancer?: unknown } }).status?.loadBalancer });
+/** The caches the ruleset is built from: a reconcile waits for all of them to be fresh. */
+const RULE_SOURCES = ["firewalls", "policies", "services"] as const;
+
+/**
+ * What of a Service matters: for a LoadBalancer its spec and its load balancer
+ * addresses (status); for any other type nothing, so the constant churn of a
+ * cluster's ClusterIP Services triggers no reconcile (a change of type does).
+ */
+const serviceRelevant = (o: KubeObject) => {
+  const spec = specOf(o) as { spec?: { type?: unknown } };
+  if (spec.spec?.type !== "LoadBalancer") return null;
+  return { spec, lb: (o as { status?: { loadBalancer?: unknown } }).status?.loadBalancer };
+};
 /** Exporter objects: all of it (an edit by someone else must be undone), bookkeeping aside. */
 const wholeObject = (o: KubeObject) => ({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
 
 export interface ReconcileSummary {
-  /** 0: everything valid and applied; 2: applied, some objects rejected; 1: not applied. */
-  readonly exitCode: 0 | 1 | 2;
+  /** See {@link ../exit-code.ts}. */
+  readonly exitCode: ExitCode;
   /** When to run next, unless something changes first. */
   readonly requeueAfterMs: number;
+  /** The objects rejected in this run (for `--once`'s stderr). */
+  readonly rejected: readonly Rejection[];
 }
+
+/** Why the controller is not doing its job right now, if it is not; `undefined` when it is. */
+type Trouble = string | undefined;
 
 export class Controller {
   readonly #o: ControllerOptions;
   readonly #d: ControllerDeps;
+  readonly #api: TrackedApi;
   readonly #signal: AbortSignal;
   readonly #reflectors: Record<keyof typeof PATHS, Reflector>;
   readonly #coalescer: Coalescer;
+  readonly #lastValid = new LastValid<Accepted>();
   #previous: Ruleset | undefined;
   /** The fingerprint marker our last apply left; undefined when unknown (then the applier lists first). */
   #previousFingerprint: string | null | undefined;
-  #lastGoodFirewall: FirewallSpec | undefined;
   #periodicDue = true;
+  #intervalMs = DEFAULT_INTERVAL_MS;
   #failures = 0;
-  #lastError: string | undefined;
+  #lastError: Trouble;
+  /** Set while the Firewall object is absent (not deleted): the reason, for readiness. */
+  #absent: Trouble;
+  #crdsSuspect = false;
+  #started = false;
+  #probing = false;
   #reconciles = 0;
   #lastVerified = Number.NEGATIVE_INFINITY;
-  #nextTimer: ReturnType<typeof setTimeout> | undefined;
+  #periodicTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #probeTimer: ReturnType<typeof setInterval> | undefined;
+  /** The last text logged per topic, so a state is logged once when it changes, not every reconcile. */
+  readonly #said = new Map<string, string>();
 
   constructor(options: ControllerOptions, deps: ControllerDeps, signal: AbortSignal) {
     this.#o = options;
     this.#d = deps;
     this.#signal = signal;
+    this.#api = trackContact(deps.api, () => this.#now());
     this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 10, signal });
     const notify = () => this.#coalescer.notify();
     const make = (path: string, relevant?: (o: KubeObject) => unknown) =>
       new Reflector({
-        api: deps.api,
+        api: this.#api.api,
         path,
         onChange: notify,
         ...(relevant ? { relevant } : {}),
-        onError: (e) => deps.log.warn({ code: "api_failed", path }, `watch: ${e.message}; retrying`),
+        onError: (e) => {
+          // Our group answering 404 means its CRDs are gone (a rebuilt cluster): reinstall them.
+          if (e instanceof WatchError && e.status === 404 && path.startsWith(GROUP)) this.#crdsSuspect = true;
+          this.#sayOnce(`watch ${path}`, "warn", `watch ${path}: ${e.message}; retrying`);
+        },
         signal,
       });
     this.#reflectors = {
@@ -127,7 +185,11 @@ export class Controller {
       endpoints: make(PATHS.endpoints, wholeObject),
       endpointSlices: make(PATHS.endpointSlices, wholeObject),
     };
-    signal.addEventListener("abort", () => clearTimeout(this.#nextTimer), { once: true });
+    signal.addEventListener("abort", () => {
+      clearTimeout(this.#periodicTimer);
+      clearTimeout(this.#retryTimer);
+      clearInterval(this.#probeTimer);
+    }, { once: true });
   }
 
   /** Number of reconciles run so far (for tests and metrics). */
@@ -135,12 +197,28 @@ export class Controller {
     return this.#reconciles;
   }
 
-  /** Ready: every cache listed and watching, and the last reconcile did not fail. */
+  #now(): number {
+    return (this.#d.clock ?? (() => new Date()))().getTime();
+  }
+
+  /**
+   * Ready: the API server answers, every cache the rules come from is listed
+   * and fresh, our Firewall object is there, and the last reconcile did not
+   * fail. Otherwise the first reason, for `/readyz`.
+   */
   readiness(): { ok: boolean; reason: string } {
+    const silentMs = this.#now() - this.#api.lastContact();
+    const stale = this.#o.apiStaleAfterMs ?? API_STALE_AFTER_MS;
+    if (Number.isFinite(silentMs) && silentMs > stale) {
+      const failure = this.#api.lastFailure();
+      return { ok: false, reason: `the API server has not answered for ${Math.round(silentMs / 1000)} s${failure ? ` (${failure})` : ""}; the rules in the kernel stay as they are` };
+    }
     for (const [name, r] of Object.entries(this.#reflectors)) {
       if (!r.synced) return { ok: false, reason: `${name}: not listed yet${r.lastError ? ` (${r.lastError.message})` : ""}` };
+      if (!r.fresh && (RULE_SOURCES as readonly string[]).includes(name)) return { ok: false, reason: `${name}: ${r.lastError?.message ?? "not re-listed yet"}` };
       if (!r.connected && r.lastError) return { ok: false, reason: `${name}: ${r.lastError.message}` };
     }
+    if (this.#absent) return { ok: false, reason: this.#absent };
     if (this.#lastError) return { ok: false, reason: this.#lastError };
     return { ok: true, reason: "ok" };
   }
@@ -150,6 +228,8 @@ export class Controller {
     await this.#ensureCrds();
     if (this.#signal.aborted) return;
     for (const r of Object.values(this.#reflectors)) void r.start();
+    this.#started = true;
+    this.#probeTimer = setInterval(() => void this.#probe(), PROBE_AFTER_MS / 2);
     // The first reconcile waits for every cache: acting on a half-listed cluster could drop traffic.
     while (!this.#signal.aborted && !Object.values(this.#reflectors).every((r) => r.synced)) await sleep(20, this.#signal);
     this.#coalescer.notify();
@@ -170,7 +250,9 @@ export class Controller {
         throw new FirewallError("api_failed", `listing ${name} failed: ${e instanceof Error ? e.message : String(e)}`);
       }
     }
-    return this.#reconcile(true);
+    const r = await this.#reconcile(true);
+    if (this.#absent) throw new FirewallError("api_failed", `${this.#absent}; nothing changed`);
+    return r;
   }
 
   /** Resolves when no reconcile is pending (tests). */
@@ -178,70 +260,143 @@ export class Controller {
     return this.#coalescer.idle();
   }
 
+  /** Logs `text` at `level` only when it differs from what was last said on `topic` (one line per state change). */
+  #sayOnce(topic: string, level: "info" | "warn" | "error", text: string | undefined, fields: Record<string, unknown> = {}): void {
+    if (text === undefined) {
+      this.#said.delete(topic);
+      return;
+    }
+    if (this.#said.get(topic) === text) return;
+    this.#said.set(topic, text);
+    this.#d.log[level]({ code: level === "info" ? undefined : "api_failed", ...fields }, text);
+  }
+
+  #relistAll(why: string): void {
+    this.#d.log.warn({ code: "api_failed" }, `${why}: listing everything again (the API server may have lost its state); the rules in the kernel stay as they are meanwhile`);
+    for (const r of Object.values(this.#reflectors)) r.relist();
+  }
+
+  /** When nothing was heard from the API server for a while, ask it something cheap. */
+  async #probe(): Promise<void> {
+    if (this.#probing || this.#now() - this.#api.lastContact() < PROBE_AFTER_MS) return;
+    this.#probing = true;
+    const r = await this.#api.api.request("GET", "/version").finally(() => {
+      this.#probing = false;
+    });
+    this.#sayOnce("api", r.status > 0 && r.status < 500 ? "info" : "warn", r.status > 0 && r.status < 500 ? "the API server answers" : `the API server does not answer: ${statusMessage(r)}`);
+  }
+
   async #ensureCrds(maxAttempts = Number.POSITIVE_INFINITY): Promise<void> {
     for (let attempt = 0; !this.#signal.aborted; attempt++) {
       try {
-        const r = await ensureCrds(this.#d.api);
+        const r = await ensureCrds(this.#api.api);
         if (r.created.length + r.updated.length > 0) this.#d.log.info(r, "custom resource definitions installed");
+        // A CRD that had to be created again means the API server lost its state: the caches'
+        // watches may hang on at a resourceVersion the new server has not reached yet.
+        if (r.created.length > 0 && this.#started) this.#relistAll("CRDs were missing");
+        this.#crdsSuspect = false;
+        if (this.#lastError?.startsWith("installing CRDs")) this.#lastError = undefined;
         return;
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
         this.#lastError = `installing CRDs: ${msg}`;
         if (attempt + 1 >= maxAttempts) throw e;
-        this.#d.log.warn({ code: "api_failed" }, `installing CRDs failed: ${msg}; retrying`);
+        this.#sayOnce("crds", "warn", `installing CRDs failed: ${msg}; retrying`);
         await sleep(backoffDelay(attempt), this.#signal);
       }
     }
   }
 
-  /** One coalesced run, then the schedule of the next; failures back off. */
+  #schedulePeriodic(ms: number): void {
+    clearTimeout(this.#periodicTimer);
+    if (this.#signal.aborted) return;
+    this.#periodicTimer = setTimeout(() => {
+      this.#periodicDue = true;
+      this.#coalescer.notify();
+    }, ms);
+  }
+
+  #scheduleRetry(ms: number): void {
+    clearTimeout(this.#retryTimer);
+    if (this.#signal.aborted) return;
+    this.#retryTimer = setTimeout(() => this.#coalescer.notify(), ms);
+  }
+
+  /**
+   * One coalesced run. The periodic schedule is its own: events never push
+   * it back, so lastRun, verification and statistics keep their interval
+   * under any rate of events. Failures retry with backoff beside it.
+   */
   async #tick(): Promise<void> {
-    clearTimeout(this.#nextTimer);
     const periodic = this.#periodicDue;
     this.#periodicDue = false;
-    let next: number;
+    if (periodic || this.#crdsSuspect) {
+      // Once per interval (two GETs): CRDs deleted or replaced by a rebuilt cluster come back.
+      await this.#ensureCrds(1).catch(() => {});
+    }
     try {
-      next = (await this.#reconcile(periodic)).requeueAfterMs;
+      const r = await this.#reconcile(periodic);
       this.#failures = 0;
+      clearTimeout(this.#retryTimer);
+      if (periodic || r.requeueAfterMs !== this.#intervalMs || this.#periodicTimer === undefined) {
+        this.#intervalMs = r.requeueAfterMs;
+        this.#schedulePeriodic(r.requeueAfterMs);
+      }
     } catch (e) {
       // Error policy: log, mark not ready, retry with backoff; the rules in the kernel stay.
       const msg = e instanceof Error ? e.message : String(e);
       this.#lastError = msg;
       this.#d.log.error({ code: e instanceof FirewallError ? e.code : "api_failed" }, `reconcile failed: ${msg}`);
-      next = backoffDelay(this.#failures++, { baseMs: 500 });
+      // The retry is a full run (verification included): whatever failed is looked at again.
       this.#periodicDue = true;
+      this.#scheduleRetry(backoffDelay(this.#failures++, { baseMs: 500 }));
+      if (periodic || this.#periodicTimer === undefined) this.#schedulePeriodic(this.#intervalMs);
     }
-    if (this.#signal.aborted) return;
-    this.#nextTimer = setTimeout(() => {
-      this.#periodicDue = true;
-      this.#coalescer.notify();
-    }, next);
   }
 
   async #reconcile(periodic: boolean): Promise<ReconcileSummary> {
-    this.#reconciles++;
     const { log } = this.#d;
+    const stale = RULE_SOURCES.filter((n) => !this.#reflectors[n].fresh);
+    if (stale.length > 0) {
+      // A cache that failed may miss whatever happened meanwhile: acting on it could revoke or open
+      // rules by mistake. The relist triggers the next reconcile; this retry is a backstop.
+      this.#sayOnce("stale", "warn", `not reconciling: ${stale.join(", ")} not re-listed since a failure; the rules in the kernel stay as they are`);
+      this.#periodicDue ||= periodic;
+      this.#scheduleRetry(STALE_RETRY_MS);
+      return { exitCode: 1, requeueAfterMs: this.#intervalMs, rejected: [] };
+    }
+    this.#sayOnce("stale", "info", undefined);
+    this.#reconciles++;
+    const fwPath = `${PATHS.firewalls}/${this.#o.firewallName}`;
     const fwObject = this.#reflectors.firewalls.get(FIREWALL_NAMESPACE, this.#o.firewallName);
     if (!fwObject) {
-      // Level-based: no Firewall object means this firewall is not configured: no table, no shaping.
-      const removed = await removeRuleset({ nft: this.#d.nft, table: TABLE });
-      const shaping = await this.#d.shaper.reconcile([]);
-      this.#previous = undefined;
-      this.#previousFingerprint = undefined;
-      this.#lastGoodFirewall = undefined;
-      if (removed || shaping.changed) log.info({}, `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is absent: table inet ${TABLE} and shaping removed`);
-      // Policy statuses are left alone: an HA peer that has its Firewall object may be reporting them.
-      this.#lastError = undefined;
-      return { exitCode: 0, requeueAfterMs: DEFAULT_INTERVAL_MS };
+      // Absent is not deleted: a never-created Firewall, an API server restored from nothing, a
+      // kubeconfig for the wrong cluster all look like this. The kernel stays as it is.
+      this.#absent = `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is not in the API server (never created, or the API server lost it); the rules in the kernel stay as they are until it is back or deleted explicitly`;
+      this.#sayOnce("firewall", "warn", this.#absent);
+      return { exitCode: 1, requeueAfterMs: this.#intervalMs, rejected: [] };
+    }
+    this.#absent = undefined;
+
+    if (isBeingDeleted(fwObject)) return this.#honourDeletion(fwObject, fwPath);
+    // Only the long-running controller holds a finalizer: after `--once` nobody would remove it,
+    // and `kubectl delete firewall` would hang.
+    if (this.#started && !hasFinalizer(fwObject)) {
+      const r = await addFinalizer(this.#api.api, fwPath, fwObject);
+      // Not fatal: the rules still apply. A conflict (our cache is a write behind) is retried soon.
+      if (r.status === 409 || r.status === 422) this.#scheduleRetry(STALE_RETRY_MS);
+      else if (r.status !== 200) this.#sayOnce("finalizer", "warn", `adding the finalizer to Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} failed: ${statusMessage(r)}`);
+      else this.#sayOnce("finalizer", "info", undefined);
     }
 
     const objects = [fwObject, ...this.#reflectors.policies.items(), ...this.#reflectors.services.items()].map((object) => ({ object }));
-    let desired = buildDesiredState(objects, { firewallName: this.#o.firewallName, clusterPrefixes: this.#o.clusterPrefixes, privateVrf: this.#o.privateVrf });
-    if (desired.firewall) this.#lastGoodFirewall = desired.firewall;
-    else if (this.#lastGoodFirewall) {
-      // An invalid edit of the Firewall keeps the last good one in force (and is reported), rather than dropping shaping.
-      desired = { ...desired, firewall: this.#lastGoodFirewall, state: { ...desired.state, internalPrefixes: this.#lastGoodFirewall.internalPrefixes } };
-    }
+    const desired = buildDesiredState(objects, {
+      firewallName: this.#o.firewallName,
+      clusterPrefixes: this.#o.clusterPrefixes,
+      privateVrf: this.#o.privateVrf,
+      lastValid: this.#lastValid,
+      ...(this.#o.rulesetDir === undefined ? {} : { rulesetDir: this.#o.rulesetDir }),
+    });
 
     const now = performance.now();
     // After unverified patches the next periodic run fingerprints the table (vouched for, since we
@@ -272,72 +427,113 @@ export class Controller {
     }
 
     for (const e of result.errors) log.error({ code: e.code }, e.message);
-    for (const p of result.shapingProblems) log.warn({ code: "shaping_failed", interface: p.interface }, p.message);
+    this.#sayOnce("shaping", "warn", result.shapingProblems.length > 0 ? result.shapingProblems.map((p) => `rate limit on ${p.interface}: ${p.message}`).join("; ") : undefined, { code: "shaping_failed" });
     if (result.rules === "changed") {
       log.info({ mode: result.applyMode, policies: desired.state.policies.length, services: desired.state.services.length, rejected: desired.rejected.length, ...result.timings }, "ruleset applied");
     }
 
+    await this.#reportRejections(desired);
     await this.#writePolicyStatuses(desired);
     await this.#writeFirewallStatus(fwObject, desired, result, periodic);
-    const exporter = await reconcileExporterServices(this.#d.api, this.#o.serviceIp, {
+    const exporter = await reconcileExporterServices(this.#api.api, this.#o.serviceIp, {
       name: this.#o.firewallName,
       isLive: (n) => this.#reflectors.firewalls.get(FIREWALL_NAMESPACE, n) !== undefined,
     });
-    for (const p of exporter.problems) log.warn({ code: "api_failed" }, `exporter services: ${p}`);
+    this.#sayOnce("exporter", "warn", exporter.problems.length > 0 ? `exporter services: ${exporter.problems.join("; ")}` : undefined);
     if (exporter.created.length + exporter.updated.length + exporter.deleted.length > 0) log.info(exporter, "exporter services reconciled");
 
     const failed = result.rules === "failed" || result.errors.length > 0;
     this.#lastError = failed ? result.errors.map((e) => e.message).join("; ") : undefined;
     if (failed) throw new FirewallError(result.errors[0]?.code ?? "nft_apply_failed", this.#lastError ?? "reconcile failed");
-    return { exitCode: desired.rejected.length > 0 ? 2 : 0, requeueAfterMs: desired.firewall?.intervalMs ?? DEFAULT_INTERVAL_MS };
+    return {
+      exitCode: exitCodeOf({ rules: result.rules, errors: result.errors.length }, desired.rejected.length),
+      requeueAfterMs: desired.firewall?.intervalMs ?? DEFAULT_INTERVAL_MS,
+      rejected: desired.rejected,
+    };
+  }
+
+  /** An observed deletion: remove our table and shaping, then let the object go. */
+  async #honourDeletion(fwObject: KubeObject, fwPath: string): Promise<ReconcileSummary> {
+    const removed = await removeRuleset({ nft: this.#d.nft, table: TABLE });
+    const shaping = await this.#d.shaper.reconcile([]);
+    this.#previous = undefined;
+    this.#previousFingerprint = undefined;
+    if (shaping.problems.length > 0) throw new FirewallError("shaping_failed", `removing shaping for the deleted Firewall: ${shaping.problems.map((p) => `${p.interface}: ${p.message}`).join("; ")}`);
+    if (removed || shaping.changed) this.#d.log.info({}, `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is being deleted: table inet ${TABLE} and shaping removed`);
+    if (hasFinalizer(fwObject)) {
+      const r = await removeFinalizer(this.#api.api, fwPath, fwObject);
+      // 404: already gone. Anything else: retried; the kernel is already clean.
+      if (r.status !== 200 && r.status !== 404) throw new FirewallError("api_failed", `removing the finalizer of Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} failed: ${statusMessage(r)}`);
+    }
+    this.#lastError = undefined;
+    return { exitCode: 0, requeueAfterMs: this.#intervalMs, rejected: [] };
+  }
+
+  /** A log line and an Event for every rejection, once per change of its problems (not every reconcile). */
+  async #reportRejections(desired: Classified): Promise<void> {
+    for (const [key, v] of desired.verdicts) {
+      const topic = `rejected ${key}`;
+      if (v.state !== "rejected") {
+        this.#said.delete(topic);
+        continue;
+      }
+      const text = `${formatProblems(v.problems)}${inForceText(v.inForce)}`;
+      if (this.#said.get(topic) === text) continue;
+      this.#said.set(topic, text);
+      this.#d.log.error({ code: "invalid_object", object: formatRef(v.ref), problems: v.problems }, `rejected ${formatRef(v.ref)}`);
+      const kind = v.ref.kind;
+      const reason = kind === "Firewall" ? "InvalidFirewall" : kind === "Service" ? "InvalidService" : "InvalidPolicy";
+      const object = kind === "Service"
+        ? this.#reflectors.services.get(v.ref.namespace, v.ref.name)
+        : kind === "Firewall"
+          ? this.#reflectors.firewalls.get(v.ref.namespace, v.ref.name)
+          : this.#reflectors.policies.get(v.ref.namespace, v.ref.name);
+      if (object) await this.#d.events.record(involved(object, kind), "Warning", reason, `rejected: ${text}`);
+    }
+    for (const topic of [...this.#said.keys()]) {
+      if (topic.startsWith("rejected ") && !desired.verdicts.has(topic.slice("rejected ".length))) this.#said.delete(topic);
+    }
   }
 
   async #writePolicyStatuses(desired: Classified): Promise<void> {
-    const rejected = new Map(desired.rejected.map((r) => [`${r.ref.namespace}/${r.ref.name}`, r.problems]));
-    const notes = new Map(desired.notes.map((n) => [`${n.ref.namespace}/${n.ref.name}`, n.problems]));
-    const ignored = new Map(desired.ignored.map((i) => [`${i.ref.namespace}/${i.ref.name}`, i.reason]));
     for (const o of this.#reflectors.policies.items()) {
-      const key = `${o.metadata.namespace}/${o.metadata.name}`;
-      const problems = rejected.get(key);
+      const ns = o.metadata.namespace ?? "";
+      const v: Verdict | undefined = desired.verdicts.get(objectKey("ClusterwideNetworkPolicy", ns, o.metadata.name));
       let verdict: PolicyVerdict;
-      if (o.metadata.namespace !== FIREWALL_NAMESPACE) verdict = { kind: "Ignored", reason: ignored.get(key) ?? `only policies in namespace ${FIREWALL_NAMESPACE} take effect` };
-      else if (problems) verdict = { kind: "Invalid", problems };
-      else verdict = { kind: "Ready", ...(notes.has(key) ? { notes: notes.get(key) } : {}) };
+      if (!v || v.state === "ignored") verdict = { kind: "Ignored", reason: v?.reason ?? `only policies in namespace ${FIREWALL_NAMESPACE} take effect` };
+      else if (v.state === "rejected") verdict = { kind: "Invalid", problems: v.problems, ...(v.inForce === undefined ? {} : { inForce: v.inForce }) };
+      else verdict = { kind: "Ready", notes: v.notes };
       const status = policyStatus(verdict, o.metadata.generation);
       // Only our fields count: another tool's additions to the status must not make us write every time.
       const current = (o as { status?: Record<string, unknown> }).status ?? {};
       if (sameStatus({ state: current.state, message: current.message, observedGeneration: current.observedGeneration }, { observedGeneration: undefined, ...status })) continue;
-      const ns = o.metadata.namespace ?? "";
-      const r = await this.#d.api.request("PATCH", `${GROUP}/namespaces/${ns}/clusterwidenetworkpolicies/${o.metadata.name}/status`, {
+      const r = await this.#api.api.request("PATCH", `${GROUP}/namespaces/${ns}/clusterwidenetworkpolicies/${o.metadata.name}/status`, {
         body: { status },
         contentType: "application/merge-patch+json",
       });
       if (r.status !== 200) {
-        this.#d.log.warn({ code: "api_failed", object: key }, `writing policy status failed: ${statusMessage(r)}`);
+        this.#d.log.warn({ code: "api_failed", object: `${ns}/${o.metadata.name}` }, `writing policy status failed: ${statusMessage(r)}`);
         // Unreachable: the other writes would fail alike; the next reconcile writes what is still due.
         if (r.status === 0) return;
-        continue;
-      }
-      if (verdict.kind === "Invalid") {
-        this.#d.log.error({ code: "invalid_object", object: formatRef({ kind: "ClusterwideNetworkPolicy", namespace: ns, name: o.metadata.name }), problems: verdict.problems }, "policy rejected");
-        await this.#d.events.record(involved(o, "ClusterwideNetworkPolicy"), "Warning", "InvalidPolicy", `rejected, not applied: ${formatProblems(verdict.problems)}`);
       }
     }
   }
 
   async #writeFirewallStatus(o: KubeObject, desired: Classified, result: ReconcileResult, periodic: boolean): Promise<void> {
-    const fwRejected = desired.rejected.find((r) => r.ref.kind === "Firewall");
+    const fwVerdict = desired.verdicts.get(objectKey("Firewall", FIREWALL_NAMESPACE, this.#o.firewallName));
+    const fwRejected = fwVerdict?.state === "rejected" ? fwVerdict : undefined;
     const current = (o as { status?: { message?: string; conditions?: Condition[] } }).status;
+    const inEffect = desired.state.services.filter((s) => s.addresses.length > 0 && s.ports.length > 0).length;
     const status = firewallStatus(
       {
         rules: result.rules === "failed" ? "failed" : result.rules === "skipped" ? "dry-run" : result.rules === "changed" ? "applied" : "unchanged",
         ...(result.errors[0] ? { failure: { code: result.errors[0].code, message: result.errors[0].message } } : {}),
         policies: { ready: desired.state.policies.length, invalid: desired.rejected.filter((r) => r.ref.kind === "ClusterwideNetworkPolicy").length, ignored: desired.ignored.filter((i) => i.ref.kind === "ClusterwideNetworkPolicy").length },
-        services: desired.state.services.length,
+        services: { inEffect, pending: desired.state.services.length - inEffect },
         rejectedNames: desired.rejected.filter((r) => r.ref.kind === "ClusterwideNetworkPolicy").map((r) => r.ref.name),
         shapingProblems: [
           ...result.shapingProblems.map((p) => `${p.interface}: ${p.message}`),
-          ...(fwRejected ? [`this Firewall object is invalid (${formatProblems(fwRejected.problems)}); the last valid one stays in force`] : []),
+          ...(fwRejected ? [`this Firewall object is invalid (${formatProblems(fwRejected.problems)})${inForceText(fwRejected.inForce)}`] : []),
         ],
       },
       (this.#d.clock ?? (() => new Date()))(),
@@ -347,12 +543,14 @@ export class Controller {
     const changed = current?.message !== status.message || !sameStatus(current?.conditions, status.conditions);
     // lastRun moves with the interval; other changes are written at once.
     if (!changed && !periodic) return;
-    const r = await this.#d.api.request("PATCH", `${GROUP}/namespaces/${FIREWALL_NAMESPACE}/firewalls/${o.metadata.name}/status`, {
+    const r = await this.#api.api.request("PATCH", `${GROUP}/namespaces/${FIREWALL_NAMESPACE}/firewalls/${o.metadata.name}/status`, {
       body: { status },
       contentType: "application/merge-patch+json",
     });
     if (r.status !== 200) {
       this.#d.log.warn({ code: "api_failed" }, `writing the Firewall status failed: ${statusMessage(r)}`);
+      // Our cache holds a Firewall the server does not know: the cache is wrong, not the kernel.
+      if (r.status === 404) this.#relistAll("the API server does not know the cached Firewall object");
       return;
     }
     const rules = status.conditions.find((c) => c.type === "RulesApplied");
@@ -360,13 +558,12 @@ export class Controller {
     if (rules?.status === "False" && rules.reason !== "DryRun" && (before?.status !== "False" || before.message !== rules.message)) {
       await this.#d.events.record(involved(o, "Firewall"), "Warning", rules.reason, rules.message);
     }
-    if (fwRejected && changed) await this.#d.events.record(involved(o, "Firewall"), "Warning", "InvalidFirewall", formatProblems(fwRejected.problems));
   }
 }
 
 function involved(o: KubeObject, kind: string) {
   return {
-    apiVersion: "metal-stack.io/v1",
+    apiVersion: kind === "Service" ? "v1" : "metal-stack.io/v1",
     kind,
     namespace: o.metadata.namespace ?? FIREWALL_NAMESPACE,
     name: o.metadata.name,

@@ -20,6 +20,8 @@ import { type FirewallSpec, parseFirewall } from "./api/firewall.ts";
 import { type Policy, parsePolicy } from "./api/policy.ts";
 import { type Problem, show, type Validated } from "./api/problem.ts";
 import { isLoadBalancer, type LoadBalancer, parseService } from "./api/service.ts";
+import type { LastValid } from "./last-valid.ts";
+import { budgetProblem, ELEMENT_BUDGET, policyElementCount, serviceElementCount } from "./ruleset/budget.ts";
 import type { DesiredState } from "./ruleset/render.ts";
 
 /** Policies and the Firewall take effect only in this namespace. */
@@ -33,9 +35,18 @@ export interface ObjectRef {
   readonly source?: string;
 }
 
+/**
+ * Which version of a rejected object stays in force: the last valid one this
+ * controller saw (its generation), or none; `unknown` when an earlier version
+ * may have been valid but this process never saw it (it restarted since).
+ */
+export type InForce = { readonly generation: number | undefined } | "none" | "unknown";
+
 export interface Rejection {
   readonly ref: ObjectRef;
   readonly problems: readonly Problem[];
+  /** Set for objects read from the API (it has generations); absent in manifest mode. */
+  readonly inForce?: InForce;
 }
 
 export interface Ignored {
@@ -48,9 +59,15 @@ export interface Note {
   readonly problems: readonly Problem[];
 }
 
+/** The outcome for one object, keyed by what it describes (see {@link objectKey}). */
+export type Verdict =
+  | { readonly state: "accepted"; readonly ref: ObjectRef; readonly notes: readonly Problem[] }
+  | ({ readonly state: "rejected" } & Rejection)
+  | ({ readonly state: "ignored" } & Ignored);
+
 export interface Classified {
   readonly state: DesiredState;
-  /** The effective Firewall, or null when there is none (or it is invalid). */
+  /** The effective Firewall, or null when there is none (or it is invalid and no valid version is known). */
   readonly firewall: FirewallSpec | null;
   /** A Firewall object for this firewall exists (even if invalid). */
   readonly firewallPresent: boolean;
@@ -58,13 +75,47 @@ export interface Classified {
   readonly rejected: readonly Rejection[];
   readonly ignored: readonly Ignored[];
   readonly notes: readonly Note[];
+  /**
+   * One verdict per object, keyed by kind, namespace and name: statuses and
+   * Events are written from these, so a Service and a policy of the same
+   * name never share one. A duplicate definition (manifests) keeps the
+   * first's verdict here; the duplicate is in `rejected`.
+   */
+  readonly verdicts: ReadonlyMap<string, Verdict>;
 }
+
+/** What a valid object contributes; what {@link LastValid} remembers. */
+export type Accepted =
+  | { readonly kind: "ClusterwideNetworkPolicy"; readonly policy: Policy }
+  | { readonly kind: "Service"; readonly service: LoadBalancer }
+  | { readonly kind: "Firewall"; readonly firewall: FirewallSpec };
 
 export interface ClassifyOptions {
   readonly firewallName: string;
   readonly clusterPrefixes: readonly Cidr[];
   readonly privateVrf: number | null;
+  /**
+   * The controller's memory of valid versions: with it, an invalid update
+   * keeps the last valid version in force (and rejections say which).
+   */
+  readonly lastValid?: LastValid<Accepted>;
+  /** Where a Firewall's `ipv4rulefile` may point (`--ruleset-dir`); default `/etc/nftables/`. */
+  readonly rulesetDir?: string;
+  /** Map elements per object and in total; default {@link ELEMENT_BUDGET} (tests use small ones). */
+  readonly budget?: { readonly perObject: number; readonly total: number };
 }
+
+/**
+ * The key of an object's verdict: kind, namespace and name, unambiguous for
+ * any strings (a hostile name cannot make two objects share one).
+ *
+ * @example
+ * ```ts
+ * import { objectKey } from "./desired-state.ts";
+ * objectKey("Service", "firewall", "web") === objectKey("ClusterwideNetworkPolicy", "firewall", "web"); // false
+ * ```
+ */
+export const objectKey = (kind: string, namespace: string, name: string): string => JSON.stringify([kind, namespace, name]);
 
 /** `kind namespace/name (source)`, for messages. */
 export const formatRef = (r: ObjectRef): string => `${r.kind} ${r.namespace}/${r.name}${r.source ? ` (${r.source})` : ""}`;
@@ -99,100 +150,180 @@ function memo<T>(object: object, parse: (o: unknown) => Validated<T>): Validated
   return r;
 }
 
+const rawMeta = (object: unknown) => {
+  const m = (object as { metadata?: { name?: unknown; namespace?: unknown; uid?: unknown; generation?: unknown } }).metadata ?? {};
+  const str = (x: unknown) => (typeof x === "string" ? x : "");
+  return {
+    name: str(m.name),
+    namespace: str(m.namespace) || "default",
+    uid: typeof m.uid === "string" || typeof m.uid === "number" ? String(m.uid) : undefined,
+    generation: typeof m.generation === "number" ? m.generation : undefined,
+  };
+};
+
 /** Classifies every object; `source` tells where each came from (manifest mode). */
 export function buildDesiredState(objects: readonly { object: unknown; source?: string }[], options: ClassifyOptions): Classified {
   const accepted: ObjectRef[] = [];
   const rejected: Rejection[] = [];
   const ignored: Ignored[] = [];
   const notes: Note[] = [];
+  const verdicts = new Map<string, Verdict>();
   const policies = new Map<string, { policy: Policy; ref: ObjectRef }>();
   const services = new Map<string, { service: LoadBalancer; ref: ObjectRef }>();
+  const memory = options.lastValid;
+  const budget = options.budget ?? ELEMENT_BUDGET;
+  const rulesetDirOption = options.rulesetDir === undefined ? {} : { rulesetDir: options.rulesetDir };
+  const live = new Set<string>();
   let firewall: FirewallSpec | null = null;
   let firewallPresent = false;
 
-  const take = <T>(ref: ObjectRef, r: Validated<T>): T | undefined => {
-    if (!r.ok) {
-      rejected.push({ ref, problems: r.problems });
+  const verdict = (key: string, v: Verdict) => {
+    if (!verdicts.has(key)) verdicts.set(key, v);
+  };
+  const ignore = (key: string, ref: ObjectRef, reason: string) => {
+    ignored.push({ ref, reason });
+    verdict(key, { state: "ignored", ref, reason });
+  };
+  const reject = (key: string, ref: ObjectRef, problems: readonly Problem[], inForce?: InForce) => {
+    const r: Rejection = { ref, problems, ...(inForce === undefined ? {} : { inForce }) };
+    rejected.push(r);
+    verdict(key, { state: "rejected", ...r });
+  };
+
+  /**
+   * A valid object's value, or, for an invalid one, its last valid version
+   * when the controller remembers one (the rejection still reported).
+   */
+  const take = <K extends Accepted["kind"]>(key: string, ref: ObjectRef, object: unknown, r: Validated<Extract<Accepted, { kind: K }>>): Extract<Accepted, { kind: K }> | undefined => {
+    const meta = rawMeta(object);
+    if (memory) live.add(key);
+    if (r.ok) {
+      if (r.notes.length > 0) notes.push({ ref, problems: r.notes });
+      memory?.remember(key, meta.uid, meta.generation, r.value);
+      accepted.push(ref);
+      verdict(key, { state: "accepted", ref, notes: r.notes });
+      return r.value;
+    }
+    if (!memory) {
+      reject(key, ref, r.problems);
       return undefined;
     }
-    if (r.notes.length > 0) notes.push({ ref, problems: r.notes });
-    return r.value;
+    const before = memory.recall(key, meta.uid);
+    if (before) {
+      reject(key, ref, r.problems, { generation: before.generation });
+      return before.value as Extract<Accepted, { kind: K }>;
+    }
+    reject(key, ref, r.problems, meta.generation !== undefined && meta.generation > 1 ? "unknown" : "none");
+    return undefined;
+  };
+  /**
+   * A valid object's value, unless it alone is over the element budget: then it is
+   * rejected like any invalid object (and its last valid version, if known, stays).
+   */
+  const as = <K extends Accepted["kind"], T>(_kind: K, wrap: (t: T) => Extract<Accepted, { kind: K }>, r: Validated<T>, count: (t: T) => number): Validated<Extract<Accepted, { kind: K }>> => {
+    if (!r.ok) return r;
+    const n = count(r.value);
+    if (n > budget.perObject) return { ok: false, problems: [budgetProblem(n, budget.perObject, "object")] };
+    return { ok: true, value: wrap(r.value), notes: r.notes };
   };
 
   for (const { object, source } of objects) {
     const ref = refOf(object, source);
     if (typeof object !== "object" || object === null || Array.isArray(object)) {
-      rejected.push({ ref, problems: [{ path: "(object)", message: `${show(object)} is not a Kubernetes object` }] });
+      reject(objectKey("(none)", "", String(rejected.length)), ref, [{ path: "(object)", message: `${show(object)} is not a Kubernetes object` }]);
       continue;
     }
+    const meta = rawMeta(object);
+    const rawKind = (object as { kind?: unknown }).kind;
+    const key = objectKey(typeof rawKind === "string" ? rawKind : "", meta.namespace, meta.name);
     const apiVersion = (object as { apiVersion?: unknown }).apiVersion;
     const group = typeof apiVersion === "string" && apiVersion.includes("/") ? apiVersion.split("/")[0] : "";
-    switch (ref.kind) {
+    switch (rawKind) {
       case "ClusterwideNetworkPolicy": {
         if (group !== "metal-stack.io") {
-          ignored.push({ ref, reason: `apiVersion ${show(apiVersion)} is not metal-stack.io/v1` });
+          ignore(key, ref, `apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
           break;
         }
-        if (ref.namespace !== FIREWALL_NAMESPACE) {
-          ignored.push({ ref, reason: `namespace ${show(ref.namespace)} is not ${FIREWALL_NAMESPACE}; only policies there take effect` });
+        if (meta.namespace !== FIREWALL_NAMESPACE) {
+          ignore(key, ref, `namespace ${show(meta.namespace)} is not ${FIREWALL_NAMESPACE}; only policies there take effect`);
           break;
         }
-        const policy = take(ref, memo(object, parsePolicy));
-        if (!policy) break;
-        const prev = policies.get(policy.name);
+        const prev = policies.get(meta.name);
         if (prev) {
-          rejected.push({ ref, problems: [{ path: "metadata.name", message: `${show(policy.name)} is defined twice; the first definition${prev.ref.source ? ` (${prev.ref.source})` : ""} is used` }] });
+          reject(key, ref, [{ path: "metadata.name", message: `${show(meta.name)} is defined twice; the first definition${prev.ref.source ? ` (${prev.ref.source})` : ""} is used` }]);
           break;
         }
-        policies.set(policy.name, { policy, ref });
-        accepted.push(ref);
+        const v = take(key, ref, object, as("ClusterwideNetworkPolicy", (policy: Policy) => ({ kind: "ClusterwideNetworkPolicy", policy }), memo(object, parsePolicy), policyElementCount));
+        if (v) policies.set(v.policy.name, { policy: v.policy, ref });
         break;
       }
       case "Firewall": {
         if (group !== "metal-stack.io") {
-          ignored.push({ ref, reason: `apiVersion ${show(apiVersion)} is not metal-stack.io/v1` });
+          ignore(key, ref, `apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
           break;
         }
-        if (ref.namespace !== FIREWALL_NAMESPACE || ref.name !== options.firewallName) {
-          ignored.push({ ref, reason: `only Firewall ${FIREWALL_NAMESPACE}/${options.firewallName} configures this firewall` });
+        if (meta.namespace !== FIREWALL_NAMESPACE || meta.name !== options.firewallName) {
+          ignore(key, ref, `only Firewall ${FIREWALL_NAMESPACE}/${options.firewallName} configures this firewall`);
           break;
         }
         if (firewallPresent) {
-          rejected.push({ ref, problems: [{ path: "metadata.name", message: `${show(ref.name)} is defined twice; the first definition is used` }] });
+          reject(key, ref, [{ path: "metadata.name", message: `${show(meta.name)} is defined twice; the first definition is used` }]);
           break;
         }
         firewallPresent = true;
-        const fw = take(ref, parseFirewall(object));
-        if (fw) {
-          firewall = fw;
-          accepted.push(ref);
-        }
+        const v = take(key, ref, object, as("Firewall", (fw: FirewallSpec) => ({ kind: "Firewall", firewall: fw }), parseFirewall(object, rulesetDirOption), () => 0));
+        if (v) firewall = v.firewall;
         break;
       }
       case "Service": {
         if (apiVersion !== "v1") {
-          ignored.push({ ref, reason: `apiVersion ${show(apiVersion)} is not v1` });
+          ignore(key, ref, `apiVersion ${show(apiVersion)} is not v1`);
           break;
         }
         if (!isLoadBalancer(object)) {
-          ignored.push({ ref, reason: "not of type LoadBalancer; opens nothing" });
+          ignore(key, ref, "not of type LoadBalancer; opens nothing");
           break;
         }
-        const svc = take(ref, memo(object, parseService));
-        if (!svc) break;
-        const key = `${svc.namespace}/${svc.name}`;
-        if (services.has(key)) {
-          rejected.push({ ref, problems: [{ path: "metadata.name", message: `${show(key)} is defined twice; the first definition is used` }] });
+        const skey = `${meta.namespace}/${meta.name}`;
+        if (services.has(skey)) {
+          reject(key, ref, [{ path: "metadata.name", message: `${show(skey)} is defined twice; the first definition is used` }]);
           break;
         }
-        services.set(key, { service: svc, ref });
-        accepted.push(ref);
+        const v = take(key, ref, object, as("Service", (service: LoadBalancer) => ({ kind: "Service", service }), memo(object, parseService), serviceElementCount));
+        if (v) services.set(skey, { service: v.service, ref });
         break;
       }
       default:
-        ignored.push({ ref, reason: `kind ${show(ref.kind)} is not used by firewall-controller` });
+        ignore(key, ref, `kind ${show(rawKind)} is not used by firewall-controller`);
     }
   }
+  memory?.retain(live);
+
+  // The total budget, in the renderer's ownership order: policies by name, then services by
+  // namespace/name. An object that would bring the sum over it is rejected; later ones may fit.
+  const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  let elements = 0;
+  const withinTotal = <T>(entries: Map<string, { ref: ObjectRef } & T>, count: (e: T) => number, kind: string) => {
+    for (const name of [...entries.keys()].sort(byKey)) {
+      const e = entries.get(name) as { ref: ObjectRef } & T;
+      const n = count(e);
+      if (elements + n <= budget.total) {
+        elements += n;
+        continue;
+      }
+      entries.delete(name);
+      const key = objectKey(kind, e.ref.namespace, e.ref.name);
+      verdicts.delete(key);
+      const i = accepted.indexOf(e.ref);
+      if (i >= 0) accepted.splice(i, 1);
+      // An invalid object whose last valid version was standing in: it is out now for the budget.
+      const j = rejected.findIndex((r) => r.ref === e.ref);
+      if (j >= 0) rejected.splice(j, 1);
+      reject(key, e.ref, [budgetProblem(elements + n, budget.total, "total")], memory ? "none" : undefined);
+    }
+  };
+  withinTotal(policies, (e) => policyElementCount(e.policy), "ClusterwideNetworkPolicy");
+  withinTotal(services, (e) => serviceElementCount(e.service), "Service");
 
   const fw = firewall as FirewallSpec | null;
   return {
@@ -209,5 +340,6 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
     rejected,
     ignored,
     notes,
+    verdicts,
   };
 }

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseCidr } from "../lib/api/address.ts";
-import { buildDesiredState, type Classified, FIREWALL_NAMESPACE, formatRef } from "../lib/desired-state.ts";
+import { type Accepted, buildDesiredState, type Classified, FIREWALL_NAMESPACE, formatRef, objectKey } from "../lib/desired-state.ts";
+import { LastValid } from "../lib/last-valid.ts";
 
 const cluster = (() => {
   const r = parseCidr("10.0.0.0/8");
@@ -29,7 +30,7 @@ const svc = (name: string, type: string, extra: Record<string, unknown> = {}, na
   status: { loadBalancer: { ingress: [{ ip: "203.0.113.80" }] } },
 });
 
-const build = (objects: unknown[], options = OPTIONS): Classified => buildDesiredState(objects.map((object, i) => ({ object, source: `test.yaml#${i}` })), options);
+const build = (objects: unknown[], options: Parameters<typeof buildDesiredState>[1] = OPTIONS): Classified => buildDesiredState(objects.map((object, i) => ({ object, source: `test.yaml#${i}` })), options);
 const refNames = (refs: readonly { ref?: { kind: string; name: string }; kind?: string; name?: string }[]) =>
   refs.map((r) => {
     const x = (r.ref ?? r) as { kind: string; name: string };
@@ -173,5 +174,58 @@ describe("buildDesiredState: duplicates are rejected, the first definition wins"
     expect(c.state.services.map((s) => `${s.namespace}/${s.name}`)).toEqual(["shop/web", "other/web"]);
     expect(c.rejected).toHaveLength(1);
     expect(c.rejected[0]?.problems[0]?.message).toContain("shop/web");
+  });
+});
+
+describe("buildDesiredState: element budget", () => {
+  const ports = (name: string, n: number) => cwnp(name, { egress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: Array.from({ length: n }, (_, i) => ({ port: 1 + i })) }] });
+  const small = { ...OPTIONS, budget: { perObject: 10, total: 9 } };
+
+  test("an object over the per-object limit is rejected naming count and limit; the others are admitted in name order until the total is reached", () => {
+    const c = build([ports("c", 3), ports("a", 5), ports("b", 11), ports("d", 2), svc("web", "LoadBalancer")], small);
+    expect(c.state.policies.map((p) => p.name).sort()).toEqual(["a", "c"]);
+    expect(c.state.services.map((s) => s.name)).toEqual(["web"]);
+    expect(c.rejected.map((r) => [r.ref.name, r.problems])).toEqual([
+      ["b", [{ path: "spec", message: "renders 11 map elements, more than the limit of 10 per object" }]],
+      ["d", [{ path: "spec", message: "brings the ruleset to 10 map elements, more than the limit of 9 in total (objects are admitted in name order)" }]],
+    ]);
+    expect(refNames(c.accepted).sort()).toEqual(["ClusterwideNetworkPolicy/a", "ClusterwideNetworkPolicy/c", "Service/web"]);
+    expect(c.verdicts.get(objectKey("ClusterwideNetworkPolicy", "firewall", "d"))?.state).toBe("rejected");
+  });
+});
+
+describe("buildDesiredState: verdicts and the last valid version", () => {
+  const withMeta = (o: ReturnType<typeof cwnp>, uid: string, generation: number) => ({ ...o, metadata: { ...o.metadata, uid, generation } });
+
+  test("verdicts are keyed by kind, namespace and name: an invalid Service does not mark the policy of the same name", () => {
+    const c = build([cwnp("web"), svc("web", "LoadBalancer", { loadBalancerSourceRanges: ["not-a-cidr"] }, "firewall")]);
+    expect(c.verdicts.get(objectKey("ClusterwideNetworkPolicy", "firewall", "web"))?.state).toBe("accepted");
+    expect(c.verdicts.get(objectKey("Service", "firewall", "web"))?.state).toBe("rejected");
+  });
+
+  test("an invalid update keeps the last valid version in force, for this very object only (same uid)", () => {
+    const memory = new LastValid<Accepted>();
+    const options = { ...OPTIONS, lastValid: memory };
+    const good = withMeta(cwnp("p", { egress: [{ ports: [{ port: 443 }] }] }), "u1", 1);
+    const bad = withMeta(cwnp("p", { egress: [{ ports: [{ port: 0 }] }] }), "u1", 2);
+    expect(build([good], options).state.policies.map((p) => p.egress[0]?.ports?.[0]?.first)).toEqual([443]);
+    const after = build([bad], options);
+    expect(after.state.policies.map((p) => p.egress[0]?.ports?.[0]?.first)).toEqual([443]);
+    expect(after.rejected.map((r) => r.inForce)).toEqual([{ generation: 1 }]);
+    // Recreated under the same name (another uid): nothing is inherited.
+    const recreated = build([withMeta(cwnp("p", { egress: [{ ports: [{ port: 0 }] }] }), "u2", 2)], options);
+    expect(recreated.state.policies).toEqual([]);
+    expect(recreated.rejected.map((r) => r.inForce)).toEqual(["unknown"]);
+    // Created invalid: nothing was ever valid.
+    const fresh = build([withMeta(cwnp("q", { egress: [{ ports: [{ port: 0 }] }] }), "u3", 1)], { ...OPTIONS, lastValid: new LastValid<Accepted>() });
+    expect(fresh.rejected.map((r) => r.inForce)).toEqual(["none"]);
+  });
+
+  test("a deleted object is forgotten: its last valid version does not come back", () => {
+    const memory = new LastValid<Accepted>();
+    build([withMeta(cwnp("p"), "u1", 1)], { ...OPTIONS, lastValid: memory });
+    expect(memory.size).toBe(1);
+    build([], { ...OPTIONS, lastValid: memory });
+    expect(memory.size).toBe(0);
   });
 });

@@ -43,7 +43,7 @@ describe.skipIf(env.skip || noKubectl)("end to end: binary, kubectl and the test
     return r.stdout;
   };
   const hasChain = async (name: string) => (await topo.exec("firewall", ["nft", "list", "chains", "inet"])).stdout.includes(`chain ${name} {`);
-  const flags = () => ["--kubeconfig", kubeconfig, "--private-vrf", "42", "--cluster-prefixes", "10.0.0.0/8,fd00:66::/64", "--ruleset-file", join(dir, "ruleset.v4"), "--service-ip", "10.0.1.1", "--health-addr", "127.0.0.1:18080"];
+  const flags = () => ["--kubeconfig", kubeconfig, "--private-vrf", "42", "--cluster-prefixes", "10.0.0.0/8,fd00:66::/64", "--ruleset-file", join(dir, "ruleset.v4"), "--ruleset-dir", dir, "--service-ip", "10.0.1.1", "--health-addr", "127.0.0.1:18080"];
 
   beforeAll(async () => {
     topo = await createTopology();
@@ -75,14 +75,23 @@ describe.skipIf(env.skip || noKubectl)("end to end: binary, kubectl and the test
     expect(ok.stderr).not.toContain("error");
     expect(ok.code).toBe(0);
     expect(await hasChain("np.eg.tcp.allow-https")).toBe(true);
-    const bad = POLICY("bad-port", 0);
-    await kubectlOk(["apply", "-f", "-"], bad);
+    // What the CRD's CEL rules can tell, the API server refuses, with the rule's message.
+    const refused = await kubectl(["apply", "-f", "-"], POLICY("bad-except", 443).replace(`cidr: ${A}/32`, "cidr: 203.0.113.0/28\n      except: [198.51.100.0/24]"));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe(
+      'The ClusterwideNetworkPolicy "bad-except" is invalid: spec.egress[0].to[0].except: Invalid value: "object": every except must lie inside the cidr of its own block (same address family): 198.51.100.0/24 not inside 203.0.113.0/28',
+    );
+    // What only the controller can tell (the element budget), it rejects: exit 2, status Invalid.
+    const hosts = Array.from({ length: 100 }, (_, i) => `    - cidr: 198.18.${i}.1/32`).join("\n");
+    const ports = Array.from({ length: 128 }, (_, i) => `    - port: ${2000 + 2 * i}`).join("\n");
+    await kubectlOk(["apply", "-f", "-"], `apiVersion: metal-stack.io/v1\nkind: ClusterwideNetworkPolicy\nmetadata:\n  name: too-big\n  namespace: firewall\nspec:\n  egress:\n  - to:\n${hosts}\n    ports:\n${ports}\n`);
     const two = await topo.exec("firewall", [...controllerCommand(), "--once", ...flags()]);
     expect(two.code).toBe(2);
+    expect(two.stderr).toContain("rejected ClusterwideNetworkPolicy firewall/too-big: spec: renders 12,800 map elements, more than the limit of 10,000 per object");
     const rows = tableRows(await kubectlOk(["get", "cwnp", "-n", "firewall"]));
-    expect(rows.find((r) => r[0] === "bad-port")?.[1]).toBe("Invalid");
+    expect(rows.find((r) => r[0] === "too-big")?.[1]).toBe("Invalid");
     expect(rows.find((r) => r[0] === "allow-https")?.[1]).toBe("Ready");
-    await kubectlOk(["delete", "cwnp", "-n", "firewall", "bad-port"]);
+    await kubectlOk(["delete", "cwnp", "-n", "firewall", "too-big"]);
   }, 60_000);
 
   test("long-running: a policy applied with kubectl is in the kernel within a second, a deleted one is gone", async () => {

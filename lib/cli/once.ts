@@ -1,7 +1,6 @@
 /**
  * `--once --manifests PATH`: read objects from files, reconcile once, report,
- * and return the exit code of SPEC §5 (0 all valid and applied or printed;
- * 2 applied or printed with some objects rejected; 1 nothing applied).
+ * and return the exit code of SPEC §5 (see {@link ../exit-code.ts}).
  *
  * @example
  * ```ts
@@ -13,10 +12,12 @@
 import { formatProblems } from "../api/problem.ts";
 import { buildDesiredState, formatRef } from "../desired-state.ts";
 import { FirewallError } from "../errors.ts";
+import { exitCodeOf } from "../exit-code.ts";
 import type { Logger } from "../log.ts";
 import { loadManifests } from "../manifests/load.ts";
 import { reconcile, type ReconcileDeps } from "../reconcile.ts";
 import type { Flags } from "./flags.ts";
+import { rejectionLine, stderrLine } from "./report.ts";
 
 export interface OnceDeps extends ReconcileDeps {
   readonly log: Logger;
@@ -26,9 +27,11 @@ export interface OnceDeps extends ReconcileDeps {
 
 export async function runOnce(flags: Flags, deps: OnceDeps): Promise<number> {
   const { log } = deps;
+  // The output gate: every line may carry names, paths and values from the input.
+  const say = (line: string) => deps.stderr(stderrLine(line));
   if (flags.manifests === undefined) {
     // main.ts sends `--once` without `--manifests` to the cluster; this is the manifest path only.
-    deps.stderr("error: reading manifests needs --manifests PATH\n");
+    say("error: reading manifests needs --manifests PATH");
     return 1;
   }
   let objects;
@@ -37,16 +40,16 @@ export async function runOnce(flags: Flags, deps: OnceDeps): Promise<number> {
   } catch (e) {
     const err = e instanceof FirewallError ? e : new FirewallError("input_unreadable", String(e));
     log.error({ code: err.code }, err.message);
-    deps.stderr(`error: ${err.message}; nothing applied\n`);
+    say(`error: ${err.message}; nothing applied`);
     return 1;
   }
 
-  const desired = buildDesiredState(objects, { firewallName: flags.firewallName, clusterPrefixes: flags.clusterPrefixes, privateVrf: flags.privateVrf });
+  const desired = buildDesiredState(objects, { firewallName: flags.firewallName, clusterPrefixes: flags.clusterPrefixes, privateVrf: flags.privateVrf, rulesetDir: flags.rulesetDir });
   for (const i of desired.ignored) log.info({ object: formatRef(i.ref) }, `ignored: ${i.reason}`);
   for (const n of desired.notes) log.warn({ object: formatRef(n.ref) }, formatProblems(n.problems));
   for (const r of desired.rejected) {
     log.error({ code: "invalid_object", object: formatRef(r.ref), problems: r.problems }, `rejected ${formatRef(r.ref)}`);
-    deps.stderr(`rejected ${formatRef(r.ref)}: ${formatProblems(r.problems)}\n`);
+    deps.stderr(rejectionLine(r));
   }
   if (!desired.firewallPresent) log.info({}, "no Firewall object: no internal prefixes, shaping left as it is");
 
@@ -55,11 +58,11 @@ export async function runOnce(flags: Flags, deps: OnceDeps): Promise<number> {
   if (result.skippedReason) log.info({}, result.skippedReason);
   for (const p of result.shapingProblems) {
     log.warn({ code: "shaping_failed", interface: p.interface }, p.message);
-    deps.stderr(`warning: rate limit on ${p.interface}: ${p.message}\n`);
+    say(`warning: rate limit on ${p.interface}: ${p.message}`);
   }
   for (const e of result.errors) {
     log.error({ code: e.code }, e.message);
-    deps.stderr(`error: ${e.message}\n`);
+    say(`error: ${e.message}`);
   }
   const summary = {
     policies: desired.state.policies.length,
@@ -70,7 +73,5 @@ export async function runOnce(flags: Flags, deps: OnceDeps): Promise<number> {
     shaping: result.shaping,
   };
   log.info(summary, "reconciled once");
-  if (result.rules === "failed") return 1;
-  if (result.errors.length > 0) return 1;
-  return desired.rejected.length > 0 ? 2 : 0;
+  return exitCodeOf({ rules: result.rules, errors: result.errors.length }, desired.rejected.length);
 }

@@ -14,6 +14,7 @@ import { Controller, type ControllerDeps } from "../controller.ts";
 import { FirewallError } from "../errors.ts";
 import { startHealthServer } from "../health.ts";
 import type { Flags } from "./flags.ts";
+import { rejectionLine, stderrLine } from "./report.ts";
 
 export async function runAgainstCluster(flags: Flags, deps: ControllerDeps, signal: AbortSignal): Promise<number> {
   const controller = new Controller(
@@ -23,6 +24,7 @@ export async function runAgainstCluster(flags: Flags, deps: ControllerDeps, sign
       privateVrf: flags.privateVrf,
       serviceIp: flags.serviceIp,
       rulesetFile: flags.rulesetFile,
+      rulesetDir: flags.rulesetDir,
     },
     deps,
     signal,
@@ -30,12 +32,13 @@ export async function runAgainstCluster(flags: Flags, deps: ControllerDeps, sign
   if (flags.once) {
     try {
       const r = await controller.runOnce();
+      for (const rejection of r.rejected) process.stderr.write(rejectionLine(rejection));
       deps.log.info({ exitCode: r.exitCode }, "reconciled once against the cluster");
       return r.exitCode;
     } catch (e) {
       const err = e instanceof FirewallError ? e : new FirewallError("api_failed", String(e));
       deps.log.error({ code: err.code }, err.message);
-      process.stderr.write(`error: ${err.message}\n`);
+      process.stderr.write(stderrLine(`error: ${err.message}`));
       return 1;
     }
   }

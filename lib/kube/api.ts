@@ -114,7 +114,7 @@ export function clusterApi(kc: KubeConfig, options: { timeoutMs?: number } = {})
         }
         return { status: res.status, body };
       } catch (e) {
-        return { status: 0, body: { message: e instanceof Error ? e.message : String(e) } };
+        return { status: 0, body: { message: transportError(e, timeoutMs) } };
       }
     },
     watch(path, query, onEvent, signal) {
@@ -138,6 +138,20 @@ export function clusterApi(kc: KubeConfig, options: { timeoutMs?: number } = {})
       });
     },
   };
+}
+
+/**
+ * Why a request got no answer, in our words: the runtime's own error texts
+ * carry hints meant for programmers (Bun's "pass `verbose: true` …"), not for
+ * an operator reading a log or a status.
+ */
+function transportError(e: unknown, timeoutMs: number): string {
+  const err = e as { name?: string; code?: string; cause?: { code?: string; message?: string } } | undefined;
+  if (err?.name === "TimeoutError" || err?.name === "AbortError") return `API server unreachable: no answer within ${timeoutMs / 1000} s`;
+  const code = err?.cause?.code ?? err?.code;
+  if (typeof code === "string" && /^[A-Z_]{3,40}$/.test(code)) return `API server unreachable: ${code}`;
+  const text = err?.cause?.message ?? (e instanceof Error ? e.message : String(e));
+  return `API server unreachable: ${text.split(/\. (?:For more information|pass `verbose)/)[0]?.trim() ?? "transport error"}`;
 }
 
 /** The message of a Kubernetes Status body, or a short rendering of whatever came back. */

@@ -18,6 +18,7 @@
  */
 import type { ClusterApi } from "./api.ts";
 import { statusMessage } from "./api.ts";
+import { escapeText } from "../escape.ts";
 
 /**
  * The object an Event is about.
@@ -201,11 +202,8 @@ export class EventRecorder {
 
 const timestamp = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
-function cut(message: string): string {
-  if (message.length <= MAX_MESSAGE) return message;
-  // By code points, so a cut never splits a surrogate pair into invalid UTF-16.
-  return Array.from(message).slice(0, MAX_MESSAGE).join("");
-}
+/** The output gate: an Event's message is shown by kubectl as it is. Room is left for the note saying how much was cut. */
+const cut = (message: string): string => escapeText(message, { max: message.length <= MAX_MESSAGE ? MAX_MESSAGE : MAX_MESSAGE - 32 });
 
 // Event names are DNS subdomains: a cut name must not end in "." or "-" before our ".suffix".
 const namePrefix = (name: string) => (name.length <= MAX_NAME_PREFIX ? name : name.slice(0, MAX_NAME_PREFIX).replace(/[.-]+$/, ""));

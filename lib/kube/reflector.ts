@@ -48,7 +48,10 @@ export class Reflector {
   readonly #items = new Map<string, { object: KubeObject; relevant: string }>();
   #resourceVersion = "";
   #synced = false;
+  #fresh = false;
   #watching = false;
+  #relistRequested = false;
+  #stream: AbortController | undefined;
   #lastError: Error | undefined;
 
   constructor(options: ReflectorOptions) {
@@ -58,6 +61,15 @@ export class Reflector {
   /** Has listed at least once: the cache reflects the cluster (maybe a little late). */
   get synced(): boolean {
     return this.#synced;
+  }
+
+  /**
+   * Listed, and no failure since: the cache follows the cluster. False from a
+   * watch failure until the next successful list — a cache in that state may
+   * be missing whatever happened meanwhile and must not drive a reconcile.
+   */
+  get fresh(): boolean {
+    return this.#fresh;
   }
 
   /** A watch is established right now. */
@@ -85,9 +97,10 @@ export class Reflector {
       try {
         await this.#list();
         attempt = 0;
-        for (;;) {
+        while (!this.#relistRequested) {
           // An ERROR event ends this one stream (the client swallows exceptions thrown from its callback).
           const stream = new AbortController();
+          this.#stream = stream;
           const stop = () => stream.abort();
           signal.addEventListener("abort", stop, { once: true });
           let failed: WatchError | undefined;
@@ -106,8 +119,11 @@ export class Reflector {
           if (failed) throw failed;
           // The stream ended (server timeout, proxy): resume from the last version seen.
         }
+        this.#relistRequested = false;
+        this.#fresh = false;
       } catch (e) {
         this.#watching = false;
+        this.#fresh = false;
         if (signal.aborted) return;
         const err = e instanceof Error ? e : new Error(String(e));
         this.#lastError = err;
@@ -119,6 +135,17 @@ export class Reflector {
     }
   }
 
+  /**
+   * Ends the watch and lists again. For an API server that lost its state
+   * (restored from nothing): a watch from a resourceVersion the server has not
+   * reached yet stays silent, so only a new list shows what is there now.
+   */
+  relist(): void {
+    this.#relistRequested = true;
+    this.#fresh = false;
+    this.#stream?.abort();
+  }
+
   /** One list, no watch (`--once`); throws when the list fails. */
   listOnce(): Promise<void> {
     return this.#list();
@@ -128,11 +155,12 @@ export class Reflector {
     const r = await this.#o.api.request("GET", this.#o.path);
     if (r.status !== 200) {
       const msg = (r.body as { message?: string } | null)?.message ?? `HTTP ${r.status}`;
-      throw new Error(`listing ${this.#o.path} failed: ${r.status === 0 ? "API server unreachable: " : ""}${msg}`);
+      throw new WatchError(r.status, `listing ${this.#o.path} failed: ${msg}`);
     }
     const list = r.body as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
     const seen = new Set<string>();
-    let changed = !this.#synced;
+    // A resync after a failure always reconciles: whatever was missed is in this list.
+    let changed = !this.#fresh;
     for (const o of list.items ?? []) {
       const key = keyOf(o);
       seen.add(key);
@@ -146,6 +174,7 @@ export class Reflector {
     }
     this.#resourceVersion = list.metadata?.resourceVersion ?? "";
     this.#synced = true;
+    this.#fresh = true;
     this.#lastError = undefined;
     if (changed) this.#o.onChange();
   }

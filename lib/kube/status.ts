@@ -13,6 +13,16 @@
  * @module
  */
 import { formatProblems, type Problem } from "../api/problem.ts";
+import type { InForce } from "../desired-state.ts";
+import { escapeText } from "../escape.ts";
+
+/**
+ * Status messages pass the output gate: kubectl prints them as they are.
+ * 16 KiB keeps the objects far from etcd's limit with room for every problem
+ * of a broken policy (each value in them is cut at the source already).
+ */
+const MAX_STATUS_MESSAGE = 16 * 1024;
+const gate = (text: string) => escapeText(text, { max: MAX_STATUS_MESSAGE });
 
 export interface Condition {
   readonly type: "Ready" | "RulesApplied";
@@ -32,7 +42,7 @@ export interface PolicyStatus {
 /** How one policy fared in a reconcile. */
 export type PolicyVerdict =
   | { readonly kind: "Ready"; readonly notes?: readonly Problem[] }
-  | { readonly kind: "Invalid"; readonly problems: readonly Problem[] }
+  | { readonly kind: "Invalid"; readonly problems: readonly Problem[]; readonly inForce?: InForce }
   | { readonly kind: "Ignored"; readonly reason: string };
 
 // The API server keeps status.message, but kubectl shows it in a column: long lists of problems stay whole here.
@@ -40,16 +50,32 @@ export function policyStatus(verdict: PolicyVerdict, generation: number | undefi
   const observed = generation === undefined ? {} : { observedGeneration: generation };
   switch (verdict.kind) {
     case "Invalid":
-      return { state: "Invalid", message: formatProblems(verdict.problems), ...observed };
+      return { state: "Invalid", message: gate(`${formatProblems(verdict.problems)}${inForceText(verdict.inForce)}`), ...observed };
     case "Ignored":
-      return { state: "Ignored", message: verdict.reason, ...observed };
+      return { state: "Ignored", message: gate(verdict.reason), ...observed };
     case "Ready": {
       // Whether it is in the kernel is each firewall's own business (its Firewall's RulesApplied):
       // an HA pair writes this status from two machines, and the two must agree.
       const notes = verdict.notes && verdict.notes.length > 0 ? `; ${formatProblems(verdict.notes)}` : "";
-      return { state: "Ready", message: `valid${notes}`, ...observed };
+      return { state: "Ready", message: gate(`valid${notes}`), ...observed };
     }
   }
+}
+
+/**
+ * What stays in force of a rejected object, for its status and Event.
+ *
+ * @example
+ * ```ts
+ * import { inForceText } from "./status.ts";
+ * inForceText({ generation: 3 }); // "; generation 3, the last valid one, stays in force"
+ * ```
+ */
+export function inForceText(inForce: InForce | undefined): string {
+  if (inForce === undefined) return "";
+  if (inForce === "none") return "; not in force";
+  if (inForce === "unknown") return "; not in force: an earlier version may have been valid, but this controller has not seen one since it started";
+  return `; ${inForce.generation === undefined ? "the last valid version" : `generation ${inForce.generation}, the last valid one,`} stays in force`;
 }
 
 /** The Firewall-level summary of one reconcile. */
@@ -58,7 +84,8 @@ export interface FirewallOutcome {
   readonly rules: "applied" | "unchanged" | "dry-run" | "failed";
   readonly failure?: { readonly code: string; readonly message: string };
   readonly policies: { readonly ready: number; readonly invalid: number; readonly ignored: number };
-  readonly services: number;
+  /** Valid LoadBalancer services: in effect (with an address and ports), pending (without). */
+  readonly services: { readonly inEffect: number; readonly pending: number };
   readonly rejectedNames: readonly string[];
   readonly shapingProblems: readonly string[];
 }
@@ -80,14 +107,15 @@ function condition(
 ): Condition {
   const before = previous?.find((c) => c.type === type);
   const lastTransitionTime = before && before.status === status ? before.lastTransitionTime : now;
-  return { type, status, reason, message, lastTransitionTime, ...(generation === undefined ? {} : { observedGeneration: generation }) };
+  return { type, status, reason, message: gate(message), lastTransitionTime, ...(generation === undefined ? {} : { observedGeneration: generation }) };
 }
 
 /** The Firewall's status after a reconcile; `previous` keeps transition times of conditions that did not flip. */
 export function firewallStatus(o: FirewallOutcome, now: Date, generation: number | undefined, previous?: readonly Condition[]): FirewallStatus {
   const at = now.toISOString().replace(/\.\d{3}Z$/, "Z");
   const parts = [
-    `${o.policies.ready} policies and ${o.services} services in effect`,
+    `${o.policies.ready} policies and ${o.services.inEffect} services in effect`,
+    ...(o.services.pending > 0 ? [`${o.services.pending} services pending (no load balancer address yet)`] : []),
     ...(o.policies.invalid > 0 ? [`${o.policies.invalid} rejected (${o.rejectedNames.slice(0, 5).join(", ")}${o.rejectedNames.length > 5 ? ", ..." : ""})`] : []),
     ...(o.policies.ignored > 0 ? [`${o.policies.ignored} ignored`] : []),
     ...(o.shapingProblems.length > 0 ? [`rate limits: ${o.shapingProblems.join("; ")}`] : []),
@@ -108,7 +136,7 @@ export function firewallStatus(o: FirewallOutcome, now: Date, generation: number
     generation,
     previous,
   );
-  return { message: o.rules === "failed" ? `${rules.message}; ${parts.join("; ")}` : parts.join("; "), lastRun: at, conditions: [ready, rules] };
+  return { message: gate(o.rules === "failed" ? `${rules.message}; ${parts.join("; ")}` : parts.join("; ")), lastRun: at, conditions: [ready, rules] };
 }
 
 /** `nft_check_failed` → `NftCheckFailed`: condition reasons are CamelCase. */

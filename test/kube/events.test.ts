@@ -141,12 +141,19 @@ describe("EventRecorder", () => {
     expect(recorder.failures).toBe(1);
   });
 
-  test("long messages are cut to 1024 characters without splitting a character", async () => {
+  test("long messages are cut within 1024 characters, without splitting a character, saying how much was cut", async () => {
     const { recorder, events } = setup();
-    await recorder.record(POLICY, "Warning", "InvalidPolicy", `${"x".repeat(1023)}😀${"y".repeat(100)}`);
+    await recorder.record(POLICY, "Warning", "InvalidPolicy", `${"x".repeat(991)}😀${"y".repeat(100)}`);
     const message = events()[0]?.message as string;
-    expect(Array.from(message)).toHaveLength(1024);
-    expect(message.endsWith("😀")).toBe(true);
+    // 992 code units kept would split the emoji: the cut keeps 991 and counts the rest (2 + 100).
+    expect(message).toBe(`${"x".repeat(991)}…(102 more characters)`);
+    expect(message.length).toBeLessThanOrEqual(1024);
+  });
+
+  test("a message is escaped: no control characters or bidi overrides reach kubectl", async () => {
+    const { recorder, events } = setup();
+    await recorder.record(POLICY, "Warning", "InvalidPolicy", "bad\u001b[31m\nrejected x\u202e");
+    expect(events()[0]?.message).toBe("bad\\x1b[31m\\nrejected x\\u202e");
   });
 
   test("Event names stay valid and unique for the longest object names", async () => {

@@ -5,7 +5,7 @@ import { firewallStatus, policyStatus, sameStatus } from "../../lib/kube/status.
 const outcome = {
   rules: "applied" as const,
   policies: { ready: 3, invalid: 0, ignored: 1 },
-  services: 2,
+  services: { inEffect: 2, pending: 0 },
   rejectedNames: [] as string[],
   shapingProblems: [] as string[],
 };

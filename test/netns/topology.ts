@@ -43,7 +43,7 @@ import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, w
 import { tmpdir } from "node:os";
 import { basename, delimiter, join } from "node:path";
 import ipaddr from "ipaddr.js";
-import { type CommandResult, type Executor, runCommand } from "../../lib/exec.ts";
+import { type CommandResult, type ExecOptions, type Executor, runCommand } from "../../lib/exec.ts";
 
 /** Debian packages a CI machine needs for the harness and the traffic tests built on it. */
 export const APT_PACKAGES: readonly string[] = ["iproute2", "procps", "nftables", "iperf3"];
@@ -191,7 +191,7 @@ export interface Topology {
   /** The namespace that holds `addr`, if any. */
   nsOf(addr: string): string | undefined;
   /** Runs argv inside the namespace (`ip netns exec <ns> ...`). */
-  exec(ref: NsRef, argv: readonly string[], options?: { stdin?: string }): Promise<CommandResult>;
+  exec(ref: NsRef, argv: readonly string[], options?: ExecOptions): Promise<CommandResult>;
   /** An {@link Executor} bound to the namespace, for code under test. */
   executor(ref: NsRef): Executor;
   /** Starts a long-running process in the namespace; destroy() kills it if the test does not. */
@@ -395,7 +395,7 @@ export async function createTopology(options: TopologyOptions = {}): Promise<Top
   const start = (ref: NsRef, argv: readonly string[]): Background => {
     const pidFile = join(dir, `pid-${++seq}`);
     // `ip netns exec` and `exec "$@"` both replace themselves, so the pid sh writes is the command's.
-    const done = exec(["ip", "netns", "exec", nsName(ref), "sh", "-c", 'echo $$ > "$0"; exec "$@"', pidFile, ...argv]);
+    const done = exec(["ip", "netns", "exec", nsName(ref), "sh", "-c", 'echo $$ > "$0"; exec "$@"', pidFile, ...argv], { timeoutMs: Number.POSITIVE_INFINITY });
     let settled = false;
     running.add(done);
     void done.finally(() => {

@@ -107,6 +107,8 @@ export function controller(t: Topology): Controller {
       "--private-vrf", PRIVATE_VRF,
       "--cluster-prefixes", CLUSTER_PREFIXES,
       "--ruleset-file", rulesetFile,
+      // A Firewall's ipv4rulefile may only name a file in here (the default is /etc/nftables/).
+      "--ruleset-dir", dir,
       ...(options.dryRun ? ["--dry-run"] : []),
       ...(options.args ?? []),
     ];

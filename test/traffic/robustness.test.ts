@@ -2,8 +2,10 @@
 // (SPEC §3.2, §5, §8), user text cannot change the ruleset's structure (§8), other tables are
 // never touched (§4), applying is idempotent and persisted (§4.7), and --dry-run applies nothing (§5).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import YAML from "yaml";
 import { createTopology, needs, type Topology } from "../netns/topology.ts";
 import {
   block,
@@ -287,6 +289,60 @@ spec:
     await expectTraffic([pass("tcp", "cluster", C, 443), block("udp", "cluster", A, 53)]);
   });
 
+  test("a failed `nft` apply touches no shaping: tc is never run", async () => {
+    const log = join(fc.dir, "tc-calls.log");
+    const tcWrapper = join(fc.dir, "tc-logging");
+    writeFileSync(tcWrapper, `#!/bin/sh\necho "$@" >> ${log}\nexec ${which("tc") ?? "tc"} "$@"\n`);
+    chmodSync(tcWrapper, 0o755);
+    const nftRefusing = join(fc.dir, "nft-refuse-all");
+    writeFileSync(nftRefusing, `#!/bin/sh\ncase " $* " in *" -f "*) echo "Error: refused by test wrapper" >&2; exit 1;; esac\nexec ${which("nft") ?? "nft"} "$@"\n`);
+    chmodSync(nftRefusing, 0o755);
+    const limited = YAML.stringify({ apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "10s", ratelimits: [{ interface: "vlan42", rate: 10 }] } });
+    await fc.apply([web]);
+    // A change (dns added), so there is a transaction for the wrapper to refuse.
+    const r = await fc.run([limited, web, dns], { args: ["--nft", nftRefusing, "--tc", tcWrapper] });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("refused by test wrapper");
+    expect(existsSync(log)).toBe(false);
+    // With nft working, the same run shapes (tc is run) — so the check above could have failed.
+    const ok = await fc.run([limited, web, dns], { args: ["--tc", tcWrapper] });
+    expect(ok.code).toBe(0);
+    expect(existsSync(log)).toBe(true);
+    await fc.apply([web]);
+  });
+
+  test("rules applied but a later step failed: exit 3, naming the step; the rules are in force", async () => {
+    await fc.apply([web]);
+    // The ruleset file's path is a directory: nothing can be written there.
+    const dirTarget = join(fc.dir, "a-directory.v4");
+    mkdirSync(dirTarget, { recursive: true });
+    const file = await fc.run([web, dns], { args: ["--ruleset-file", dirTarget] });
+    expect(file.code).toBe(3);
+    expect(file.stderr).toContain(`error: ruleset applied, but writing ${dirTarget} failed`);
+    await expectTraffic([pass("udp", "cluster", A, 53)]);
+    // tc failing while shaping: the rules are in force all the same.
+    const tcFailing = join(fc.dir, "tc-fail");
+    writeFileSync(tcFailing, "#!/bin/sh\necho 'RTNETLINK answers: Operation not permitted (test wrapper)' >&2\nexit 2\n");
+    chmodSync(tcFailing, 0o755);
+    const limited = YAML.stringify({ apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "10s", ratelimits: [{ interface: "vlan42", rate: 10 }] } });
+    const tc = await fc.run([limited, web], { args: ["--tc", tcFailing] });
+    expect(tc.code).toBe(3);
+    expect(tc.stderr).toContain("test wrapper");
+    await expectTraffic([pass("tcp", "cluster", C, 443), block("udp", "cluster", A, 53)]);
+    await fc.apply([web]);
+  });
+
+  test("a typo in a rule never widens it: an unknown key is rejected with its path (exit 2), the rule opens nothing", async () => {
+    const typo = policy("typo-ssh", { ingress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: [{ prot: 22 }] }] } as never);
+    const r = await fc.run([typo, dns]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("rejected ClusterwideNetworkPolicy firewall/typo-ssh (");
+    expect(r.stderr).toContain("spec.ingress[0].to: unknown key (ingress rules take from, ports)");
+    expect(r.stderr).toContain("spec.ingress[0].ports[0].prot: unknown key (ports take protocol, port, endPort)");
+    expect(await nft(t, ["list", "chains", "inet"])).not.toContain("typo-ssh");
+    await expectTraffic([pass("udp", "cluster", A, 53), block("tcp", "external", "10.0.1.2", 22)]);
+  });
+
   test("Firewall spec.dryrun: the ruleset is validated but not applied; the previous ruleset stays", async () => {
     await fc.apply([web]);
     const before = await nft(t, ["list", "table", "inet", "firewall"]);
@@ -307,6 +363,22 @@ spec:
     expect(readText(path)).toContain("np.eg.udp.allow-dns");
     expect(readText(path)).not.toContain("np.eg.tcp.allow-web");
     expect(readText(fc.rulesetFile)).toBe(flagFile);
+  });
+
+  test("an ipv4rulefile outside --ruleset-dir is rejected and never written; the policies still apply (exit 2)", async () => {
+    const outside = mkdtempSync(join(tmpdir(), "fct-outside-"));
+    try {
+      const target = join(outside, "passwd");
+      writeFileSync(target, "root:x:0:0::/root:/bin/sh\n");
+      const r = await fc.run([firewall({ ipv4rulefile: target }), dns]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`rejected Firewall firewall/firewall (`);
+      expect(r.stderr).toContain(`spec.ipv4rulefile: ${JSON.stringify(target)} is outside ${fc.dir}`);
+      expect(readText(target)).toBe("root:x:0:0::/root:/bin/sh\n");
+      await expectTraffic([pass("udp", "cluster", A, 53)]);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
   });
 
   test("host bits in a cidr are normalised with a note, not rejected: exit 0 and the normalised block applies", async () => {
