@@ -4,7 +4,7 @@
  */
 import { hostname } from "node:os";
 import pkg from "./package.json" with { type: "json" };
-import { writeFileAtomic } from "./lib/atomic-file.ts";
+import { removeFileIfRegular, writeFileAtomic } from "./lib/atomic-file.ts";
 import { helpText, parseFlags } from "./lib/cli/flags.ts";
 import { runOnce } from "./lib/cli/once.ts";
 import { runAgainstCluster } from "./lib/cli/run.ts";
@@ -41,6 +41,7 @@ async function main(argv: readonly string[]): Promise<number> {
     nft: nftClient(flags.nft, runCommand),
     shaper: tcShaper({ tc: flags.tc, ip: flags.ip, exec: runCommand }),
     writeFile: writeFileAtomic,
+    removeFile: removeFileIfRegular,
   };
   if (flags.manifests !== undefined) {
     if (!flags.once) {

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseCidr } from "../lib/api/address.ts";
-import { writeFileAtomic } from "../lib/atomic-file.ts";
+import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
 import { Controller } from "../lib/controller.ts";
 import { runCommand } from "../lib/exec.ts";
 import { clusterApi } from "../lib/kube/api.ts";
@@ -57,7 +57,8 @@ try {
   const exec = (argv: readonly string[], o?: { stdin?: string }) => runCommand(["ip", "netns", "exec", ns, ...argv], o);
   const controller = new Controller(
     { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "r.v4") },
-    { api, nft: nftClient("nft", exec), shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) }, writeFile: writeFileAtomic, events: new EventRecorder(api, { component: "bench", host: "bench" }), log: createLogger(process.env.FCT_LOG ?? "silent") },
+    { api, nft: nftClient("nft", exec), shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) }, writeFile: writeFileAtomic, removeFile: removeFileIfRegular,
+    events: new EventRecorder(api, { component: "bench", host: "bench" }), log: createLogger(process.env.FCT_LOG ?? "silent") },
     stop.signal,
   );
   const running = controller.run();

@@ -133,3 +133,30 @@ export async function writeFileAtomic(path: string, content: string): Promise<bo
   }
   return true;
 }
+
+/**
+ * Removes a ruleset file this program wrote: a regular file is unlinked (and
+ * the removal made durable); a missing one is fine; anything else (a symlink,
+ * a directory, a device) is left alone and reported, as for writes.
+ *
+ * @example
+ * ```ts
+ * import { removeFileIfRegular } from "./atomic-file.ts";
+ * await removeFileIfRegular("/tmp/fct-example-does-not-exist.v4"); // nothing to do
+ * ```
+ */
+export async function removeFileIfRegular(path: string): Promise<void> {
+  const shown = escapeText(path, { max: 4096 });
+  const st = await lstat(path).catch((e) => {
+    if (code(e) === "ENOENT") return undefined;
+    throw failed(`cannot look at ${shown} (${reason(e)})`, e);
+  });
+  if (st === undefined) return;
+  if (!st.isFile()) throw failed(`${shown} is not a regular file; it is left alone, remove it by hand if it is ours`);
+  await rm(path).catch((e) => {
+    throw failed(`cannot remove ${shown} (${reason(e)})`, e);
+  });
+  const d = await open(dirname(path), constants.O_RDONLY | (constants.O_DIRECTORY ?? 0)).catch(() => undefined);
+  await d?.sync().catch(() => undefined);
+  await d?.close().catch(() => undefined);
+}

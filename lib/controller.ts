@@ -45,7 +45,7 @@ import type { Logger } from "./log.ts";
 import { removeRuleset, revisionOf } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
 import { Coalescer } from "./coalescer.ts";
-import { exitCodeOf, type ExitCode } from "./exit-code.ts";
+import { EXIT, exitCodeOf, type ExitCode } from "./exit-code.ts";
 import { reconcile, type ReconcileResult, type Shaper } from "./reconcile.ts";
 import type { Ruleset } from "./ruleset/render.ts";
 
@@ -68,6 +68,8 @@ export interface ControllerDeps {
   readonly nft: NftClient;
   readonly shaper: Shaper;
   readonly writeFile: (path: string, content: string) => Promise<boolean>;
+  /** Removes a ruleset file we wrote (a missing one is fine). */
+  readonly removeFile: (path: string) => Promise<void>;
   readonly events: EventRecorder;
   readonly log: Logger;
   readonly clock?: () => Date;
@@ -125,6 +127,10 @@ export interface ReconcileSummary {
   readonly requeueAfterMs: number;
   /** The objects rejected in this run (for `--once`'s stderr). */
   readonly rejected: readonly Rejection[];
+  /** The first failed step's code, when a step failed. */
+  readonly errorCode?: FirewallError["code"];
+  /** Why the run did not do everything, for `--once`'s stderr. */
+  readonly failure?: string;
 }
 
 /** Why the controller is not doing its job right now, if it is not; `undefined` when it is. */
@@ -150,6 +156,12 @@ export class Controller {
   #crdsSuspect = false;
   #started = false;
   #probing = false;
+  /** An observed deletion was honoured: the Firewall being gone now is expected. */
+  #deleted = false;
+  /** Keys of the objects in the last applied state: first in line for the total budget. */
+  #admitted: ReadonlySet<string> = new Set();
+  /** Every ruleset file this process wrote: removed with the table on deletion. */
+  readonly #rulesetFiles = new Set<string>();
   #reconciles = 0;
   #lastVerified = Number.NEGATIVE_INFINITY;
   #periodicTimer: ReturnType<typeof setTimeout> | undefined;
@@ -251,7 +263,8 @@ export class Controller {
       }
     }
     const r = await this.#reconcile(true);
-    if (this.#absent) throw new FirewallError("api_failed", `${this.#absent}; nothing changed`);
+    if (this.#absent) return { ...r, exitCode: EXIT.failed, failure: `${this.#absent}; nothing changed` };
+    if (r.exitCode === EXIT.partial) return { ...r, failure: this.#lastError ?? "a step failed" };
     return r;
   }
 
@@ -295,6 +308,7 @@ export class Controller {
         // watches may hang on at a resourceVersion the new server has not reached yet.
         if (r.created.length > 0 && this.#started) this.#relistAll("CRDs were missing");
         this.#crdsSuspect = false;
+        this.#sayOnce("crds", "info", undefined);
         if (this.#lastError?.startsWith("installing CRDs")) this.#lastError = undefined;
         return;
       } catch (e) {
@@ -330,27 +344,37 @@ export class Controller {
   async #tick(): Promise<void> {
     const periodic = this.#periodicDue;
     this.#periodicDue = false;
+    // Cleared before, not after: the run may schedule its own retry (a stale cache, a conflict).
+    clearTimeout(this.#retryTimer);
     if (periodic || this.#crdsSuspect) {
       // Once per interval (two GETs): CRDs deleted or replaced by a rebuilt cluster come back.
       await this.#ensureCrds(1).catch(() => {});
     }
+    let failure: FirewallError | undefined;
+    let r: ReconcileSummary | undefined;
     try {
-      const r = await this.#reconcile(periodic);
-      this.#failures = 0;
-      clearTimeout(this.#retryTimer);
-      if (periodic || r.requeueAfterMs !== this.#intervalMs || this.#periodicTimer === undefined) {
-        this.#intervalMs = r.requeueAfterMs;
-        this.#schedulePeriodic(r.requeueAfterMs);
-      }
+      r = await this.#reconcile(periodic);
+      if (r.exitCode === EXIT.partial) failure = new FirewallError(r.errorCode ?? "ruleset_file_failed", this.#lastError ?? "a step of the reconcile failed");
     } catch (e) {
-      // Error policy: log, mark not ready, retry with backoff; the rules in the kernel stay.
-      const msg = e instanceof Error ? e.message : String(e);
-      this.#lastError = msg;
-      this.#d.log.error({ code: e instanceof FirewallError ? e.code : "api_failed" }, `reconcile failed: ${msg}`);
+      failure = e instanceof FirewallError ? e : new FirewallError("api_failed", e instanceof Error ? e.message : String(e));
+    }
+    if (failure) {
+      // Error policy: log (once per distinct failure), mark not ready, retry with backoff; the
+      // rules in the kernel stay (or, partly applied, are in force).
+      this.#lastError = failure.message;
+      this.#sayOnce("reconcile", "error", `reconcile failed: ${failure.message}`, { code: failure.code });
       // The retry is a full run (verification included): whatever failed is looked at again.
       this.#periodicDue = true;
       this.#scheduleRetry(backoffDelay(this.#failures++, { baseMs: 500 }));
       if (periodic || this.#periodicTimer === undefined) this.#schedulePeriodic(this.#intervalMs);
+      return;
+    }
+    this.#failures = 0;
+    if (this.#said.has("reconcile")) this.#sayOnce("reconcile", "info", undefined);
+    const next = r?.requeueAfterMs ?? this.#intervalMs;
+    if (periodic || next !== this.#intervalMs || this.#periodicTimer === undefined) {
+      this.#intervalMs = next;
+      this.#schedulePeriodic(next);
     }
   }
 
@@ -363,20 +387,24 @@ export class Controller {
       this.#sayOnce("stale", "warn", `not reconciling: ${stale.join(", ")} not re-listed since a failure; the rules in the kernel stay as they are`);
       this.#periodicDue ||= periodic;
       this.#scheduleRetry(STALE_RETRY_MS);
-      return { exitCode: 1, requeueAfterMs: this.#intervalMs, rejected: [] };
+      return { exitCode: EXIT.failed, requeueAfterMs: this.#intervalMs, rejected: [] };
     }
     this.#sayOnce("stale", "info", undefined);
+    for (const r of Object.values(this.#reflectors)) if (r.fresh) this.#sayOnce(`watch ${r.path}`, "info", undefined);
     this.#reconciles++;
     const fwPath = `${PATHS.firewalls}/${this.#o.firewallName}`;
     const fwObject = this.#reflectors.firewalls.get(FIREWALL_NAMESPACE, this.#o.firewallName);
+    const fwName = `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName}`;
     if (!fwObject) {
       // Absent is not deleted: a never-created Firewall, an API server restored from nothing, a
       // kubeconfig for the wrong cluster all look like this. The kernel stays as it is.
-      this.#absent = `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is not in the API server (never created, or the API server lost it); the rules in the kernel stay as they are until it is back or deleted explicitly`;
+      this.#absent = this.#deleted
+        ? `${fwName} was deleted: table inet ${TABLE} and its shaping were removed; nothing to do until it is created again`
+        : `${fwName} is not in the API server (never created, or the API server lost it); the rules in the kernel stay as they are until it is back or deleted explicitly`;
       this.#sayOnce("firewall", "warn", this.#absent);
-      return { exitCode: 1, requeueAfterMs: this.#intervalMs, rejected: [] };
+      return { exitCode: EXIT.failed, requeueAfterMs: this.#intervalMs, rejected: [] };
     }
-    this.#absent = undefined;
+    this.#deleted = false;
 
     if (isBeingDeleted(fwObject)) return this.#honourDeletion(fwObject, fwPath);
     // Only the long-running controller holds a finalizer: after `--once` nobody would remove it,
@@ -395,8 +423,19 @@ export class Controller {
       clusterPrefixes: this.#o.clusterPrefixes,
       privateVrf: this.#o.privateVrf,
       lastValid: this.#lastValid,
+      admitted: this.#admitted,
       ...(this.#o.rulesetDir === undefined ? {} : { rulesetDir: this.#o.rulesetDir }),
     });
+    if (desired.firewall === null) {
+      // Invalid, and no valid version known to this process (it restarted since): its dryrun,
+      // ruleset file and limits are unknown, so nothing may be applied on its behalf.
+      await this.#reportRejections(desired);
+      this.#absent = `${fwName} is invalid and this controller has not seen a valid version of it since it started; the rules in the kernel stay as they are until it is fixed`;
+      this.#sayOnce("firewall", "warn", this.#absent);
+      return { exitCode: EXIT.failed, requeueAfterMs: this.#intervalMs, rejected: desired.rejected };
+    }
+    this.#absent = undefined;
+    this.#sayOnce("firewall", "info", undefined);
 
     const now = performance.now();
     // After unverified patches the next periodic run fingerprints the table (vouched for, since we
@@ -421,12 +460,13 @@ export class Controller {
     if (result.rules === "changed" || result.rules === "unchanged") {
       this.#previous = result.ruleset;
       this.#previousFingerprint = result.fingerprint;
+      this.#admitted = desired.admitted;
+      this.#rulesetFiles.add(desired.firewall.rulesetFile ?? this.#o.rulesetFile);
     } else if (result.rules === "failed") {
       this.#previous = undefined;
       this.#previousFingerprint = undefined;
     }
 
-    for (const e of result.errors) log.error({ code: e.code }, e.message);
     this.#sayOnce("shaping", "warn", result.shapingProblems.length > 0 ? result.shapingProblems.map((p) => `rate limit on ${p.interface}: ${p.message}`).join("; ") : undefined, { code: "shaping_failed" });
     if (result.rules === "changed") {
       log.info({ mode: result.applyMode, policies: desired.state.policies.length, services: desired.state.services.length, rejected: desired.rejected.length, ...result.timings }, "ruleset applied");
@@ -442,11 +482,11 @@ export class Controller {
     this.#sayOnce("exporter", "warn", exporter.problems.length > 0 ? `exporter services: ${exporter.problems.join("; ")}` : undefined);
     if (exporter.created.length + exporter.updated.length + exporter.deleted.length > 0) log.info(exporter, "exporter services reconciled");
 
-    const failed = result.rules === "failed" || result.errors.length > 0;
-    this.#lastError = failed ? result.errors.map((e) => e.message).join("; ") : undefined;
-    if (failed) throw new FirewallError(result.errors[0]?.code ?? "nft_apply_failed", this.#lastError ?? "reconcile failed");
+    this.#lastError = result.errors.length > 0 ? result.errors.map((e) => e.message).join("; ") : undefined;
+    if (result.rules === "failed") throw new FirewallError(result.errors[0]?.code ?? "nft_apply_failed", this.#lastError ?? "reconcile failed");
     return {
-      exitCode: exitCodeOf({ rules: result.rules, errors: result.errors.length }, desired.rejected.length),
+      exitCode: exitCodeOf({ rules: result.rules, shaping: result.shaping, errors: result.errors.length }, desired.rejected.length),
+      ...(result.errors[0] ? { errorCode: result.errors[0].code } : {}),
       requeueAfterMs: desired.firewall?.intervalMs ?? DEFAULT_INTERVAL_MS,
       rejected: desired.rejected,
     };
@@ -459,14 +499,26 @@ export class Controller {
     this.#previous = undefined;
     this.#previousFingerprint = undefined;
     if (shaping.problems.length > 0) throw new FirewallError("shaping_failed", `removing shaping for the deleted Firewall: ${shaping.problems.map((p) => `${p.interface}: ${p.message}`).join("; ")}`);
-    if (removed || shaping.changed) this.#d.log.info({}, `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is being deleted: table inet ${TABLE} and shaping removed`);
+    // The persisted ruleset too: the OS would otherwise load the deleted rules again at boot.
+    for (const file of new Set([this.#o.rulesetFile, ...this.#rulesetFiles])) {
+      try {
+        await this.#d.removeFile(file);
+      } catch (e) {
+        throw new FirewallError("ruleset_file_failed", `removing ${file} for the deleted Firewall failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    this.#rulesetFiles.clear();
+    this.#admitted = new Set();
+    if (removed || shaping.changed) this.#d.log.info({}, `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is being deleted: table inet ${TABLE}, its shaping and the ruleset file removed`);
+    this.#deleted = true;
+    this.#absent = `Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} is being deleted: table inet ${TABLE} and its shaping were removed`;
     if (hasFinalizer(fwObject)) {
       const r = await removeFinalizer(this.#api.api, fwPath, fwObject);
       // 404: already gone. Anything else: retried; the kernel is already clean.
       if (r.status !== 200 && r.status !== 404) throw new FirewallError("api_failed", `removing the finalizer of Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} failed: ${statusMessage(r)}`);
     }
     this.#lastError = undefined;
-    return { exitCode: 0, requeueAfterMs: this.#intervalMs, rejected: [] };
+    return { exitCode: EXIT.ok, requeueAfterMs: this.#intervalMs, rejected: [] };
   }
 
   /** A log line and an Event for every rejection, once per change of its problems (not every reconcile). */
@@ -536,7 +588,7 @@ export class Controller {
           ...(fwRejected ? [`this Firewall object is invalid (${formatProblems(fwRejected.problems)})${inForceText(fwRejected.inForce)}`] : []),
         ],
       },
-      (this.#d.clock ?? (() => new Date()))(),
+      new Date(this.#now()),
       o.metadata.generation,
       current?.conditions,
     );

@@ -82,6 +82,8 @@ export interface Classified {
    * first's verdict here; the duplicate is in `rejected`.
    */
   readonly verdicts: ReadonlyMap<string, Verdict>;
+  /** Keys of the policies and services in `state` (for the next run's `admitted`). */
+  readonly admitted: ReadonlySet<string>;
 }
 
 /** What a valid object contributes; what {@link LastValid} remembers. */
@@ -103,6 +105,12 @@ export interface ClassifyOptions {
   readonly rulesetDir?: string;
   /** Map elements per object and in total; default {@link ELEMENT_BUDGET} (tests use small ones). */
   readonly budget?: { readonly perObject: number; readonly total: number };
+  /**
+   * Keys of the objects in the last applied state (the previous result's
+   * `admitted`): they come first under the total budget, so a newcomer can
+   * never push out rules already in force.
+   */
+  readonly admitted?: ReadonlySet<string>;
 }
 
 /**
@@ -168,9 +176,11 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
   const ignored: Ignored[] = [];
   const notes: Note[] = [];
   const verdicts = new Map<string, Verdict>();
-  const policies = new Map<string, { policy: Policy; ref: ObjectRef }>();
-  const services = new Map<string, { service: LoadBalancer; ref: ObjectRef }>();
+  const policies = new Map<string, { policy: Policy; ref: ObjectRef; key: string }>();
+  const services = new Map<string, { service: LoadBalancer; ref: ObjectRef; key: string }>();
   const memory = options.lastValid;
+  // Remembered only once the object is really in: one rejected by the total budget never was.
+  const toRemember = new Map<string, { uid: string | undefined; generation: number | undefined; value: Accepted }>();
   const budget = options.budget ?? ELEMENT_BUDGET;
   const rulesetDirOption = options.rulesetDir === undefined ? {} : { rulesetDir: options.rulesetDir };
   const live = new Set<string>();
@@ -199,7 +209,7 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
     if (memory) live.add(key);
     if (r.ok) {
       if (r.notes.length > 0) notes.push({ ref, problems: r.notes });
-      memory?.remember(key, meta.uid, meta.generation, r.value);
+      if (memory) toRemember.set(key, { uid: meta.uid, generation: meta.generation, value: r.value });
       accepted.push(ref);
       verdict(key, { state: "accepted", ref, notes: r.notes });
       return r.value;
@@ -254,7 +264,7 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
           break;
         }
         const v = take(key, ref, object, as("ClusterwideNetworkPolicy", (policy: Policy) => ({ kind: "ClusterwideNetworkPolicy", policy }), memo(object, parsePolicy), policyElementCount));
-        if (v) policies.set(v.policy.name, { policy: v.policy, ref });
+        if (v) policies.set(v.policy.name, { policy: v.policy, ref, key });
         break;
       }
       case "Firewall": {
@@ -290,29 +300,32 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
           break;
         }
         const v = take(key, ref, object, as("Service", (service: LoadBalancer) => ({ kind: "Service", service }), memo(object, parseService), serviceElementCount));
-        if (v) services.set(skey, { service: v.service, ref });
+        if (v) services.set(skey, { service: v.service, ref, key });
         break;
       }
       default:
         ignore(key, ref, `kind ${show(rawKind)} is not used by firewall-controller`);
     }
   }
-  memory?.retain(live);
-
-  // The total budget, in the renderer's ownership order: policies by name, then services by
-  // namespace/name. An object that would bring the sum over it is rejected; later ones may fit.
+  // The total budget. What was in force last time comes first (a newcomer never pushes out rules
+  // in force), then policies by name and services by namespace/name. An object that would bring
+  // the sum over the budget is rejected; later ones may still fit.
   const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  const admittedBefore = options.admitted ?? new Set<string>();
   let elements = 0;
-  const withinTotal = <T>(entries: Map<string, { ref: ObjectRef } & T>, count: (e: T) => number, kind: string) => {
-    for (const name of [...entries.keys()].sort(byKey)) {
-      const e = entries.get(name) as { ref: ObjectRef } & T;
+  const withinTotal = <T>(entries: Map<string, { ref: ObjectRef; key: string } & T>, count: (e: T) => number) => {
+    const names = [...entries.keys()].sort(byKey);
+    const order = [...names.filter((n) => admittedBefore.has((entries.get(n) as { key: string }).key)), ...names.filter((n) => !admittedBefore.has((entries.get(n) as { key: string }).key))];
+    for (const name of order) {
+      const e = entries.get(name) as { ref: ObjectRef; key: string } & T;
       const n = count(e);
       if (elements + n <= budget.total) {
         elements += n;
         continue;
       }
       entries.delete(name);
-      const key = objectKey(kind, e.ref.namespace, e.ref.name);
+      const key = e.key;
+      toRemember.delete(key);
       verdicts.delete(key);
       const i = accepted.indexOf(e.ref);
       if (i >= 0) accepted.splice(i, 1);
@@ -322,8 +335,12 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
       reject(key, e.ref, [budgetProblem(elements + n, budget.total, "total")], memory ? "none" : undefined);
     }
   };
-  withinTotal(policies, (e) => policyElementCount(e.policy), "ClusterwideNetworkPolicy");
-  withinTotal(services, (e) => serviceElementCount(e.service), "Service");
+  withinTotal(policies, (e) => policyElementCount(e.policy));
+  withinTotal(services, (e) => serviceElementCount(e.service));
+  if (memory) {
+    for (const [key, r] of toRemember) memory.remember(key, r.uid, r.generation, r.value);
+    memory.retain(live);
+  }
 
   const fw = firewall as FirewallSpec | null;
   return {
@@ -341,5 +358,6 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
     ignored,
     notes,
     verdicts,
+    admitted: new Set([...[...policies.values()].map((p) => p.key), ...[...services.values()].map((x) => x.key)]),
   };
 }

@@ -7,8 +7,9 @@
  * @example
  * ```ts
  * import { EXIT, exitCodeOf } from "./exit-code.ts";
- * exitCodeOf({ rules: "changed", errors: 1 }, 0) === EXIT.partial; // true: rules in force, a later step failed
- * exitCodeOf({ rules: "failed", errors: 1 }, 3) === EXIT.failed; // true
+ * exitCodeOf({ rules: "changed", shaping: "unchanged", errors: 1 }, 0) === EXIT.partial; // true: new rules in force, a later step failed
+ * exitCodeOf({ rules: "unchanged", shaping: "unchanged", errors: 1 }, 0) === EXIT.failed; // true: nothing changed
+ * exitCodeOf({ rules: "failed", shaping: "skipped", errors: 1 }, 3) === EXIT.failed; // true
  * ```
  * @module
  */
@@ -20,15 +21,21 @@ export const EXIT = {
   failed: 1,
   /** Applied (or printed), but some objects were rejected as invalid. */
   rejected: 2,
-  /** The rules are in force, but a later step failed: the ruleset file or shaping. */
+  /** Something took effect (new rules, shaping), but a step failed: the ruleset file or shaping. */
   partial: 3,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
-/** `rules`: the reconcile's rules outcome; `errors`: how many steps failed; `rejected`: invalid objects. */
-export function exitCodeOf(outcome: { readonly rules: "changed" | "unchanged" | "skipped" | "failed"; readonly errors: number }, rejected: number): ExitCode {
+type Outcome = "changed" | "unchanged" | "skipped" | "failed";
+
+/**
+ * `rules`, `shaping`: the reconcile's outcomes; `errors`: how many steps
+ * failed; `rejected`: invalid objects. A failed shaping step may have run
+ * some of its commands, so it counts as having changed something.
+ */
+export function exitCodeOf(outcome: { readonly rules: Outcome; readonly shaping: Outcome; readonly errors: number }, rejected: number): ExitCode {
   if (outcome.rules === "failed") return EXIT.failed;
-  if (outcome.errors > 0) return EXIT.partial;
+  if (outcome.errors > 0) return outcome.rules === "changed" || outcome.shaping === "changed" || outcome.shaping === "failed" ? EXIT.partial : EXIT.failed;
   return rejected > 0 ? EXIT.rejected : EXIT.ok;
 }

@@ -16,6 +16,7 @@
  */
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { escapeText } from "./escape.ts";
 
 /**
  * The two questions the server asks the program on every request.
@@ -92,9 +93,10 @@ export function startHealthServer(addr: string, checks: HealthChecks, signal: Ab
     try {
       if (path === "/healthz") return checks.live() ? reply(res, 200, "ok", req.method) : reply(res, 503, "not live", req.method);
       const r = checks.ready();
-      return r.ok ? reply(res, 200, "ok", req.method) : reply(res, 503, r.reason || "not ready", req.method);
+      // The reason may quote the API server or a path: it passes the output gate like any other text.
+      return r.ok ? reply(res, 200, "ok", req.method) : reply(res, 503, escapeText(r.reason || "not ready", { max: 4096 }), req.method);
     } catch (e) {
-      return reply(res, 503, `check failed: ${e instanceof Error ? e.message : String(e)}`, req.method);
+      return reply(res, 503, escapeText(`check failed: ${e instanceof Error ? e.message : String(e)}`, { max: 4096 }), req.method);
     }
   });
   let closing: Promise<void> | undefined;

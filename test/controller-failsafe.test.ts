@@ -5,12 +5,12 @@
 // The controller runs in this process against the test API server; its
 // nft/tc/ip commands run in the firewall namespace of a traffic topology.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseCidr } from "../lib/api/address.ts";
-import { writeFileAtomic } from "../lib/atomic-file.ts";
+import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
 import { parsePolicy } from "../lib/api/policy.ts";
 import type { Validated } from "../lib/api/problem.ts";
 import { Controller } from "../lib/controller.ts";
@@ -118,6 +118,7 @@ describe.skipIf(env.skip || noKubectl)("the controller fails closed and tells th
         nft: nftClient("nft", fwExec()),
         shaper: tcShaper({ tc: "tc", ip: "ip", exec: fwExec() }),
         writeFile: writeFileAtomic,
+        removeFile: removeFileIfRegular,
         events: new EventRecorder(api, { component: "firewall-controller", host: "test" }),
         log: createLogger(process.env.FCT_LOG ?? "silent"),
       },
@@ -245,6 +246,7 @@ describe.skipIf(env.skip || noKubectl)("the controller fails closed and tells th
     expect((await fwExec()(["nft", "-f", "-"], { stdin: base })).code).toBe(0);
     const metalBefore = (await fwExec()(["nft", "list", "table", "inet", "metal"])).stdout;
     await waitUntil("finalizer", async () => ((await get(`${FIREWALLS}/firewall`)).metadata.finalizers as string[] | undefined)?.includes(FINALIZER) === true);
+    expect(existsSync(join(dir, "ruleset.v4"))).toBe(true);
     const r = await kubectl(t, ["delete", "firewall", "-n", "firewall", "firewall", "--timeout=30s"]);
     expect(r.stderr).toBe("");
     expect(r.stdout.trim()).toBe('firewall.metal-stack.io "firewall" deleted');
@@ -252,7 +254,9 @@ describe.skipIf(env.skip || noKubectl)("the controller fails closed and tells th
     expect((await api.request("GET", `${FIREWALLS}/firewall`)).status).toBe(404);
     expect(await tables()).not.toContain("inet firewall");
     expect((await fwExec()(["nft", "list", "table", "inet", "metal"])).stdout).toBe(metalBefore);
+    // The persisted ruleset too: a reboot must not bring the deleted rules back.
+    expect(existsSync(join(dir, "ruleset.v4"))).toBe(false);
     // Without a Firewall object the controller is not ready, and says why.
-    await waitUntil("not ready", async () => controller.readiness().reason.startsWith("Firewall firewall/firewall is not in the API server"));
+    await waitUntil("not ready", async () => controller.readiness().reason === "Firewall firewall/firewall was deleted: table inet firewall and its shaping were removed; nothing to do until it is created again");
   }, 60_000);
 });

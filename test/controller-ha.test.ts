@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseCidr } from "../lib/api/address.ts";
-import { writeFileAtomic } from "../lib/atomic-file.ts";
+import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
 import { Controller } from "../lib/controller.ts";
 import { runCommand } from "../lib/exec.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
@@ -70,6 +70,7 @@ describe.skipIf(env.skip)("an HA pair of controllers", () => {
           nft: nftClient("nft", exec),
           shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) },
           writeFile: writeFileAtomic,
+        removeFile: removeFileIfRegular,
           events: new EventRecorder(api, { component: "firewall-controller", host: fw.name }),
           log: createLogger(process.env.FCT_LOG ?? "silent"),
         },

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseCidr } from "../lib/api/address.ts";
-import { writeFileAtomic } from "../lib/atomic-file.ts";
+import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
 import { Controller } from "../lib/controller.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
 import { EventRecorder } from "../lib/kube/events.ts";
@@ -89,6 +89,7 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
         })(),
         shaper: tcShaper({ tc: "tc", ip: "ip", exec: fwExec() }),
         writeFile: writeFileAtomic,
+        removeFile: removeFileIfRegular,
         events: new EventRecorder(api, { component: "firewall-controller", host: "test" }),
         log,
       },

@@ -187,7 +187,7 @@ describe("buildDesiredState: element budget", () => {
     expect(c.state.services.map((s) => s.name)).toEqual(["web"]);
     expect(c.rejected.map((r) => [r.ref.name, r.problems])).toEqual([
       ["b", [{ path: "spec", message: "renders 11 map elements, more than the limit of 10 per object" }]],
-      ["d", [{ path: "spec", message: "brings the ruleset to 10 map elements, more than the limit of 9 in total (objects are admitted in name order)" }]],
+      ["d", [{ path: "spec", message: "brings the ruleset to 10 map elements, more than the limit of 9 in total (objects already in force come first, then by name)" }]],
     ]);
     expect(refNames(c.accepted).sort()).toEqual(["ClusterwideNetworkPolicy/a", "ClusterwideNetworkPolicy/c", "Service/web"]);
     expect(c.verdicts.get(objectKey("ClusterwideNetworkPolicy", "firewall", "d"))?.state).toBe("rejected");
@@ -227,5 +227,27 @@ describe("buildDesiredState: verdicts and the last valid version", () => {
     expect(memory.size).toBe(1);
     build([], { ...OPTIONS, lastValid: memory });
     expect(memory.size).toBe(0);
+  });
+});
+
+describe("buildDesiredState: the total budget keeps what is in force", () => {
+  test("objects admitted last time come first: a newcomer sorted before them cannot push them out", () => {
+    const ports = (name: string, n: number) => cwnp(name, { egress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: Array.from({ length: n }, (_, i) => ({ port: 1 + i })) }] });
+    const small = { ...OPTIONS, budget: { perObject: 10, total: 9 } };
+    const first = build([ports("m", 5), ports("z", 4)], small);
+    expect(first.state.policies.map((p) => p.name).sort()).toEqual(["m", "z"]);
+    const next = build([ports("a-newcomer", 6), ports("m", 5), ports("z", 4)], { ...small, admitted: first.admitted });
+    expect(next.state.policies.map((p) => p.name).sort()).toEqual(["m", "z"]);
+    expect(next.rejected.map((r) => [r.ref.name, r.problems[0]?.message])).toEqual([
+      ["a-newcomer", "brings the ruleset to 15 map elements, more than the limit of 9 in total (objects already in force come first, then by name)"],
+    ]);
+  });
+
+  test("an object rejected by the total budget is not remembered as a valid version", () => {
+    const memory = new LastValid<Accepted>();
+    const big = { ...cwnp("big", { egress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: Array.from({ length: 8 }, (_, i) => ({ port: 1 + i })) }] }), metadata: { name: "big", namespace: "firewall", uid: "u", generation: 1 } };
+    const c = build([cwnp("a", { egress: [{ to: [{ cidr: "198.51.100.0/24" }], ports: [{ port: 1 }, { port: 2 }] }] }), big], { ...OPTIONS, lastValid: memory, budget: { perObject: 10, total: 9 } });
+    expect(c.state.policies.map((p) => p.name)).toEqual(["a"]);
+    expect(memory.recall(objectKey("ClusterwideNetworkPolicy", "firewall", "big"), "u")).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@
 // namespace's loopback, and real kubectl applying the CRDs, the examples and
 // policies. Traffic from the cluster host proves what the rules do.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { controllerCommand, ROOT } from "./cli-binary.ts";
@@ -92,6 +92,25 @@ describe.skipIf(env.skip || noKubectl)("end to end: binary, kubectl and the test
     expect(rows.find((r) => r[0] === "too-big")?.[1]).toBe("Invalid");
     expect(rows.find((r) => r[0] === "allow-https")?.[1]).toBe("Ready");
     await kubectlOk(["delete", "cwnp", "-n", "firewall", "too-big"]);
+    // The rules are in force, but the ruleset file cannot be written (its path is a directory): 3.
+    mkdirSync(join(dir, "not-a-file.v4"));
+    await kubectlOk(["apply", "-f", "-"], fw.replace(/ipv4rulefile: .*/, `ipv4rulefile: ${join(dir, "not-a-file.v4")}`));
+    await kubectlOk(["apply", "-f", "-"], POLICY("one-more", 9443));
+    const partial = await topo.exec("firewall", [...controllerCommand(), "--once", ...flags()]);
+    expect(partial.code).toBe(3);
+    expect(partial.stderr).toContain(`error: ruleset applied, but writing ${join(dir, "not-a-file.v4")} failed`);
+    expect(await hasChain("np.eg.tcp.one-more")).toBe(true);
+    // A Firewall this process never saw valid: nothing is applied on its behalf (its dryrun, its
+    // ruleset file are unknown): exit 1, the kernel as it was.
+    const tableBefore = (await topo.exec("firewall", ["nft", "list", "table", "inet", "firewall"])).stdout.replace(/packets \d+ bytes \d+/g, "");
+    await kubectlOk(["apply", "-f", "-"], fw.replace(/ipv4rulefile: .*/, "ipv4rulefile: /etc/passwd"));
+    await kubectlOk(["delete", "cwnp", "-n", "firewall", "one-more"]);
+    const invalid = await topo.exec("firewall", [...controllerCommand(), "--once", ...flags()]);
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toContain("rejected Firewall firewall/firewall: spec.ipv4rulefile: \"/etc/passwd\" is outside");
+    expect(invalid.stderr).toContain("error: Firewall firewall/firewall is invalid and this controller has not seen a valid version of it since it started");
+    expect((await topo.exec("firewall", ["nft", "list", "table", "inet", "firewall"])).stdout.replace(/packets \d+ bytes \d+/g, "")).toBe(tableBefore);
+    await kubectlOk(["apply", "-f", "-"], fw);
   }, 60_000);
 
   test("long-running: a policy applied with kubectl is in the kernel within a second, a deleted one is gone", async () => {

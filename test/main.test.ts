@@ -38,6 +38,39 @@ describe("command line", () => {
     }
   });
 
+  test("--help documents the exit codes, the partial one included", async () => {
+    const r = await run(["--help"]);
+    expect(r.stdout).toContain("1 nothing changed");
+    expect(r.stdout).toContain("3 partly applied: the rules are in force, but writing the ruleset file or shaping failed.");
+  });
+
+  test("--once against an unreachable API server names no runtime internals, and logs carry level names", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fct-cli-"));
+    try {
+      const kubeconfig = join(dir, "kubeconfig");
+      writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1', insecure-skip-tls-verify: true}\nusers:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n");
+      const r = await run(["--once", "--kubeconfig", kubeconfig, "--ruleset-file", join(dir, "r.v4")]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).not.toContain("verbose");
+      const levels = r.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => (JSON.parse(l) as { level: unknown }).level);
+      expect(levels.length).toBeGreaterThan(0);
+      for (const level of levels) expect(["trace", "debug", "info", "warn", "error", "fatal"]).toContain(level as string);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test(
+    "a hostile object name in a log line is escaped: no control characters reach the terminal",
+    withManifests([`apiVersion: metal-stack.io/v1\nkind: ClusterwideNetworkPolicy\nmetadata:\n  name: "evil\\e[31m\\nrejected x"\n  namespace: firewall\nspec: {egress: [{ports: [{port: 443}]}]}\n`], async (dir) => {
+      const r = await run(["--once", "--dry-run", "--manifests", dir]);
+      expect(r.code).toBe(2);
+      // eslint-disable-next-line no-control-regex
+      expect(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(r.stderr)).toBe(false);
+      expect(r.stderr.split("\n").filter((l) => l.startsWith("rejected "))).toHaveLength(1);
+    }),
+  );
+
   test("--version prints the package version", async () => {
     const r = await run(["--version"]);
     expect(r.code).toBe(0);

@@ -222,7 +222,9 @@ export function helpText(): string {
     "",
     ...rows,
     "",
-    "Exit codes with --once: 0 applied (or printed), all valid; 2 applied (or printed), some objects rejected; 1 nothing applied.",
+    "Exit codes with --once: 0 applied (or printed), all valid; 2 applied (or printed), some objects rejected;",
+    "1 nothing changed (bad input or flags, nft refused, API server unreachable, Firewall object absent);",
+    "3 partly applied: the rules are in force, but writing the ruleset file or shaping failed.",
     "",
   ].join("\n");
 }

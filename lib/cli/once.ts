@@ -73,5 +73,5 @@ export async function runOnce(flags: Flags, deps: OnceDeps): Promise<number> {
     shaping: result.shaping,
   };
   log.info(summary, "reconciled once");
-  return exitCodeOf({ rules: result.rules, errors: result.errors.length }, desired.rejected.length);
+  return exitCodeOf({ rules: result.rules, shaping: result.shaping, errors: result.errors.length }, desired.rejected.length);
 }

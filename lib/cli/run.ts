@@ -33,6 +33,7 @@ export async function runAgainstCluster(flags: Flags, deps: ControllerDeps, sign
     try {
       const r = await controller.runOnce();
       for (const rejection of r.rejected) process.stderr.write(rejectionLine(rejection));
+      if (r.failure) process.stderr.write(stderrLine(`error: ${r.failure}`));
       deps.log.info({ exitCode: r.exitCode }, "reconciled once against the cluster");
       return r.exitCode;
     } catch (e) {

@@ -202,8 +202,21 @@ export class EventRecorder {
 
 const timestamp = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
-/** The output gate: an Event's message is shown by kubectl as it is. Room is left for the note saying how much was cut. */
-const cut = (message: string): string => escapeText(message, { max: message.length <= MAX_MESSAGE ? MAX_MESSAGE : MAX_MESSAGE - 32 });
+/**
+ * The output gate: an Event's message is shown by kubectl as it is. Escapes
+ * make the text longer (up to 6 characters for one), so the cut is tightened
+ * until the escaped message, with its note of how much was cut, fits.
+ */
+function cut(message: string): string {
+  // Room for the note saying how much was cut, when something will be.
+  let max = message.length <= MAX_MESSAGE ? MAX_MESSAGE : MAX_MESSAGE - 32;
+  let out = escapeText(message, { max });
+  while (out.length > MAX_MESSAGE && max > 0) {
+    max = Math.max(0, Math.floor((max * (MAX_MESSAGE - 32)) / out.length));
+    out = escapeText(message, { max });
+  }
+  return out;
+}
 
 // Event names are DNS subdomains: a cut name must not end in "." or "-" before our ".suffix".
 const namePrefix = (name: string) => (name.length <= MAX_NAME_PREFIX ? name : name.slice(0, MAX_NAME_PREFIX).replace(/[.-]+$/, ""));

@@ -25,7 +25,8 @@ export interface ReflectorOptions {
   readonly onChange: () => void;
   /**
    * What of an object matters; a change elsewhere (our own status writes,
-   * resourceVersion, managedFields) does not call `onChange`.
+   * resourceVersion, managedFields) does not call `onChange`. `null` means the
+   * object does not matter at all: it coming, changing or going is no change.
    * Default: everything but `status` and bookkeeping metadata.
    */
   readonly relevant?: (o: KubeObject) => unknown;
@@ -40,6 +41,9 @@ export function specOf(o: KubeObject): unknown {
   const { status: _s, ...rest } = o as KubeObject & { status?: unknown };
   return { ...rest, metadata: meta };
 }
+
+/** What `relevant` returning null serialises to: such an object's coming, change and going matter to nobody. */
+const IRRELEVANT = "null";
 
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ""}/${o.metadata.name}`;
 
@@ -56,6 +60,11 @@ export class Reflector {
 
   constructor(options: ReflectorOptions) {
     this.#o = options;
+  }
+
+  /** The collection this cache follows. */
+  get path(): string {
+    return this.#o.path;
   }
 
   /** Has listed at least once: the cache reflects the cluster (maybe a little late). */
@@ -157,19 +166,26 @@ export class Reflector {
       const msg = (r.body as { message?: string } | null)?.message ?? `HTTP ${r.status}`;
       throw new WatchError(r.status, `listing ${this.#o.path} failed: ${msg}`);
     }
-    const list = r.body as { items?: KubeObject[]; metadata?: { resourceVersion?: string } };
+    const list = r.body as { apiVersion?: string; kind?: string; items?: KubeObject[]; metadata?: { resourceVersion?: string } };
+    // A real API server leaves kind and apiVersion off the items of a list of built-in types
+    // (kubernetes/kubernetes#3030); watch events carry them. Without this, every listed Service
+    // would look like an unknown kind and open nothing until its next watch event.
+    const itemKind = typeof list.kind === "string" && list.kind.endsWith("List") ? list.kind.slice(0, -"List".length) : undefined;
     const seen = new Set<string>();
     // A resync after a failure always reconciles: whatever was missed is in this list.
     let changed = !this.#fresh;
-    for (const o of list.items ?? []) {
+    for (const item of list.items ?? []) {
+      const o = item.kind === undefined || item.apiVersion === undefined
+        ? { ...item, ...(item.apiVersion === undefined && list.apiVersion ? { apiVersion: list.apiVersion } : {}), ...(item.kind === undefined && itemKind ? { kind: itemKind } : {}) }
+        : item;
       const key = keyOf(o);
       seen.add(key);
       changed = this.#put(key, o) || changed;
     }
-    for (const key of [...this.#items.keys()]) {
+    for (const [key, entry] of [...this.#items]) {
       if (!seen.has(key)) {
         this.#items.delete(key);
-        changed = true;
+        changed ||= entry.relevant !== IRRELEVANT;
       }
     }
     this.#resourceVersion = list.metadata?.resourceVersion ?? "";
@@ -179,11 +195,12 @@ export class Reflector {
     if (changed) this.#o.onChange();
   }
 
+  /** Whether the change matters: an object whose `relevant` is null before and after (or comes or goes as null) does not. */
   #put(key: string, object: KubeObject): boolean {
     const relevant = JSON.stringify((this.#o.relevant ?? specOf)(object));
-    const before = this.#items.get(key);
+    const before = this.#items.get(key)?.relevant ?? IRRELEVANT;
     this.#items.set(key, { object, relevant });
-    return before?.relevant !== relevant;
+    return before !== relevant;
   }
 
   /** Applies one watch event; an ERROR event is returned, to end the stream. */
@@ -197,7 +214,8 @@ export class Reflector {
     if (type === "BOOKMARK") return undefined;
     const key = keyOf(object);
     if (type === "DELETED") {
-      if (this.#items.delete(key)) this.#o.onChange();
+      const before = this.#items.get(key);
+      if (before && this.#items.delete(key) && before.relevant !== IRRELEVANT) this.#o.onChange();
     } else if (this.#put(key, object)) this.#o.onChange();
     return undefined;
   }

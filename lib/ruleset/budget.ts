@@ -111,6 +111,6 @@ export function budgetProblem(count: number, limit: number, scope: "object" | "t
     message:
       scope === "object"
         ? `renders ${thousands(count)} map elements, more than the limit of ${thousands(limit)} per object`
-        : `brings the ruleset to ${thousands(count)} map elements, more than the limit of ${thousands(limit)} in total (objects are admitted in name order)`,
+        : `brings the ruleset to ${thousands(count)} map elements, more than the limit of ${thousands(limit)} in total (objects already in force come first, then by name)`,
   };
 }

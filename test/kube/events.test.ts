@@ -150,6 +150,14 @@ describe("EventRecorder", () => {
     expect(message.length).toBeLessThanOrEqual(1024);
   });
 
+  test("a message of escapes still fits in 1024 characters once escaped", async () => {
+    const { recorder, events } = setup();
+    await recorder.record(POLICY, "Warning", "InvalidPolicy", "\u0001".repeat(5000));
+    const message = events()[0]?.message as string;
+    expect(message.length).toBeLessThanOrEqual(1024);
+    expect(message).toMatch(/^(\\x01)+…\([\d,]+ more characters\)$/);
+  });
+
   test("a message is escaped: no control characters or bidi overrides reach kubectl", async () => {
     const { recorder, events } = setup();
     await recorder.record(POLICY, "Warning", "InvalidPolicy", "bad\u001b[31m\nrejected x\u202e");

@@ -1,0 +1,71 @@
+import { describe, expect, test } from "bun:test";
+import type { ApiResponse, ClusterApi, KubeObject, WatchEvent } from "../../lib/kube/api.ts";
+import { Reflector } from "../../lib/kube/reflector.ts";
+import { waitUntil } from "../wait-until.ts";
+
+/** A cluster API whose list answers what the test says and whose watch delivers what the test pushes. */
+function fakeApi(list: () => unknown) {
+  let push: ((e: WatchEvent) => void) | undefined;
+  const api: ClusterApi = {
+    request: async (): Promise<ApiResponse> => ({ status: 200, body: list() }),
+    watch: (_path, _query, onEvent, signal) =>
+      new Promise<void>((resolve) => {
+        push = onEvent;
+        signal.addEventListener("abort", () => resolve(), { once: true });
+      }),
+  };
+  return { api, push: (e: WatchEvent) => push?.(e), watching: () => push !== undefined };
+}
+
+const svc = (name: string, type: string, labels: Record<string, string> = {}) => ({ metadata: { name, namespace: "shop", resourceVersion: "1", labels }, spec: { type } });
+const relevant = (o: KubeObject) => ((o as { spec?: { type?: string } }).spec?.type === "LoadBalancer" ? o.spec : null);
+
+describe("Reflector", () => {
+  test("items of a list get the list's kind and apiVersion, as a real API server leaves them off built-in kinds", async () => {
+    const { api } = fakeApi(() => ({ apiVersion: "v1", kind: "ServiceList", metadata: { resourceVersion: "5" }, items: [svc("web", "LoadBalancer")] }));
+    const stop = new AbortController();
+    const r = new Reflector({ api, path: "/api/v1/services", onChange: () => {}, signal: stop.signal });
+    await r.listOnce();
+    expect(r.get("shop", "web")).toMatchObject({ apiVersion: "v1", kind: "Service", metadata: { name: "web" } });
+    stop.abort();
+  });
+
+  test("objects whose relevant part is null come, change and go without a change being reported", async () => {
+    let items = [svc("plain", "ClusterIP")];
+    const { api, push, watching } = fakeApi(() => ({ apiVersion: "v1", kind: "ServiceList", metadata: { resourceVersion: "5" }, items }));
+    let changes = 0;
+    const stop = new AbortController();
+    const r = new Reflector({ api, path: "/api/v1/services", onChange: () => changes++, relevant, signal: stop.signal });
+    void r.start();
+    await waitUntil("watching", async () => watching());
+    const first = changes; // the first list counts once
+    push({ type: "ADDED", object: { apiVersion: "v1", kind: "Service", ...svc("other", "ClusterIP") } });
+    push({ type: "MODIFIED", object: { apiVersion: "v1", kind: "Service", ...svc("other", "ClusterIP", { a: "b" }) } });
+    push({ type: "DELETED", object: { apiVersion: "v1", kind: "Service", ...svc("other", "ClusterIP") } });
+    expect(changes).toBe(first);
+    // A LoadBalancer coming is a change; turning into a ClusterIP too.
+    push({ type: "ADDED", object: { apiVersion: "v1", kind: "Service", ...svc("lb", "LoadBalancer") } });
+    expect(changes).toBe(first + 1);
+    push({ type: "MODIFIED", object: { apiVersion: "v1", kind: "Service", ...svc("lb", "ClusterIP") } });
+    expect(changes).toBe(first + 2);
+    items = [];
+    stop.abort();
+  });
+
+  test("relist() ends the watch and lists again, and the cache is not fresh until that list succeeded", async () => {
+    let lists = 0;
+    const { api, watching } = fakeApi(() => {
+      lists++;
+      return { apiVersion: "v1", kind: "ServiceList", metadata: { resourceVersion: String(lists) }, items: [] };
+    });
+    const stop = new AbortController();
+    const r = new Reflector({ api, path: "/api/v1/services", onChange: () => {}, signal: stop.signal });
+    void r.start();
+    await waitUntil("watching", async () => watching() && r.fresh);
+    expect(lists).toBe(1);
+    r.relist();
+    expect(r.fresh).toBe(false);
+    await waitUntil("listed again", async () => lists === 2 && r.fresh);
+    stop.abort();
+  });
+});
