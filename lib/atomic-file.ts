@@ -68,13 +68,34 @@ async function holds(path: string, content: Buffer): Promise<boolean> {
   }
 }
 
+export interface WriteOptions {
+  /**
+   * Replace an existing file only when it starts with this text (our own
+   * header): a path chosen by cluster input must never clobber a file someone
+   * else wrote into the same directory, such as the OS's base ruleset.
+   */
+  readonly replaceOnlyIfStartsWith?: string;
+}
+
+/** The first `n` bytes of the regular file at `path`. */
+async function head(path: string, n: number): Promise<Buffer> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
 /**
  * Writes `content` to `path` unless it already holds exactly that; returns
  * whether it wrote. Errors are `ruleset_file_failed` and say what, where and
  * what to do; an error before the rename leaves the target as it was and no
  * temp file behind.
  */
-export async function writeFileAtomic(path: string, content: string): Promise<boolean> {
+export async function writeFileAtomic(path: string, content: string, options: WriteOptions = {}): Promise<boolean> {
   const shown = escapeText(path, { max: PATH_MAX });
   const dir = dirname(path);
   const shownDir = escapeText(dir, { max: PATH_MAX });
@@ -91,6 +112,15 @@ export async function writeFileAtomic(path: string, content: string): Promise<bo
     throw failed(`${shown} is ${kindOf(target)}, not a regular file; remove it or choose another ruleset file`);
   }
   if (target && (await holds(path, data))) return false;
+  const mark = options.replaceOnlyIfStartsWith;
+  if (target && mark !== undefined) {
+    const first = await head(path, Buffer.byteLength(mark)).catch((e) => {
+      throw failed(`cannot read ${shown} (${reason(e)})`, e);
+    });
+    if (!first.equals(Buffer.from(mark))) {
+      throw failed(`${shown} exists and was not written by firewall-controller (it does not start with ${JSON.stringify(mark)}); it is left alone: choose another spec.ipv4rulefile, or remove the file if it is stale`);
+    }
+  }
 
   await mkdir(dir, { recursive: true, mode: 0o755 }).catch((e) => {
     throw failed(`cannot create the directory ${shownDir} for ${shown} (${reason(e)})`, e);

@@ -46,7 +46,7 @@ import { removeRuleset, revisionOf } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
 import { Coalescer } from "./coalescer.ts";
 import { EXIT, exitCodeOf, type ExitCode } from "./exit-code.ts";
-import { reconcile, type ReconcileResult, type Shaper } from "./reconcile.ts";
+import { reconcile, type ReconcileDeps, type ReconcileResult, type Shaper } from "./reconcile.ts";
 import type { Ruleset } from "./ruleset/render.ts";
 
 export interface ControllerOptions {
@@ -67,7 +67,7 @@ export interface ControllerDeps {
   readonly api: ClusterApi;
   readonly nft: NftClient;
   readonly shaper: Shaper;
-  readonly writeFile: (path: string, content: string) => Promise<boolean>;
+  readonly writeFile: ReconcileDeps["writeFile"];
   /** Removes a ruleset file we wrote (a missing one is fine). */
   readonly removeFile: (path: string) => Promise<void>;
   readonly events: EventRecorder;
@@ -90,7 +90,7 @@ const VERIFY_EVERY_MS = 60_000;
  * alarm, but a hung API server is reported within half a minute.
  */
 export const API_STALE_AFTER_MS = 30_000;
-/** A quiet cluster sends nothing: probe `/version` when nothing was heard for this long. */
+/** A quiet cluster sends nothing: probe (GET our Firewall) when nothing was heard for this long. */
 const PROBE_AFTER_MS = 10_000;
 /** A reconcile skipped for a stale cache is retried this soon (the relist itself also triggers one). */
 const STALE_RETRY_MS = 1_000;
@@ -293,7 +293,9 @@ export class Controller {
   async #probe(): Promise<void> {
     if (this.#probing || this.#now() - this.#api.lastContact() < PROBE_AFTER_MS) return;
     this.#probing = true;
-    const r = await this.#api.api.request("GET", "/version").finally(() => {
+    // Our own Firewall, not /version: a single GET is a quorum read, so an API server whose
+    // etcd is gone does not pass for one that answers.
+    const r = await this.#api.api.request("GET", `${PATHS.firewalls}/${this.#o.firewallName}`).finally(() => {
       this.#probing = false;
     });
     this.#sayOnce("api", r.status > 0 && r.status < 500 ? "info" : "warn", r.status > 0 && r.status < 500 ? "the API server answers" : `the API server does not answer: ${statusMessage(r)}`);

@@ -13,7 +13,8 @@
 import type { RateLimit } from "./api/firewall.ts";
 import type { Classified } from "./desired-state.ts";
 import { FirewallError } from "./errors.ts";
-import { applyRuleset } from "./nft/apply.ts";
+import type { WriteOptions } from "./atomic-file.ts";
+import { applyRuleset, PERSISTED_HEADER } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
 import { ELEMENT_BUDGET } from "./ruleset/budget.ts";
 import { renderRuleset, type Ruleset } from "./ruleset/render.ts";
@@ -28,7 +29,7 @@ export interface Shaper {
 export interface ReconcileDeps {
   readonly nft: NftClient;
   readonly shaper: Shaper;
-  readonly writeFile: (path: string, content: string) => Promise<boolean>;
+  readonly writeFile: (path: string, content: string, options?: WriteOptions) => Promise<boolean>;
 }
 
 export interface ReconcileOptions {
@@ -102,9 +103,11 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
     rules = r.changed ? "changed" : "unchanged";
     applyMode = r.mode;
     fingerprint = r.fingerprint;
-    const path = desired.firewall?.rulesetFile ?? options.rulesetFile;
+    const fromCluster = desired.firewall?.rulesetFile;
+    const path = fromCluster ?? options.rulesetFile;
     try {
-      await deps.writeFile(path, r.persisted);
+      // A path from the Firewall object (cluster input) may only replace a file we wrote.
+      await deps.writeFile(path, r.persisted, fromCluster === undefined ? {} : { replaceOnlyIfStartsWith: PERSISTED_HEADER });
     } catch (e) {
       base.errors.push(new FirewallError("ruleset_file_failed", `ruleset applied, but writing ${path} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
     }

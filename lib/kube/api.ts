@@ -94,7 +94,17 @@ export function clusterApi(kc: KubeConfig, options: { timeoutMs?: number } = {})
       const url = new URL(server() + path);
       for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
       const ctx = new RequestContext(url.toString(), METHODS[method]);
-      await kc.applySecurityAuthentication(ctx);
+      // An exec credential plugin runs here, before the request's own timeout starts: bound it too.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const authenticated = await Promise.race([
+        kc.applySecurityAuthentication(ctx).then(() => true, (e: unknown) => e),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (authenticated === false) return { status: 0, body: { message: `no credentials: the kubeconfig's authentication did not finish within ${timeoutMs / 1000} s` } };
+      if (authenticated !== true) return { status: 0, body: { message: `no credentials: ${authenticated instanceof Error ? authenticated.message : String(authenticated)}` } };
       const headers: Record<string, string> = { ...ctx.getHeaders(), accept: "application/json" };
       if (opts.body !== undefined) headers["content-type"] = opts.contentType ?? "application/json";
       try {

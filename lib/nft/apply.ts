@@ -66,9 +66,12 @@ function withMarker(text: string, table: string, revision: string): string {
   return `${text}table inet ${table} {\n\tchain ${REVISION_PREFIX}${revision} {\n\t}\n}\n`;
 }
 
+/** The first line of every ruleset file we write: how a file of ours is told from someone else's. */
+export const PERSISTED_HEADER = "# written by firewall-controller; load with nft -f\n";
+
 /** A file `nft -f` can load on its own at boot: create-if-missing, delete, declare. */
 export const persistedForm = (marked: string, table: string): string =>
-  `# written by firewall-controller; load with nft -f\ntable inet ${table}\ndelete table inet ${table}\n${marked}`;
+  `${PERSISTED_HEADER}table inet ${table}\ndelete table inet ${table}\n${marked}`;
 
 /** The transaction that turns the inventory into the marked table, keeping wanted counters. */
 export function replacementScript(inv: TableInventory | null, ruleset: Ruleset, table: string, marked: string): string {

@@ -381,6 +381,22 @@ spec:
     }
   });
 
+  test("an ipv4rulefile naming a file someone else wrote in --ruleset-dir leaves it alone: exit 3, the rules in force", async () => {
+    const foreign = join(fc.dir, "base-ruleset.nft");
+    writeFileSync(foreign, "table inet metal {\n}\n");
+    await fc.apply([web]);
+    const r = await fc.run([firewall({ ipv4rulefile: foreign }), dns]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`error: ruleset applied, but writing ${foreign} failed: ${foreign} exists and was not written by firewall-controller`);
+    expect(readText(foreign)).toBe("table inet metal {\n}\n");
+    await expectTraffic([pass("udp", "cluster", A, 53)]);
+    // A file of ours at that path is replaced as usual.
+    const ours = join(fc.dir, "ours.v4");
+    await fc.apply([firewall({ ipv4rulefile: ours }), dns]);
+    await fc.apply([firewall({ ipv4rulefile: ours }), web]);
+    expect(readText(ours)).toContain("np.eg.tcp.allow-web");
+  });
+
   test("host bits in a cidr are normalised with a note, not rejected: exit 0 and the normalised block applies", async () => {
     const r = await fc.run([policy("allow-hostbits", { egress: [{ to: [{ cidr: "203.0.113.200/25" }], ports: [{ protocol: "TCP", port: 443 }] }] })]);
     expect(r.code).toBe(0);
