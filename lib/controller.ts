@@ -186,7 +186,7 @@ export class Controller {
         onError: (e) => {
           // Our group answering 404 means its CRDs are gone (a rebuilt cluster): reinstall them.
           if (e instanceof WatchError && e.status === 404 && path.startsWith(GROUP)) this.#crdsSuspect = true;
-          this.#sayOnce(`watch ${path}`, "warn", `watch ${path}: ${e.message}; retrying`);
+          this.#sayOnce(`watch ${path}`, "warn", `watch ${path}: ${e.message}; retrying`, { code: "api_failed" });
         },
         signal,
       });
@@ -281,7 +281,7 @@ export class Controller {
     }
     if (this.#said.get(topic) === text) return;
     this.#said.set(topic, text);
-    this.#d.log[level]({ code: level === "info" ? undefined : "api_failed", ...fields }, text);
+    this.#d.log[level](fields, text);
   }
 
   #relistAll(why: string): void {
@@ -298,7 +298,8 @@ export class Controller {
     const r = await this.#api.api.request("GET", `${PATHS.firewalls}/${this.#o.firewallName}`).finally(() => {
       this.#probing = false;
     });
-    this.#sayOnce("api", r.status > 0 && r.status < 500 ? "info" : "warn", r.status > 0 && r.status < 500 ? "the API server answers" : `the API server does not answer: ${statusMessage(r)}`);
+    const answered = r.status > 0 && r.status < 500;
+    this.#sayOnce("api", answered ? "info" : "warn", answered ? "the API server answers" : `the API server does not answer: ${statusMessage(r)}`, answered ? {} : { code: "api_failed" });
   }
 
   async #ensureCrds(maxAttempts = Number.POSITIVE_INFINITY): Promise<void> {
@@ -317,7 +318,7 @@ export class Controller {
         const msg = e instanceof Error ? e.message : String(e);
         this.#lastError = `installing CRDs: ${msg}`;
         if (attempt + 1 >= maxAttempts) throw e;
-        this.#sayOnce("crds", "warn", `installing CRDs failed: ${msg}; retrying`);
+        this.#sayOnce("crds", "warn", `installing CRDs failed: ${msg}; retrying`, { code: "api_failed" });
         await sleep(backoffDelay(attempt), this.#signal);
       }
     }
@@ -386,7 +387,7 @@ export class Controller {
     if (stale.length > 0) {
       // A cache that failed may miss whatever happened meanwhile: acting on it could revoke or open
       // rules by mistake. The relist triggers the next reconcile; this retry is a backstop.
-      this.#sayOnce("stale", "warn", `not reconciling: ${stale.join(", ")} not re-listed since a failure; the rules in the kernel stay as they are`);
+      this.#sayOnce("stale", "warn", `not reconciling: ${stale.join(", ")} not re-listed since a failure; the rules in the kernel stay as they are`, { code: "api_failed" });
       this.#periodicDue ||= periodic;
       this.#scheduleRetry(STALE_RETRY_MS);
       return { exitCode: EXIT.failed, requeueAfterMs: this.#intervalMs, rejected: [] };
@@ -415,7 +416,7 @@ export class Controller {
       const r = await addFinalizer(this.#api.api, fwPath, fwObject);
       // Not fatal: the rules still apply. A conflict (our cache is a write behind) is retried soon.
       if (r.status === 409 || r.status === 422) this.#scheduleRetry(STALE_RETRY_MS);
-      else if (r.status !== 200) this.#sayOnce("finalizer", "warn", `adding the finalizer to Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} failed: ${statusMessage(r)}`);
+      else if (r.status !== 200) this.#sayOnce("finalizer", "warn", `adding the finalizer to Firewall ${FIREWALL_NAMESPACE}/${this.#o.firewallName} failed: ${statusMessage(r)}`, { code: "api_failed" });
       else this.#sayOnce("finalizer", "info", undefined);
     }
 
@@ -481,7 +482,7 @@ export class Controller {
       name: this.#o.firewallName,
       isLive: (n) => this.#reflectors.firewalls.get(FIREWALL_NAMESPACE, n) !== undefined,
     });
-    this.#sayOnce("exporter", "warn", exporter.problems.length > 0 ? `exporter services: ${exporter.problems.join("; ")}` : undefined);
+    this.#sayOnce("exporter", "warn", exporter.problems.length > 0 ? `exporter services: ${exporter.problems.join("; ")}` : undefined, { code: "api_failed" });
     if (exporter.created.length + exporter.updated.length + exporter.deleted.length > 0) log.info(exporter, "exporter services reconciled");
 
     this.#lastError = result.errors.length > 0 ? result.errors.map((e) => e.message).join("; ") : undefined;
