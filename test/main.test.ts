@@ -141,6 +141,23 @@ describe("command line", () => {
     expect(r.stderr).toContain("--once");
   });
 
+  test("--manifests naming a device or a FIFO is refused unopened: exit 1, named, no hang", async () => {
+    const zero = await run(["--once", "--dry-run", "--manifests", "/dev/zero"]);
+    expect(zero.code).toBe(1);
+    expect(zero.stderr).toContain("/dev/zero");
+    expect(zero.stdout).toBe("");
+    const dir = mkdtempSync(join(tmpdir(), "fct-cli-"));
+    try {
+      const fifo = join(dir, "objects.yaml");
+      expect((await runCommand(["mkfifo", fifo])).code).toBe(0);
+      const r = await run(["--once", "--dry-run", "--manifests", fifo]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(fifo);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a missing manifests path exits 1 and names the path", async () => {
     const r = await run(["--once", "--dry-run", "--manifests", "/nonexistent/fct"]);
     expect(r.code).toBe(1);

@@ -332,6 +332,20 @@ spec:
     await fc.apply([web]);
   });
 
+  test("input that would render a million elements is refused before rendering: the policy is rejected naming count and limit, the others apply", async () => {
+    // A /8 with 1,000 excepts (the first at its start) on 1,000 ports: 1,000 ranges x 1,000 ports
+    // (such a policy took 1.9 GB and minutes of nft before).
+    const excepts = Array.from({ length: 1000 }, (_, i) => `10.${i >> 4}.${(i & 15) * 16}.0/24`);
+    const ports = Array.from({ length: 1000 }, (_, i) => ({ protocol: "TCP", port: 1 + 2 * i }));
+    const huge = policy("huge", { egress: [{ to: [{ cidr: "10.0.0.0/8", except: excepts }], ports }] } as never);
+    const r = await fc.run([huge, dns]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("rejected ClusterwideNetworkPolicy firewall/huge (");
+    expect(r.stderr).toContain("spec: renders 1,000,000 map elements, more than the limit of 10,000 per object");
+    expect(await nft(t, ["list", "chains", "inet"])).not.toContain("huge");
+    await expectTraffic([pass("udp", "cluster", A, 53)]);
+  });
+
   test("a typo in a rule never widens it: an unknown key is rejected with its path (exit 2), the rule opens nothing", async () => {
     const typo = policy("typo-ssh", { ingress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: [{ prot: 22 }] }] } as never);
     const r = await fc.run([typo, dns]);
