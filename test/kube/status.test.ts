@@ -38,6 +38,27 @@ describe("firewall status", () => {
     expect(s.message).toContain("3 policies and 2 services in effect");
   });
 
+  test("LoadBalancers without an address yet are pending, not in effect", () => {
+    const s = firewallStatus({ ...outcome, services: { inEffect: 1, pending: 2 } }, t0, 7);
+    expect(s.message).toBe("3 policies and 1 services in effect; 2 services pending (no load balancer address yet); 1 ignored");
+  });
+
+  test("a rejected policy's status names what stays in force", () => {
+    const problems = [{ path: "spec", message: "renders 12,800 map elements, more than the limit of 10,000 per object" }];
+    expect(policyStatus({ kind: "Invalid", problems, inForce: { generation: 3 } }, 4).message).toBe(
+      "spec: renders 12,800 map elements, more than the limit of 10,000 per object; generation 3, the last valid one, stays in force",
+    );
+    expect(policyStatus({ kind: "Invalid", problems, inForce: "unknown" }, 4).message).toBe(
+      "spec: renders 12,800 map elements, more than the limit of 10,000 per object; not in force: an earlier version may have been valid, but this controller has not seen one since it started",
+    );
+    expect(policyStatus({ kind: "Invalid", problems, inForce: "none" }, 1).message).toBe("spec: renders 12,800 map elements, more than the limit of 10,000 per object; not in force");
+  });
+
+  test("status messages pass the output gate", () => {
+    const s = policyStatus({ kind: "Invalid", problems: [{ path: "spec", message: "x\u001b[2J\u202ey" }] }, 1);
+    expect(s.message).toBe("spec: x\\x1b[2J\\u202ey");
+  });
+
   test("a condition keeps its transition time while its status holds, and moves when it flips", () => {
     const first = firewallStatus(outcome, t0, 1);
     const same = firewallStatus({ ...outcome, rules: "unchanged" }, t1, 1, first.conditions);
