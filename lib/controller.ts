@@ -608,6 +608,14 @@ export class Controller {
       if (r.status === 404) this.#relistAll("the API server does not know the cached Firewall object");
       return;
     }
+    // The answer is the server's object: another uid, or a resourceVersion behind ours, means the
+    // server is not the one our caches follow (restored, rebuilt) while their watches stay silent.
+    const served = (r.body as { metadata?: { uid?: unknown; resourceVersion?: unknown } } | null)?.metadata;
+    const behind = Number(served?.resourceVersion) < Number(o.metadata.resourceVersion);
+    if ((typeof served?.uid === "string" && served.uid !== o.metadata.uid) || behind) {
+      this.#relistAll(behind ? "the API server's resourceVersion went backwards" : "the API server holds another Firewall object of that name than the cache");
+      return;
+    }
     const rules = status.conditions.find((c) => c.type === "RulesApplied");
     const before = current?.conditions?.find((c) => c.type === "RulesApplied");
     if (rules?.status === "False" && rules.reason !== "DryRun" && (before?.status !== "False" || before.message !== rules.message)) {

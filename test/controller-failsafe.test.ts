@@ -241,6 +241,15 @@ describe.skipIf(env.skip || noKubectl)("the controller fails closed and tells th
     await filtering();
   }, 120_000);
 
+  test("an API server restored by someone else (CRDs and objects back at once) is followed, not ignored", async () => {
+    await t.server.restartEmpty();
+    await populate(true);
+    await write("POST", CWNP, policy("after-restore", `${B}/32`, 8443));
+    await waitUntil("the restored server's new policy in the kernel", () => hasChain("np.eg.tcp.after-restore"), 40_000);
+    await waitUntil("ready again", async () => controller.readiness().ok, 40_000);
+    await filtering();
+  }, 90_000);
+
   test("kubectl delete firewall: the finalizer is honoured, our table goes, the base table stays", async () => {
     const base = "table inet metal {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n";
     expect((await fwExec()(["nft", "-f", "-"], { stdin: base })).code).toBe(0);
