@@ -176,7 +176,11 @@ export class Controller {
     this.#signal = signal;
     this.#api = trackContact(deps.api, () => this.#now());
     this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 10, signal });
-    const notify = () => this.#coalescer.notify();
+    // Only the long-running controller reconciles on changes: in `--once` the lists would otherwise
+    // start a second reconcile beside the one runOnce runs itself.
+    const notify = () => {
+      if (this.#started) this.#coalescer.notify();
+    };
     const make = (path: string, relevant?: (o: KubeObject) => unknown) =>
       new Reflector({
         api: this.#api.api,
@@ -291,6 +295,13 @@ export class Controller {
 
   /** When nothing was heard from the API server for a while, ask it something cheap. */
   async #probe(): Promise<void> {
+    // Readiness changes are logged as they happen (one line each way), also when nothing else is.
+    const ready = this.readiness();
+    // The silence's length changes every time; the state does not.
+    const state = ready.reason.startsWith("the API server has not answered")
+      ? `the API server has not answered for over ${Math.round((this.#o.apiStaleAfterMs ?? API_STALE_AFTER_MS) / 1000)} s; the rules in the kernel stay as they are`
+      : ready.reason;
+    this.#sayOnce("readiness", ready.ok ? "info" : "warn", ready.ok ? "ready" : `not ready: ${state}`);
     if (this.#probing || this.#now() - this.#api.lastContact() < PROBE_AFTER_MS) return;
     this.#probing = true;
     // Our own Firewall, not /version: a single GET is a quorum read, so an API server whose
@@ -579,13 +590,15 @@ export class Controller {
     const fwRejected = fwVerdict?.state === "rejected" ? fwVerdict : undefined;
     const current = (o as { status?: { message?: string; conditions?: Condition[] } }).status;
     const inEffect = desired.state.services.filter((s) => s.addresses.length > 0 && s.ports.length > 0).length;
+    const rejectedRules = desired.rejected.filter((r) => r.ref.kind === "ClusterwideNetworkPolicy" || r.ref.kind === "Service");
     const status = firewallStatus(
       {
         rules: result.rules === "failed" ? "failed" : result.rules === "skipped" ? "dry-run" : result.rules === "changed" ? "applied" : "unchanged",
         ...(result.errors[0] ? { failure: { code: result.errors[0].code, message: result.errors[0].message } } : {}),
-        policies: { ready: desired.state.policies.length, invalid: desired.rejected.filter((r) => r.ref.kind === "ClusterwideNetworkPolicy").length, ignored: desired.ignored.filter((i) => i.ref.kind === "ClusterwideNetworkPolicy").length },
+        // Rejected policies and Services alike: both are rules an operator expects and does not get.
+        policies: { ready: desired.state.policies.length, invalid: rejectedRules.length, ignored: desired.ignored.filter((i) => i.ref.kind === "ClusterwideNetworkPolicy").length },
         services: { inEffect, pending: desired.state.services.length - inEffect },
-        rejectedNames: desired.rejected.filter((r) => r.ref.kind === "ClusterwideNetworkPolicy").map((r) => r.ref.name),
+        rejectedNames: rejectedRules.map((r) => (r.ref.kind === "Service" ? `service ${r.ref.namespace}/${r.ref.name}` : r.ref.name)),
         shapingProblems: [
           ...result.shapingProblems.map((p) => `${p.interface}: ${p.message}`),
           ...(fwRejected ? [`this Firewall object is invalid (${formatProblems(fwRejected.problems)})${inForceText(fwRejected.inForce)}`] : []),

@@ -137,7 +137,8 @@ export function clusterApi(kc: KubeConfig, options: { timeoutMs?: number } = {})
           // The client ends a watch that saw nothing for 30 s; a quiet cluster is no failure: resume.
           if (!err || signal.aborted || (err as { name?: string }).name === "TimeoutError") return resolve();
           const status = (err as { statusCode?: number }).statusCode;
-          reject(new WatchError(status ?? 0, err instanceof Error ? err.message : String(err)));
+          const text = withoutRuntimeHints(err instanceof Error ? err.message : String(err)) || "the watch ended with an error";
+          reject(new WatchError(status ?? 0, status === undefined ? `API server unreachable: ${text}` : text));
         };
         new Watch(kc)
           .watch(path, query, (type: string, object: KubeObject) => onEvent({ type: type as WatchEventType, object }), finish)
@@ -157,16 +158,23 @@ export function clusterApi(kc: KubeConfig, options: { timeoutMs?: number } = {})
  */
 function transportError(e: unknown, timeoutMs: number): string {
   const err = e as { name?: string; code?: string; cause?: { code?: string; message?: string } } | undefined;
-  if (err?.name === "TimeoutError" || err?.name === "AbortError") return `API server unreachable: no answer within ${timeoutMs / 1000} s`;
+  if (err?.name === "TimeoutError" || err?.name === "AbortError") return `no answer within ${timeoutMs / 1000} s`;
   const code = err?.cause?.code ?? err?.code;
-  if (typeof code === "string" && /^[A-Z_]{3,40}$/.test(code)) return `API server unreachable: ${code}`;
+  if (typeof code === "string" && /^[A-Z_]{3,40}$/.test(code)) return code;
   const text = err?.cause?.message ?? (e instanceof Error ? e.message : String(e));
-  return `API server unreachable: ${text.split(/\. (?:For more information|pass `verbose)/)[0]?.trim() ?? "transport error"}`;
+  return withoutRuntimeHints(text) || "transport error";
 }
 
-/** The message of a Kubernetes Status body, or a short rendering of whatever came back. */
+/** Bun's and undici's error texts end in hints for programmers ("For more information, pass `verbose: true` …"). */
+const withoutRuntimeHints = (text: string): string => (text.split(/\.? ?(?:For more information|pass `verbose)/)[0] ?? "").trim();
+
+/**
+ * The message of a Kubernetes Status body, or a short rendering of whatever
+ * came back; `API server unreachable: …` when nothing did.
+ */
 export function statusMessage(r: ApiResponse): string {
   const b = r.body as { message?: unknown } | null;
-  if (b && typeof b === "object" && typeof b.message === "string") return b.message;
-  return r.status === 0 ? "API server unreachable" : `HTTP ${r.status}`;
+  const message = b && typeof b === "object" && typeof b.message === "string" ? b.message : undefined;
+  if (r.status === 0) return `API server unreachable${message ? `: ${message}` : ""}`;
+  return message ?? `HTTP ${r.status}`;
 }

@@ -212,8 +212,7 @@ function conditionSummary(crd: ServerCrd): string {
 }
 
 function failure(name: string, what: "read" | "create" | "update", r: ApiResponse): FirewallError {
-  const status = r.status === 0 ? "API server unreachable" : `HTTP ${r.status}`;
-  return new FirewallError("api_failed", `cannot ${what} CRD ${name}: ${status}: ${statusMessage(r)}`);
+  return new FirewallError("api_failed", `cannot ${what} CRD ${name}: ${r.status === 0 ? "" : `HTTP ${r.status}: `}${statusMessage(r)}`);
 }
 
 /**

@@ -456,8 +456,7 @@ async function reconcileOne(api: ClusterApi, desired: KubeObject, adjust?: (exis
 
 function check(what: string, r: ApiResponse): void {
   if (r.status >= 200 && r.status < 300) return;
-  const status = r.status === 0 ? "API server unreachable" : `HTTP ${r.status}`;
-  throw new FirewallError("api_failed", `cannot ${what}: ${status}: ${statusMessage(r)}`);
+  throw new FirewallError("api_failed", `cannot ${what}: ${r.status === 0 ? "" : `HTTP ${r.status}: `}${statusMessage(r)}`);
 }
 
 const field = (o: unknown, ...path: string[]): unknown => path.reduce<unknown>((x, k) => (x && typeof x === "object" ? (x as Record<string, unknown>)[k] : undefined), o);

@@ -14,7 +14,7 @@
  * @module
  */
 import type { ClusterApi, KubeObject } from "./api.ts";
-import { WatchError } from "./api.ts";
+import { statusMessage, WatchError } from "./api.ts";
 import { backoffDelay, sleep } from "./backoff.ts";
 
 export interface ReflectorOptions {
@@ -163,8 +163,7 @@ export class Reflector {
   async #list(): Promise<void> {
     const r = await this.#o.api.request("GET", this.#o.path);
     if (r.status !== 200) {
-      const msg = (r.body as { message?: string } | null)?.message ?? `HTTP ${r.status}`;
-      throw new WatchError(r.status, `listing ${this.#o.path} failed: ${msg}`);
+      throw new WatchError(r.status, `listing ${this.#o.path} failed: ${statusMessage(r)}`);
     }
     const list = r.body as { apiVersion?: string; kind?: string; items?: KubeObject[]; metadata?: { resourceVersion?: string } };
     // A real API server leaves kind and apiVersion off the items of a list of built-in types
