@@ -26,7 +26,6 @@
  * @module
  */
 import type { Cidr } from "./api/address.ts";
-import type { FirewallSpec } from "./api/firewall.ts";
 import { formatProblems } from "./api/problem.ts";
 import { type Accepted, buildDesiredState, type Classified, FIREWALL_NAMESPACE, formatRef, objectKey, type Rejection, type Verdict } from "./desired-state.ts";
 import { FirewallError } from "./errors.ts";
@@ -481,6 +480,8 @@ export class Controller {
       this.#previousFingerprint = undefined;
     }
 
+    // Readiness knows the outcome before anyone can read it in the status written below.
+    this.#lastError = result.errors.length > 0 ? result.errors.map((e) => e.message).join("; ") : undefined;
     this.#sayOnce("shaping", "warn", result.shapingProblems.length > 0 ? result.shapingProblems.map((p) => `rate limit on ${p.interface}: ${p.message}`).join("; ") : undefined, { code: "shaping_failed" });
     if (result.rules === "changed") {
       log.info({ mode: result.applyMode, policies: desired.state.policies.length, services: desired.state.services.length, rejected: desired.rejected.length, ...result.timings }, "ruleset applied");
@@ -496,7 +497,6 @@ export class Controller {
     this.#sayOnce("exporter", "warn", exporter.problems.length > 0 ? `exporter services: ${exporter.problems.join("; ")}` : undefined, { code: "api_failed" });
     if (exporter.created.length + exporter.updated.length + exporter.deleted.length > 0) log.info(exporter, "exporter services reconciled");
 
-    this.#lastError = result.errors.length > 0 ? result.errors.map((e) => e.message).join("; ") : undefined;
     if (result.rules === "failed") throw new FirewallError(result.errors[0]?.code ?? "nft_apply_failed", this.#lastError ?? "reconcile failed");
     return {
       exitCode: exitCodeOf({ rules: result.rules, shaping: result.shaping, errors: result.errors.length }, desired.rejected.length),

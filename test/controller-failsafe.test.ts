@@ -10,17 +10,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseCidr } from "../lib/api/address.ts";
-import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
 import { parsePolicy } from "../lib/api/policy.ts";
 import type { Validated } from "../lib/api/problem.ts";
 import { Controller } from "../lib/controller.ts";
+import { controllerDeps } from "./controller-deps.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
-import { EventRecorder } from "../lib/kube/events.ts";
 import { FINALIZER } from "../lib/kube/finalizer.ts";
-import { createLogger } from "../lib/log.ts";
-import { nftClient } from "../lib/nft/client.ts";
 import { budgetProblem, ELEMENT_BUDGET, policyElementCount } from "../lib/ruleset/budget.ts";
-import { tcShaper } from "../lib/tc/shaper.ts";
 import { kubectl, kubectlMissing, seed, startTestServer, type TestServer } from "./apiserver/harness.ts";
 import { createTopology, needs, type Topology } from "./netns/topology.ts";
 import { waitUntil } from "./wait-until.ts";
@@ -113,15 +109,7 @@ describe.skipIf(env.skip || noKubectl)("the controller fails closed and tells th
     stop = new AbortController();
     controller = new Controller(
       { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "ruleset.v4"), apiStaleAfterMs: STALE_MS },
-      {
-        api,
-        nft: nftClient("nft", fwExec()),
-        shaper: tcShaper({ tc: "tc", ip: "ip", exec: fwExec() }),
-        writeFile: writeFileAtomic,
-        removeFile: removeFileIfRegular,
-        events: new EventRecorder(api, { component: "firewall-controller", host: "test" }),
-        log: createLogger(process.env.FCT_LOG ?? "silent"),
-      },
+      controllerDeps(api, fwExec()),
       stop.signal,
     );
     running = controller.run();

@@ -10,13 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseCidr } from "../lib/api/address.ts";
-import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
 import { Controller } from "../lib/controller.ts";
+import { controllerDeps } from "./controller-deps.ts";
 import { runCommand } from "../lib/exec.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
-import { EventRecorder } from "../lib/kube/events.ts";
-import { createLogger } from "../lib/log.ts";
-import { nftClient } from "../lib/nft/client.ts";
 import { TestApiServer } from "./apiserver/server.ts";
 import { needs, netnsExecutor } from "./netns/topology.ts";
 import { waitUntil } from "./wait-until.ts";
@@ -65,15 +62,7 @@ describe.skipIf(env.skip)("an HA pair of controllers", () => {
       const exec = netnsExecutor(fw.ns);
       const controller = new Controller(
         { firewallName: fw.name, clusterPrefixes: [cidr("10.0.0.0/8")], privateVrf: 42, serviceIp: fw.ip, rulesetFile: join(dir, `${fw.name}.v4`) },
-        {
-          api,
-          nft: nftClient("nft", exec),
-          shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) },
-          writeFile: writeFileAtomic,
-        removeFile: removeFileIfRegular,
-          events: new EventRecorder(api, { component: "firewall-controller", host: fw.name }),
-          log: createLogger(process.env.FCT_LOG ?? "silent"),
-        },
+        controllerDeps(api, exec, { host: fw.name, overrides: { shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) } } }),
         stop.signal,
       );
       runs.push(controller.run());

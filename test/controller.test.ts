@@ -7,13 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseCidr } from "../lib/api/address.ts";
-import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
 import { Controller } from "../lib/controller.ts";
+import { controllerDeps } from "./controller-deps.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
-import { EventRecorder } from "../lib/kube/events.ts";
-import { createLogger } from "../lib/log.ts";
 import { nftClient } from "../lib/nft/client.ts";
-import { tcShaper } from "../lib/tc/shaper.ts";
 import { kubectlMissing, kubectlOk, startTestServer, type TestServer, tableRows } from "./apiserver/harness.ts";
 import { createTopology, needs, type Topology } from "./netns/topology.ts";
 import { waitUntil } from "./wait-until.ts";
@@ -78,21 +75,12 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     topo = await createTopology({ clusterAddresses: ["10.0.1.80"] });
     dir = mkdtempSync(join(tmpdir(), "fct-controller-"));
     stop = new AbortController();
-    const log = createLogger(process.env.FCT_LOG ?? "silent");
+    const real = nftClient("nft", fwExec());
     controller = new Controller(
       { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8"), cidr("fd00:66::/64")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "ruleset.v4") },
-      {
-        api,
-        nft: (() => {
-          const real = nftClient("nft", fwExec());
-          return { ...real, check: (script: string) => (refuseCheck ? Promise.resolve({ code: 1, stdout: "", stderr: "Error: injected refusal" }) : real.check(script)) };
-        })(),
-        shaper: tcShaper({ tc: "tc", ip: "ip", exec: fwExec() }),
-        writeFile: writeFileAtomic,
-        removeFile: removeFileIfRegular,
-        events: new EventRecorder(api, { component: "firewall-controller", host: "test" }),
-        log,
-      },
+      controllerDeps(api, fwExec(), {
+        overrides: { nft: { ...real, check: (script: string) => (refuseCheck ? Promise.resolve({ code: 1, stdout: "", stderr: "Error: injected refusal" }) : real.check(script)) } },
+      }),
       stop.signal,
     );
     running = controller.run();

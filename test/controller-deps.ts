@@ -1,0 +1,33 @@
+/**
+ * The dependencies of a Controller under test: the real nft and tc running
+ * through `exec` (a network namespace's executor), real ruleset files, Events
+ * into the test API server, and a silent logger (`FCT_LOG=debug` to see it).
+ *
+ * @example
+ * ```ts
+ * import { controllerDeps } from "./controller-deps.ts";
+ * // const deps = controllerDeps(api, topo.executor("firewall"), { host: "fw-a" });
+ * ```
+ * @module
+ */
+import { removeFileIfRegular, writeFileAtomic } from "../lib/atomic-file.ts";
+import type { ControllerDeps } from "../lib/controller.ts";
+import type { Executor } from "../lib/exec.ts";
+import type { ClusterApi } from "../lib/kube/api.ts";
+import { EventRecorder } from "../lib/kube/events.ts";
+import { createLogger } from "../lib/log.ts";
+import { nftClient } from "../lib/nft/client.ts";
+import { tcShaper } from "../lib/tc/shaper.ts";
+
+export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?: string; overrides?: Partial<ControllerDeps> } = {}): ControllerDeps {
+  return {
+    api,
+    nft: nftClient("nft", exec),
+    shaper: tcShaper({ tc: "tc", ip: "ip", exec }),
+    writeFile: writeFileAtomic,
+    removeFile: removeFileIfRegular,
+    events: new EventRecorder(api, { component: "firewall-controller", host: options.host ?? "test" }),
+    log: createLogger(process.env.FCT_LOG ?? "silent"),
+    ...options.overrides,
+  };
+}
