@@ -23,7 +23,10 @@ export type Logger = pino.Logger;
 function escapeDeep(x: unknown, depth = 0): unknown {
   if (typeof x === "string") return escapeText(x, { max: 4096 });
   if (depth > 6 || x === null || typeof x !== "object") return x;
-  if (Array.isArray(x)) return x.slice(0, 100).map((e) => escapeDeep(e, depth + 1));
+  if (Array.isArray(x)) {
+    const kept = x.slice(0, 100).map((e) => escapeDeep(e, depth + 1));
+    return x.length > 100 ? [...kept, `…(${x.length - 100} more)`] : kept;
+  }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(x as Record<string, unknown>)) out[escapeText(k, { max: 128 })] = escapeDeep(v, depth + 1);
   return out;
