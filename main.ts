@@ -14,6 +14,7 @@ import { clusterApi } from "./lib/kube/api.ts";
 import { loadKubeConfig } from "./lib/kube/config.ts";
 import { EventRecorder } from "./lib/kube/events.ts";
 import { createLogger } from "./lib/log.ts";
+import { ControllerMetrics } from "./lib/metrics/controller.ts";
 import { nftClient } from "./lib/nft/client.ts";
 import { tcShaper } from "./lib/tc/shaper.ts";
 
@@ -64,7 +65,9 @@ async function main(argv: readonly string[]): Promise<number> {
   const stop = new AbortController();
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => stop.abort());
   const events = new EventRecorder(api, { component: "firewall-controller", host: hostname() });
-  return runAgainstCluster(flags, { ...kernel, api, events, log }, stop.signal);
+  const metrics = new ControllerMetrics({ version: pkg.version });
+  const registries = { nftables: [metrics.registry], node: [] };
+  return runAgainstCluster(flags, { ...kernel, api, events, log, metrics, registries }, stop.signal);
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -40,6 +40,7 @@ import { addFinalizer, hasFinalizer, isBeingDeleted, removeFinalizer } from "./k
 import { Reflector, specOf } from "./kube/reflector.ts";
 import { type Condition, firewallStatus, inForceText, type PolicyVerdict, policyStatus, sameStatus } from "./kube/status.ts";
 import { LastValid } from "./last-valid.ts";
+import type { ControllerMetrics } from "./metrics/controller.ts";
 import type { Logger } from "./log.ts";
 import { removeRuleset, revisionOf } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
@@ -72,6 +73,8 @@ export interface ControllerDeps {
   readonly events: EventRecorder;
   readonly log: Logger;
   readonly clock?: () => Date;
+  /** The controller's own metrics (`firewall_controller_*`), when served. */
+  readonly metrics?: ControllerMetrics;
 }
 
 const GROUP = "/apis/metal-stack.io/v1";
@@ -173,7 +176,8 @@ export class Controller {
     this.#o = options;
     this.#d = deps;
     this.#signal = signal;
-    this.#api = trackContact(deps.api, () => this.#now());
+    this.#api = trackContact(deps.api, () => this.#now(), () => deps.metrics?.apiError());
+    deps.metrics?.readinessFrom(() => this.readiness().ok);
     this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 10, signal });
     // Only the long-running controller reconciles on changes: in `--once` the lists would otherwise
     // start a second reconcile beside the one runOnce runs itself.
@@ -400,6 +404,7 @@ export class Controller {
       this.#sayOnce("stale", "warn", `not reconciling: ${stale.join(", ")} not re-listed since a failure; the rules in the kernel stay as they are`, { code: "api_failed" });
       this.#periodicDue ||= periodic;
       this.#scheduleRetry(STALE_RETRY_MS);
+      this.#d.metrics?.reconciled({ outcome: "skipped", seconds: 0 }, new Date(this.#now()));
       return { exitCode: EXIT.failed, requeueAfterMs: this.#intervalMs, rejected: [] };
     }
     this.#sayOnce("stale", "info", undefined);
@@ -415,6 +420,7 @@ export class Controller {
         ? `${fwName} was deleted: table inet ${TABLE} and its shaping were removed; nothing to do until it is created again`
         : `${fwName} is not in the API server (never created, or the API server lost it); the rules in the kernel stay as they are until it is back or deleted explicitly`;
       this.#sayOnce("firewall", "warn", this.#absent);
+      this.#d.metrics?.reconciled({ outcome: "skipped", seconds: 0 }, new Date(this.#now()));
       return { exitCode: EXIT.failed, requeueAfterMs: this.#intervalMs, rejected: [] };
     }
     this.#deleted = false;
@@ -445,6 +451,7 @@ export class Controller {
       await this.#reportRejections(desired);
       this.#absent = `${fwName} is invalid and this controller has not seen a valid version of it since it started; the rules in the kernel stay as they are until it is fixed`;
       this.#sayOnce("firewall", "warn", this.#absent);
+      this.#d.metrics?.reconciled({ outcome: "skipped", seconds: 0 }, new Date(this.#now()));
       return { exitCode: EXIT.failed, requeueAfterMs: this.#intervalMs, rejected: desired.rejected };
     }
     this.#absent = undefined;
@@ -497,6 +504,14 @@ export class Controller {
     this.#sayOnce("exporter", "warn", exporter.problems.length > 0 ? `exporter services: ${exporter.problems.join("; ")}` : undefined, { code: "api_failed" });
     if (exporter.created.length + exporter.updated.length + exporter.deleted.length > 0) log.info(exporter, "exporter services reconciled");
 
+    const rejectedOf = (kind: string) => desired.rejected.filter((x) => x.ref.kind === kind).length;
+    this.#d.metrics?.reconciled({
+      outcome: result.rules === "failed" ? "failed" : result.errors.length > 0 ? "partial" : result.rules === "changed" ? "applied" : "unchanged",
+      seconds: (performance.now() - now) / 1000,
+      elements: result.ruleset.elementCount,
+      policies: { ready: desired.state.policies.length, invalid: rejectedOf("ClusterwideNetworkPolicy"), ignored: desired.ignored.filter((i) => i.ref.kind === "ClusterwideNetworkPolicy").length },
+      services: { inEffect: desired.state.services.filter((x) => x.addresses.length > 0 && x.ports.length > 0).length, pending: desired.state.services.filter((x) => x.addresses.length === 0 || x.ports.length === 0).length, invalid: rejectedOf("Service") },
+    }, new Date(this.#now()));
     if (result.rules === "failed") throw new FirewallError(result.errors[0]?.code ?? "nft_apply_failed", this.#lastError ?? "reconcile failed");
     return {
       exitCode: exitCodeOf({ rules: result.rules, shaping: result.shaping, errors: result.errors.length }, desired.rejected.length),

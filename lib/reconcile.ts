@@ -17,7 +17,7 @@ import type { WriteOptions } from "./atomic-file.ts";
 import { applyRuleset, PERSISTED_HEADER } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
 import { ELEMENT_BUDGET } from "./ruleset/budget.ts";
-import { renderRuleset, type Ruleset } from "./ruleset/render.ts";
+import { type RenderedRuleset, renderRuleset, type Ruleset } from "./ruleset/render.ts";
 
 /** Rate limiting, as the reconciler needs it (implemented in `lib/tc/`). */
 export interface Shaper {
@@ -51,7 +51,7 @@ export interface ReconcileOptions {
 export type Outcome = "changed" | "unchanged" | "skipped" | "failed";
 
 export interface ReconcileResult {
-  readonly ruleset: Ruleset;
+  readonly ruleset: RenderedRuleset;
   /** How the rules reached the kernel (`unchanged`, `patched`, `replaced`, `repaired`), when they did. */
   readonly applyMode?: string;
   /** The fingerprint marker left in the kernel (null: none), when known. */

@@ -2,6 +2,7 @@
 // the test API server (standalone, `bun test/apiserver/main.ts`) on that
 // namespace's loopback, and real kubectl applying the CRDs, the examples and
 // policies. Traffic from the cluster host proves what the rules do.
+import pkg from "../package.json" with { type: "json" };
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -120,6 +121,11 @@ describe.skipIf(env.skip || noKubectl)("end to end: binary, kubectl and the test
     controller = topo.start("firewall", [...controllerCommand(), ...flags()]);
     const probe = "fetch('http://127.0.0.1:18080/readyz').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))";
     await waitUntil("ready", async () => (await topo.exec("firewall", [process.execPath, "-e", probe])).code === 0, 15_000);
+    // Its own metrics on :9630 (the default listen address).
+    const scrape = await topo.exec("firewall", [process.execPath, "-e", "fetch('http://127.0.0.1:9630/metrics').then(async (r) => { console.log(r.status); console.log(await r.text()); })"]);
+    expect(scrape.stdout.split("\n")[0]).toBe("200");
+    expect(scrape.stdout).toContain(`firewall_controller_build_info{version="${pkg.version}"} 1`);
+    expect(scrape.stdout).toContain("firewall_controller_ready 1");
     await kubectlOk(["apply", "-f", "-"], POLICY("web-8443", 8443));
     const ms = await waitUntil("policy in the kernel", () => hasChain("np.eg.tcp.web-8443"));
     expect(ms).toBeLessThan(1000);

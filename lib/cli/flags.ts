@@ -69,6 +69,9 @@ const listenAddr = v.pipe(
   v.check((s) => /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, (i) => `${show(i.input)} is not a listen address (host:port or :port)`),
 );
 
+/** A metrics listener may be switched off (empty address) where a real exporter already runs. */
+const listenAddrOrOff = v.union([v.literal(""), listenAddr], (i) => `${show(i.input)} is not a listen address (host:port or :port; empty to switch it off)`);
+
 const SPECS: Record<string, FlagSpec> = {
   once: { kind: "bool", key: "once", help: "reconcile once, then exit" },
   manifests: { kind: "value", key: "manifests", help: "read Firewall, ClusterwideNetworkPolicy and Service objects from a YAML file or directory instead of the API server", schema: nonEmpty("a path") },
@@ -130,8 +133,8 @@ const SPECS: Record<string, FlagSpec> = {
   nft: { kind: "value", key: "nft", help: "path of the nft binary (default: nft from PATH)", schema: nonEmpty("a path") },
   tc: { kind: "value", key: "tc", help: "path of the tc binary (default: tc from PATH)", schema: nonEmpty("a path") },
   ip: { kind: "value", key: "ip", help: "path of the ip binary, for IFB devices (default: ip from PATH)", schema: nonEmpty("a path") },
-  "nftables-metrics-addr": { kind: "value", key: "nftablesMetricsAddr", help: "nftables metrics listen address (default :9630)", schema: listenAddr },
-  "node-metrics-addr": { kind: "value", key: "nodeMetricsAddr", help: "node metrics listen address (default :9100)", schema: listenAddr },
+  "nftables-metrics-addr": { kind: "value", key: "nftablesMetricsAddr", help: "nftables and controller metrics listen address (default :9630; empty: off)", schema: listenAddrOrOff },
+  "node-metrics-addr": { kind: "value", key: "nodeMetricsAddr", help: "node metrics listen address (default :9100; empty: off)", schema: listenAddrOrOff },
   "health-addr": { kind: "value", key: "healthAddr", help: "/healthz and /readyz listen address (default 127.0.0.1:8080)", schema: listenAddr },
   "suricata-socket": { kind: "value", key: "suricataSocket", help: "suricata unix command socket (default /run/suricata-command.socket)", schema: nonEmpty("a path") },
   "enable-ids": { kind: "bool", key: "enableIds", help: "read IDS statistics from suricata (default true)" },

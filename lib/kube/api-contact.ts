@@ -34,7 +34,7 @@ export interface TrackedApi {
  */
 const answered = (status: number) => status > 0 && status < 500;
 
-export function trackContact(api: ClusterApi, now: () => number = Date.now): TrackedApi {
+export function trackContact(api: ClusterApi, now: () => number = Date.now, onFailure: () => void = () => {}): TrackedApi {
   let last = Number.NEGATIVE_INFINITY;
   let failure: string | undefined;
   const touch = () => {
@@ -46,7 +46,10 @@ export function trackContact(api: ClusterApi, now: () => number = Date.now): Tra
       async request(method, path, options) {
         const r = await api.request(method, path, options);
         if (answered(r.status)) touch();
-        else failure = `${method} ${path}: ${r.status === 0 ? "no answer" : `HTTP ${r.status}`}`;
+        else {
+          failure = `${method} ${path}: ${r.status === 0 ? "no answer" : `HTTP ${r.status}`}`;
+          onFailure();
+        }
         return r;
       },
       watch(path, query, onEvent, signal) {

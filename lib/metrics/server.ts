@@ -1,0 +1,84 @@
+/**
+ * Serves Prometheus metrics (`GET /metrics`) from prom-client registries on a
+ * listen address (SPEC §7: :9630 nftables + controller, :9100 node). Scrapes
+ * are cheap and never pile up: concurrent scrapes share one collection, and
+ * a collection that fails answers 500 with the reason instead of hanging.
+ *
+ * @example
+ * ```ts
+ * import { Registry } from "prom-client";
+ * import { startMetricsServer } from "./server.ts";
+ * const ac = new AbortController();
+ * const s = await startMetricsServer("127.0.0.1:0", [new Registry()], ac.signal);
+ * console.log((await fetch(`http://127.0.0.1:${s.port}/metrics`)).status); // 200
+ * ac.abort();
+ * ```
+ * @module
+ */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Registry } from "prom-client";
+import { escapeText } from "../escape.ts";
+import { parseListenAddr } from "../health.ts";
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Bound on one collection: a scrape must answer even when nft or /proc stalls. */
+const COLLECT_TIMEOUT_MS = 10_000;
+
+export function startMetricsServer(addr: string, registries: readonly Registry[], signal: AbortSignal): Promise<MetricsServer> {
+  const { host, port } = parseListenAddr(addr);
+  const merged = registries.length === 1 ? (registries[0] as Registry) : Registry.merge([...registries]);
+  let inFlight: Promise<string> | undefined;
+  const collect = (): Promise<string> => {
+    inFlight ??= new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`collecting took longer than ${COLLECT_TIMEOUT_MS / 1000} s`)), COLLECT_TIMEOUT_MS);
+      merged.metrics().then(resolve, reject).finally(() => clearTimeout(timer));
+    }).finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found; metrics are at /metrics\n");
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" }).end("method not allowed\n");
+      return;
+    }
+    collect().then(
+      (text) => {
+        res.writeHead(200, { "content-type": merged.contentType });
+        res.end(req.method === "HEAD" ? undefined : text);
+      },
+      (e: unknown) => {
+        res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+        res.end(`${escapeText(`collecting metrics failed: ${e instanceof Error ? e.message : String(e)}`, { max: 4096 })}\n`);
+      },
+    );
+  });
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= new Promise<void>((resolve) => {
+      signal.removeEventListener("abort", onAbort);
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    return closing;
+  };
+  const onAbort = () => void close();
+  return new Promise((resolve, reject) => {
+    server.once("error", (e) => reject(new Error(`cannot listen on ${addr}: ${e.message}`, { cause: e })));
+    server.listen({ port, host }, () => {
+      signal.addEventListener("abort", onAbort, { once: true });
+      if (signal.aborted) void close();
+      resolve({ port: (server.address() as AddressInfo).port, close });
+    });
+  });
+}
