@@ -14,7 +14,12 @@ import { clusterApi } from "./lib/kube/api.ts";
 import { loadKubeConfig } from "./lib/kube/config.ts";
 import { EventRecorder } from "./lib/kube/events.ts";
 import { createLogger } from "./lib/log.ts";
+import { SuricataClient } from "./lib/ids/suricata.ts";
 import { ControllerMetrics } from "./lib/metrics/controller.ts";
+import { nftablesRegistry } from "./lib/metrics/nftables.ts";
+import { nodeRegistry } from "./lib/metrics/node.ts";
+import { readSnapshot } from "./lib/nft/snapshot.ts";
+import { collectStats } from "./lib/stats/collect.ts";
 import { nftClient } from "./lib/nft/client.ts";
 import { tcShaper } from "./lib/tc/shaper.ts";
 
@@ -66,8 +71,14 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => stop.abort());
   const events = new EventRecorder(api, { component: "firewall-controller", host: hostname() });
   const metrics = new ControllerMetrics({ version: pkg.version });
-  const registries = { nftables: [metrics.registry], node: [] };
-  return runAgainstCluster(flags, { ...kernel, api, events, log, metrics, registries }, stop.signal);
+  const snapshot = () => readSnapshot(flags.nft, runCommand);
+  const suricata = flags.enableIds ? new SuricataClient({ socketPath: flags.suricataSocket, signal: stop.signal }) : undefined;
+  const statistics = () => collectStats({ snapshot, ...(suricata ? { ids: () => suricata.collect() } : {}) });
+  const registries = {
+    nftables: [nftablesRegistry(() => snapshot().catch(() => null), { perPolicySeries: flags.metricsPerPolicy }), metrics.registry],
+    node: [nodeRegistry()],
+  };
+  return runAgainstCluster(flags, { ...kernel, api, events, log, metrics, statistics, registries }, stop.signal);
 }
 
 process.exitCode = await main(process.argv.slice(2));

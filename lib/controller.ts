@@ -41,6 +41,8 @@ import { Reflector, specOf } from "./kube/reflector.ts";
 import { type Condition, firewallStatus, inForceText, type PolicyVerdict, policyStatus, sameStatus } from "./kube/status.ts";
 import { LastValid } from "./last-valid.ts";
 import type { ControllerMetrics } from "./metrics/controller.ts";
+import type { CollectedStats, FirewallStats } from "./stats/collect.ts";
+import { escapeText } from "./escape.ts";
 import type { Logger } from "./log.ts";
 import { removeRuleset, revisionOf } from "./nft/apply.ts";
 import type { NftClient } from "./nft/client.ts";
@@ -75,6 +77,8 @@ export interface ControllerDeps {
   readonly clock?: () => Date;
   /** The controller's own metrics (`firewall_controller_*`), when served. */
   readonly metrics?: ControllerMetrics;
+  /** The interval's statistics for `status.stats` (counters, IDS); absent: none are written. */
+  readonly statistics?: () => Promise<CollectedStats>;
 }
 
 const GROUP = "/apis/metal-stack.io/v1";
@@ -158,6 +162,8 @@ export class Controller {
   #crdsSuspect = false;
   #started = false;
   #probing = false;
+  /** What the last statistics could not read or left out, repeated in every status message until it changes. */
+  #lastStatsNotes: readonly string[] = [];
   /** An observed deletion was honoured: the Firewall being gone now is expected. */
   #deleted = false;
   /** Keys of the objects in the last applied state: first in line for the total budget. */
@@ -623,11 +629,16 @@ export class Controller {
       o.metadata.generation,
       current?.conditions,
     );
-    const changed = current?.message !== status.message || !sameStatus(current?.conditions, status.conditions);
+    // Statistics come with the interval (counters → status); what could not be read is said.
+    const collected = periodic && this.#d.statistics ? await this.#d.statistics() : undefined;
+    if (collected) this.#lastStatsNotes = collected.notes;
+    const message = escapeText([status.message, ...this.#lastStatsNotes].join("; "), { max: 16 * 1024 });
+    const changed = current?.message !== message || !sameStatus(current?.conditions, status.conditions);
     // lastRun moves with the interval; other changes are written at once.
     if (!changed && !periodic) return;
+    const body = { status: { ...status, message, ...(collected ? { stats: statsPatch(collected.stats, (o as { status?: { stats?: unknown } }).status?.stats) } : {}) } };
     const r = await this.#api.api.request("PATCH", `${GROUP}/namespaces/${FIREWALL_NAMESPACE}/firewalls/${o.metadata.name}/status`, {
-      body: { status },
+      body,
       contentType: "application/merge-patch+json",
     });
     if (r.status !== 200) {
@@ -650,6 +661,23 @@ export class Controller {
       await this.#d.events.record(involved(o, "Firewall"), "Warning", rules.reason, rules.message);
     }
   }
+}
+
+/**
+ * A merge patch of `status.stats` that also removes what is gone: merge patch
+ * merges maps, so a rule or interface no longer counted needs an explicit null.
+ */
+function statsPatch(next: FirewallStats, current: unknown): Record<string, unknown> {
+  const cur = (current ?? {}) as { rules?: Record<string, Record<string, unknown>>; idsstats?: Record<string, unknown> };
+  const withNulls = (now: Readonly<Record<string, unknown>>, before: Record<string, unknown> | undefined) => ({
+    ...Object.fromEntries(Object.keys(before ?? {}).filter((k) => !Object.hasOwn(now, k)).map((k) => [k, null])),
+    ...now,
+  });
+  return {
+    devices: next.devices,
+    idsstats: withNulls(next.idsstats, cur.idsstats),
+    rules: Object.fromEntries((["accept", "drop", "other"] as const).map((g) => [g, withNulls(next.rules[g], cur.rules?.[g])])),
+  };
 }
 
 function involved(o: KubeObject, kind: string) {

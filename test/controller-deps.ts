@@ -1,7 +1,8 @@
 /**
  * The dependencies of a Controller under test: the real nft and tc running
  * through `exec` (a network namespace's executor), real ruleset files, Events
- * into the test API server, and a silent logger (`FCT_LOG=debug` to see it).
+ * into the test API server, statistics from that namespace's nft (no IDS), and
+ * a silent logger (`FCT_LOG=debug` to see it).
  *
  * @example
  * ```ts
@@ -17,6 +18,8 @@ import type { ClusterApi } from "../lib/kube/api.ts";
 import { EventRecorder } from "../lib/kube/events.ts";
 import { createLogger } from "../lib/log.ts";
 import { nftClient } from "../lib/nft/client.ts";
+import { readSnapshot } from "../lib/nft/snapshot.ts";
+import { collectStats } from "../lib/stats/collect.ts";
 import { tcShaper } from "../lib/tc/shaper.ts";
 
 export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?: string; overrides?: Partial<ControllerDeps> } = {}): ControllerDeps {
@@ -28,6 +31,7 @@ export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?
     removeFile: removeFileIfRegular,
     events: new EventRecorder(api, { component: "firewall-controller", host: options.host ?? "test" }),
     log: createLogger(process.env.FCT_LOG ?? "silent"),
+    statistics: () => collectStats({ snapshot: () => readSnapshot("nft", exec) }),
     ...options.overrides,
   };
 }

@@ -136,6 +136,27 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     expect(await topo.tcpConnect("cluster", A, 443)).toBe(true);
   });
 
+  test("the interval writes the kernel's counters into status.stats: devices and every counted rule, matching the kernel", async () => {
+    expect(await topo.tcpConnect("cluster", A, 443)).toBe(true);
+    type Stats = { devices: { external: { in: number; out: number; total: number } }; rules: Record<string, Record<string, { counter: { packets: number; bytes: number } }>> };
+    const stats = async () => (await get(`${FIREWALLS}/firewall`)).status?.stats as Stats | undefined;
+    await waitUntil("stats after traffic", async () => ((await stats())?.rules.accept?.["accept traffic for np allow-a tcp"]?.counter.packets ?? 0) > 0, 10_000);
+    const s = (await stats()) as Stats;
+    expect(s.devices.external.out).toBeGreaterThan(0);
+    expect(s.devices.external.total).toBe(s.devices.external.in + s.devices.external.out);
+    // Every value the status shows is one the kernel had: never more than the counter now holds.
+    const kernel = JSON.parse((await fwExec()(["nft", "-j", "list", "counter", "inet", "firewall", "np.eg.tcp.allow-a"])).stdout) as { nftables: { counter?: { packets: number } }[] };
+    const now = kernel.nftables.find((x) => x.counter)?.counter?.packets ?? 0;
+    const shown = s.rules.accept?.["accept traffic for np allow-a tcp"]?.counter.packets ?? 0;
+    expect(shown).toBeGreaterThan(0);
+    expect(shown).toBeLessThanOrEqual(now);
+    expect(Object.keys(s.rules.accept ?? {})).toContain("accept established connections");
+    expect(Object.keys(s.rules.other ?? {})).toContain("count and log dropped packets");
+    const described = await kubectlOk(t, ["describe", "firewall", "-n", "firewall", "firewall"]);
+    expect(described).toContain("Devices:");
+    expect(described).toContain("accept traffic for np allow-a tcp");
+  });
+
   test("operators see it with kubectl: cwnp states, the Firewall's status, the exporter Services and Endpoints", async () => {
     const cwnp = tableRows(await kubectlOk(t, ["get", "cwnp", "-n", "firewall"]));
     expect(cwnp[0]).toEqual(["NAME", "STATE", "MESSAGE", "AGE"]);

@@ -35,6 +35,7 @@ export interface Flags {
   readonly ip: string;
   readonly nftablesMetricsAddr: string;
   readonly nodeMetricsAddr: string;
+  readonly metricsPerPolicy: boolean;
   readonly healthAddr: string;
   readonly suricataSocket: string;
   readonly enableIds: boolean;
@@ -135,6 +136,7 @@ const SPECS: Record<string, FlagSpec> = {
   ip: { kind: "value", key: "ip", help: "path of the ip binary, for IFB devices (default: ip from PATH)", schema: nonEmpty("a path") },
   "nftables-metrics-addr": { kind: "value", key: "nftablesMetricsAddr", help: "nftables and controller metrics listen address (default :9630; empty: off)", schema: listenAddrOrOff },
   "node-metrics-addr": { kind: "value", key: "nodeMetricsAddr", help: "node metrics listen address (default :9100; empty: off)", schema: listenAddrOrOff },
+  "metrics-per-policy": { kind: "bool", key: "metricsPerPolicy", help: "export nftables_rule_* series of every policy and service chain (default true; false for very large rulesets)" },
   "health-addr": { kind: "value", key: "healthAddr", help: "/healthz and /readyz listen address (default 127.0.0.1:8080)", schema: listenAddr },
   "suricata-socket": { kind: "value", key: "suricataSocket", help: "suricata unix command socket (default /run/suricata-command.socket)", schema: nonEmpty("a path") },
   "enable-ids": { kind: "bool", key: "enableIds", help: "read IDS statistics from suricata (default true)" },
@@ -164,6 +166,7 @@ export const DEFAULTS: Flags = {
   ip: "ip",
   nftablesMetricsAddr: ":9630",
   nodeMetricsAddr: ":9100",
+  metricsPerPolicy: true,
   healthAddr: "127.0.0.1:8080",
   suricataSocket: "/run/suricata-command.socket",
   enableIds: true,

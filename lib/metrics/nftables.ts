@@ -1,0 +1,228 @@
+/**
+ * The nftables families of `:9630/metrics` (SPEC §7), drop-in compatible with
+ * metal-stack's nftables-exporter: same names, HELP texts, types, label names
+ * and label conventions, so existing dashboards and alerts keep working.
+ *
+ * Where it differs, on purpose:
+ * - a rule that counts into a named counter (`counter name "x"`, every counted
+ *   rule of `inet firewall`) reports that counter's values; the original reports
+ *   0. A named counter shared by several rules (our accounting counters are
+ *   counted by one rule per IP family) is reported in full on each of them:
+ *   use `nftables_counter_*` to sum, not the rules.
+ * - a match with an operator other than `==`/`in` keeps it as a prefix on every
+ *   value: `ip saddr != 10.0.0.0/8` → `source_addresses="!=10.0.0.0/8"`,
+ *   `!= { a, b }` → `!=a,!=b` (neither a nor b). The original drops the `!=`,
+ *   which makes a negated match look like its opposite.
+ * - port ranges are `1024-2048` (the original lists the two bounds as two ports);
+ *   interface sets are `vlan42,vrf42` (the original prints the raw JSON).
+ * - sets and maps are exported: `nftables_table_sets` {name, family} (sets and
+ *   maps of a table) and `nftables_set_elements` {name, table, family, type}
+ *   (`type` is `set` or `map`; a set and a map may not share a name in one
+ *   table, so the series stay unique; an interval counts as one element).
+ * - when the ruleset cannot be read, the exposition is `nftables_up 0` alone.
+ *
+ * @example
+ * ```ts
+ * import { runCommand } from "../exec.ts";
+ * import { readSnapshot } from "../nft/snapshot.ts";
+ * import { nftablesRegistry } from "./nftables.ts";
+ * const registry = nftablesRegistry(() => readSnapshot("nft", runCommand).catch(() => null));
+ * console.log(await registry.metrics());
+ * ```
+ * @module
+ */
+import { Counter, Gauge, Registry } from "prom-client";
+import type { Match, MatchField, Snapshot, SnapshotRule } from "../nft/snapshot.ts";
+
+export interface NftablesMetricsOptions {
+  /**
+   * Export the per-rule series (`nftables_rule_*`) of our per-policy and
+   * per-service chains (`np.*`, `svc.*` of `inet firewall`); default true. At
+   * 10,000 policies they are most of the exposition; their values are also in
+   * `nftables_counter_*` (each such chain counts into the counter of its name).
+   */
+  readonly perPolicySeries?: boolean;
+  /** Table whose `np.*`/`svc.*` chains {@link perPolicySeries} leaves out; default `firewall`. */
+  readonly table?: string;
+}
+
+const RULE_LABELS = [
+  "chain",
+  "family",
+  "table",
+  "input_interfaces",
+  "output_interfaces",
+  "source_addresses",
+  "destination_addresses",
+  "source_ports",
+  "destination_ports",
+  "comment",
+  "action",
+  "handle",
+] as const;
+
+type RuleLabel = (typeof RULE_LABELS)[number];
+
+/** The exporter's action label: its three verdicts, everything else `policy`. */
+const action = (r: SnapshotRule) => (r.verdict === "accept" || r.verdict === "drop" || r.verdict === "masquerade" ? r.verdict : "policy");
+
+/** Values of one match as label parts: `==`/`in` plain (the exporter's form), other operators prefixed. */
+const parts = (m: Match) => (m.op === "==" || m.op === "in" ? m.values : m.values.map((x) => `${m.op}${x}`));
+
+/** The exporter's list convention: values joined with `,`, `any` for none. */
+function list(rule: SnapshotRule, field: MatchField): string {
+  const all = rule.matches.filter((m) => m.field === field).flatMap(parts);
+  return all.length === 0 ? "any" : all.join(",");
+}
+
+/**
+ * The labels of `nftables_rule_bytes`/`_packets` for one rule, with the
+ * exporter's conventions (see the module comment for where they differ).
+ *
+ * @example
+ * ```ts
+ * import { ruleLabels } from "./nftables.ts";
+ * const l = ruleLabels({ family: "inet", table: "metal", chain: "input", handle: 13, comment: null, counter: { packets: 2, bytes: 120 }, counterName: null, verdict: "drop", target: null,
+ *   matches: [{ field: "source_addresses", op: "!=", values: ["10.0.0.0/8"] }] });
+ * console.log(l.source_addresses, l.comment, l.action); // "!=10.0.0.0/8" "empty" "drop"
+ * ```
+ */
+export function ruleLabels(rule: SnapshotRule): Record<RuleLabel, string> {
+  return {
+    chain: rule.chain,
+    family: rule.family,
+    table: rule.table,
+    input_interfaces: list(rule, "input_interfaces"),
+    output_interfaces: list(rule, "output_interfaces"),
+    source_addresses: list(rule, "source_addresses"),
+    destination_addresses: list(rule, "destination_addresses"),
+    source_ports: list(rule, "source_ports"),
+    destination_ports: list(rule, "destination_ports"),
+    comment: rule.comment ?? "empty",
+    action: action(rule),
+    handle: String(rule.handle),
+  };
+}
+
+/** A registry that leaves out families without a sample (prom-client prints HELP and TYPE for them anyway). */
+class SampledRegistry extends Registry {
+  override async metrics(): Promise<string> {
+    const texts = await Promise.all(this.getMetricsAsArray().map((m) => this.getSingleMetricAsString(m.name)));
+    // HELP and TYPE are two lines; a third is a sample.
+    return `${texts.filter((t) => t.split("\n").length > 2).join("\n\n")}\n`;
+  }
+}
+
+/**
+ * A registry whose metrics are read from a fresh snapshot at every scrape
+ * (`collect()` callbacks; the collects of one scrape share one read). When
+ * `getSnapshot` gives null or throws, the exposition is `nftables_up 0` alone.
+ *
+ * @example
+ * ```ts
+ * import { nftablesRegistry } from "./nftables.ts";
+ * const registry = nftablesRegistry(async () => ({ tables: [{ family: "inet", name: "metal" }], chains: [], rules: [], counters: [], sets: [] }));
+ * console.log(await registry.metrics()); // nftables_up 1, nftables_table_chains{name="metal",family="inet"} 0, ...
+ * ```
+ */
+export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, options: NftablesMetricsOptions = {}): Registry {
+  const perPolicy = options.perPolicySeries ?? true;
+  const ourTable = options.table ?? "firewall";
+  const registry = new SampledRegistry();
+  const registers = [registry];
+
+  // One read per scrape: every collect of a scrape starts in the same tick, so
+  // they find the first one's read still in flight and share it; the next scrape reads again.
+  let inFlight: Promise<Snapshot | null> | null = null;
+  const snapshot = (): Promise<Snapshot | null> => {
+    if (inFlight) return inFlight;
+    const p = getSnapshot().catch(() => null);
+    inFlight = p;
+    void p.finally(() => {
+      if (inFlight === p) inFlight = null;
+    });
+    return p;
+  };
+
+  new Gauge({
+    name: "nftables_up",
+    help: "'1' if reading the nft output was successful, '0' otherwise",
+    registers,
+    async collect() {
+      this.set((await snapshot()) ? 1 : 0);
+    },
+  });
+  for (const [kind, help] of [["bytes", "Bytes, matched by counter"], ["packets", "Packets, matched by counter"]] as const) {
+    new Counter({
+      name: `nftables_counter_${kind}`,
+      help,
+      labelNames: ["name", "table", "family"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const c of (await snapshot())?.counters ?? []) this.inc({ name: c.name, table: c.table, family: c.family }, c[kind]);
+      },
+    });
+  }
+  new Gauge({
+    name: "nftables_table_chains",
+    help: "Count chains in table",
+    labelNames: ["name", "family"],
+    registers,
+    async collect() {
+      this.reset();
+      const s = await snapshot();
+      for (const t of s?.tables ?? []) this.set({ name: t.name, family: t.family }, s?.chains.filter((c) => c.table === t.name && c.family === t.family).length ?? 0);
+    },
+  });
+  new Gauge({
+    name: "nftables_chain_rules",
+    help: "Count rules in chain",
+    labelNames: ["name", "family", "table", "handle"],
+    registers,
+    async collect() {
+      this.reset();
+      for (const c of (await snapshot())?.chains ?? []) this.set({ name: c.name, family: c.family, table: c.table, handle: String(c.handle) }, c.rules);
+    },
+  });
+  const ownChain = (r: SnapshotRule) => r.table === ourTable && r.family === "inet" && (r.chain.startsWith("np.") || r.chain.startsWith("svc."));
+  for (const [kind, help] of [["bytes", "Bytes, matched by rule per rule comment"], ["packets", "Packets, matched by rule per rule comment"]] as const) {
+    new Counter({
+      name: `nftables_rule_${kind}`,
+      help,
+      labelNames: RULE_LABELS,
+      registers,
+      async collect() {
+        this.reset();
+        for (const r of (await snapshot())?.rules ?? []) {
+          // As the original: only counted rules. A rule naming a counter that does not exist counts as 0.
+          if (r.counter === null && r.counterName === null) continue;
+          if (!perPolicy && ownChain(r)) continue;
+          this.inc(ruleLabels(r), r.counter?.[kind] ?? 0);
+        }
+      },
+    });
+  }
+  new Gauge({
+    name: "nftables_table_sets",
+    help: "Count sets and maps in table",
+    labelNames: ["name", "family"],
+    registers,
+    async collect() {
+      this.reset();
+      const s = await snapshot();
+      for (const t of s?.tables ?? []) this.set({ name: t.name, family: t.family }, s?.sets.filter((x) => x.table === t.name && x.family === t.family).length ?? 0);
+    },
+  });
+  new Gauge({
+    name: "nftables_set_elements",
+    help: "Count elements in set or map",
+    labelNames: ["name", "table", "family", "type"],
+    registers,
+    async collect() {
+      this.reset();
+      for (const x of (await snapshot())?.sets ?? []) this.set({ name: x.name, table: x.table, family: x.family, type: x.kind }, x.elements);
+    },
+  });
+  return registry;
+}

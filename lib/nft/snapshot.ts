@@ -1,0 +1,293 @@
+/**
+ * One typed picture of the kernel's nftables state, read with one
+ * `nft -j list ruleset` and parsed at the edge, so that the metrics exporter
+ * (lib/metrics/nftables.ts) and the status statistics (lib/stats/) work on
+ * plain data and never on nft's JSON.
+ *
+ * What it keeps: tables, chains (with their rule count), rules (counter values,
+ * with `counter name "x"` resolved to that named counter's values, verdict, and
+ * the matches the exporter turns into labels), named counters, and sets and maps
+ * with their element count. Everything else in nft's JSON (unknown keys, other
+ * object kinds such as flowtables or quotas, other statements) is ignored, so a
+ * newer nft that adds fields does not break us.
+ *
+ * @example
+ * ```ts
+ * import { runCommand } from "../exec.ts";
+ * import { readSnapshot } from "./snapshot.ts";
+ * const s = await readSnapshot("nft", runCommand);
+ * console.log(s.tables.map((t) => `${t.family} ${t.name}`));
+ * ```
+ * @module
+ */
+import * as v from "valibot";
+import type { Executor } from "../exec.ts";
+import { FirewallError } from "../errors.ts";
+
+/**
+ * Largest `nft -j list ruleset` output read, in characters. Our table at 10,000
+ * policies lists as about 14 MB of JSON; anything 15 times that is not a
+ * firewall we know and would cost seconds of parsing and hundreds of MB.
+ */
+export const MAX_SNAPSHOT_CHARS = 200 * 1024 * 1024;
+
+/** Most top-level objects (tables, chains, rules, sets, ...) accepted; ours has ~3 per policy. */
+export const MAX_SNAPSHOT_OBJECTS = 1_000_000;
+
+/** Packets and bytes of a counter. */
+export interface CounterValues {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/** A rule's verdict: the first verdict-like statement in it; `other` for none (log-only, counter-only) or others (vmap, reject, snat, ...). */
+export type Verdict = "accept" | "drop" | "jump" | "goto" | "return" | "masquerade" | "other";
+
+/** What a match looks at, in the exporter's label terms. */
+export type MatchField = "input_interfaces" | "output_interfaces" | "source_addresses" | "destination_addresses" | "source_ports" | "destination_ports";
+
+/**
+ * One match of a rule on an interface, address or port. `values` are nft's
+ * right-hand side, flattened: `"10.0.0.0/8"`, `"1024-2048"`, `"@setname"`,
+ * `"22"`; `op` is nft's operator (`==`, `!=`, `in`, `<`, ...).
+ */
+export interface Match {
+  readonly field: MatchField;
+  readonly op: string;
+  readonly values: readonly string[];
+}
+
+export interface SnapshotTable {
+  readonly family: string;
+  readonly name: string;
+}
+
+export interface SnapshotChain {
+  readonly family: string;
+  readonly table: string;
+  readonly name: string;
+  readonly handle: number;
+  /** Rules in the chain. */
+  readonly rules: number;
+}
+
+export interface SnapshotRule {
+  readonly family: string;
+  readonly table: string;
+  readonly chain: string;
+  readonly handle: number;
+  /** null when the rule has no comment. */
+  readonly comment: string | null;
+  /** The rule's counter (inline, or the named counter it counts into); null when it counts nothing or names an unknown counter. */
+  readonly counter: CounterValues | null;
+  /** Name of the named counter the rule counts into; null for an inline counter or none. */
+  readonly counterName: string | null;
+  readonly verdict: Verdict;
+  /** Chain a `jump`/`goto` goes to, else null. */
+  readonly target: string | null;
+  readonly matches: readonly Match[];
+}
+
+export interface SnapshotCounter extends CounterValues {
+  readonly family: string;
+  readonly table: string;
+  readonly name: string;
+}
+
+export interface SnapshotSet {
+  readonly family: string;
+  readonly table: string;
+  readonly name: string;
+  readonly kind: "set" | "map";
+  /** Elements as listed (an interval counts once). */
+  readonly elements: number;
+}
+
+/** The kernel's nftables state, every table. Arrays are in nft's listing order. */
+export interface Snapshot {
+  readonly tables: readonly SnapshotTable[];
+  readonly chains: readonly SnapshotChain[];
+  readonly rules: readonly SnapshotRule[];
+  readonly counters: readonly SnapshotCounter[];
+  readonly sets: readonly SnapshotSet[];
+}
+
+export type ParsedSnapshot = { ok: true; value: Snapshot } | { ok: false; message: string };
+
+// ---- schemas of nft's JSON (libnftables-json(5)); loose: unknown keys are allowed and dropped.
+
+const Name = v.pipe(v.string(), v.maxLength(256));
+const Handle = v.pipe(v.number(), v.integer(), v.minValue(0));
+const Count = v.pipe(v.number(), v.minValue(0));
+
+const TableJson = v.looseObject({ family: Name, name: Name });
+const ChainJson = v.looseObject({ family: Name, table: Name, name: Name, handle: Handle });
+const CounterJson = v.looseObject({ family: Name, table: Name, name: Name, packets: Count, bytes: Count });
+const SetJson = v.looseObject({ family: Name, table: Name, name: Name, elem: v.optional(v.array(v.unknown())) });
+const StatementJson = v.record(v.string(), v.unknown());
+const RuleJson = v.looseObject({
+  family: Name,
+  table: Name,
+  chain: Name,
+  handle: Handle,
+  comment: v.optional(v.string()),
+  expr: v.optional(v.array(StatementJson)),
+});
+const EntryJson = v.looseObject({
+  table: v.optional(TableJson),
+  chain: v.optional(ChainJson),
+  rule: v.optional(RuleJson),
+  counter: v.optional(CounterJson),
+  set: v.optional(SetJson),
+  map: v.optional(SetJson),
+});
+// The array is checked for its length before its entries are, so an absurd listing costs nothing.
+const DocumentJson = v.looseObject({ nftables: v.pipe(v.array(v.unknown()), v.maxLength(MAX_SNAPSHOT_OBJECTS, `more than ${MAX_SNAPSHOT_OBJECTS} objects`)) });
+
+const InlineCounter = v.looseObject({ packets: Count, bytes: Count });
+const MatchJson = v.looseObject({ op: v.string(), left: v.unknown(), right: v.unknown() });
+const MetaJson = v.looseObject({ meta: v.looseObject({ key: v.string() }) });
+const PayloadJson = v.looseObject({ payload: v.looseObject({ field: v.string() }) });
+const PrefixJson = v.looseObject({ prefix: v.looseObject({ addr: v.string(), len: v.number() }) });
+const RangeJson = v.looseObject({ range: v.tuple([v.unknown(), v.unknown()]) });
+const SetValueJson = v.looseObject({ set: v.array(v.unknown()) });
+const TargetJson = v.looseObject({ target: v.string() });
+
+type RuleJson = v.InferOutput<typeof RuleJson>;
+
+const META_FIELDS: Record<string, MatchField> = { iif: "input_interfaces", iifname: "input_interfaces", oif: "output_interfaces", oifname: "output_interfaces" };
+const PAYLOAD_FIELDS: Record<string, MatchField> = { saddr: "source_addresses", daddr: "destination_addresses", sport: "source_ports", dport: "destination_ports" };
+const VERDICTS: readonly Verdict[] = ["accept", "drop", "jump", "goto", "return", "masquerade"];
+/** Statements that end a rule's evaluation but are none of {@link VERDICTS}. */
+const OTHER_VERDICTS = new Set(["reject", "vmap", "snat", "dnat", "redirect", "queue"]);
+
+/** nft's right-hand side as label strings: scalars as printed, prefixes `a/len`, ranges `a-b`, anonymous sets flattened. */
+function values(right: unknown, depth = 0): string[] {
+  if (typeof right === "string") return [right];
+  if (typeof right === "number") return [String(right)];
+  if (depth > 4) return []; // nft nests at most set → range; deeper is not a label
+  if (Array.isArray(right)) return right.flatMap((x) => values(x, depth + 1));
+  if (v.is(PrefixJson, right)) return [`${right.prefix.addr}/${right.prefix.len}`];
+  if (v.is(RangeJson, right)) return [`${values(right.range[0], depth + 1).join("")}-${values(right.range[1], depth + 1).join("")}`];
+  if (v.is(SetValueJson, right)) return right.set.flatMap((x) => values(x, depth + 1));
+  return [];
+}
+
+function matchOf(statement: Record<string, unknown>): Match | null {
+  const m = statement.match;
+  if (!v.is(MatchJson, m)) return null;
+  let field: MatchField | undefined;
+  if (v.is(MetaJson, m.left)) field = META_FIELDS[m.left.meta.key];
+  else if (v.is(PayloadJson, m.left)) field = PAYLOAD_FIELDS[m.left.payload.field];
+  return field === undefined ? null : { field, op: m.op, values: values(m.right) };
+}
+
+function ruleOf(r: RuleJson, named: ReadonlyMap<string, CounterValues>): SnapshotRule {
+  let counter: CounterValues | null = null;
+  let counterName: string | null = null;
+  let verdict: Verdict | null = null;
+  let target: string | null = null;
+  const matches: Match[] = [];
+  for (const s of r.expr ?? []) {
+    const match = matchOf(s);
+    if (match) matches.push(match);
+    if ("counter" in s && counter === null && counterName === null) {
+      const c = s.counter;
+      if (typeof c === "string") {
+        counterName = c;
+        counter = named.get(counterKey(r.family, r.table, c)) ?? null;
+      } else if (v.is(InlineCounter, c)) counter = { packets: c.packets, bytes: c.bytes };
+    }
+    if (verdict === null) {
+      const found = VERDICTS.find((k) => k in s);
+      if (found) {
+        verdict = found;
+        const t = s[found];
+        if ((found === "jump" || found === "goto") && v.is(TargetJson, t)) target = t.target;
+      } else if (Object.keys(s).some((k) => OTHER_VERDICTS.has(k))) verdict = "other";
+    }
+  }
+  return { family: r.family, table: r.table, chain: r.chain, handle: r.handle, comment: r.comment ?? null, counter, counterName, verdict: verdict ?? "other", target, matches };
+}
+
+const counterKey = (family: string, table: string, name: string) => `${family}\u0000${table}\u0000${name}`;
+
+/**
+ * Parses the document `nft -j list ruleset` prints. Pure; never throws.
+ *
+ * @example
+ * ```ts
+ * import { parseSnapshot } from "./snapshot.ts";
+ * const r = parseSnapshot({ nftables: [{ table: { family: "inet", name: "metal", handle: 1 } }] });
+ * console.log(r.ok && r.value.tables); // [ { family: "inet", name: "metal" } ]
+ * ```
+ */
+export function parseSnapshot(json: unknown): ParsedSnapshot {
+  const doc = v.safeParse(DocumentJson, json);
+  if (!doc.success) return { ok: false, message: `nft -j list ruleset: ${describe(doc.issues)}` };
+  const tables: SnapshotTable[] = [];
+  const chainJson: v.InferOutput<typeof ChainJson>[] = [];
+  const ruleJson: RuleJson[] = [];
+  const counters: SnapshotCounter[] = [];
+  const sets: SnapshotSet[] = [];
+  for (const [i, raw] of doc.output.nftables.entries()) {
+    const e = v.safeParse(EntryJson, raw);
+    if (!e.success) return { ok: false, message: `nft -j list ruleset: object ${i}: ${describe(e.issues)}` };
+    const o = e.output;
+    if (o.table) tables.push({ family: o.table.family, name: o.table.name });
+    if (o.chain) chainJson.push(o.chain);
+    if (o.rule) ruleJson.push(o.rule);
+    if (o.counter) counters.push({ family: o.counter.family, table: o.counter.table, name: o.counter.name, packets: o.counter.packets, bytes: o.counter.bytes });
+    for (const kind of ["set", "map"] as const) {
+      const s = o[kind];
+      if (s) sets.push({ family: s.family, table: s.table, name: s.name, kind, elements: s.elem?.length ?? 0 });
+    }
+  }
+  // Counters are listed before the rules that name them, but resolving after the loop does not depend on it.
+  const named = new Map(counters.map((c) => [counterKey(c.family, c.table, c.name), { packets: c.packets, bytes: c.bytes }]));
+  const rules = ruleJson.map((r) => ruleOf(r, named));
+  const perChain = new Map<string, number>();
+  for (const r of rules) {
+    const k = counterKey(r.family, r.table, r.chain);
+    perChain.set(k, (perChain.get(k) ?? 0) + 1);
+  }
+  const chains = chainJson.map((c) => ({ family: c.family, table: c.table, name: c.name, handle: c.handle, rules: perChain.get(counterKey(c.family, c.table, c.name)) ?? 0 }));
+  return { ok: true, value: { tables, chains, rules, counters, sets } };
+}
+
+function describe(issues: readonly v.BaseIssue<unknown>[]): string {
+  const first = issues[0];
+  if (!first) return "unexpected shape";
+  const path = first.path?.map((p) => String(p.key)).join(".") ?? "";
+  return `${path ? `${path}: ` : ""}${first.message}`;
+}
+
+/**
+ * Runs `nft -j list ruleset` through `exec` (with the executor's default timeout) and parses it.
+ * Throws {@link FirewallError} `nft_unavailable` when nft fails, times out, prints more than
+ * {@link MAX_SNAPSHOT_CHARS} or something that is not its JSON.
+ *
+ * @example
+ * ```ts
+ * import { runCommand } from "../exec.ts";
+ * import { readSnapshot } from "./snapshot.ts";
+ * const s = await readSnapshot("nft", runCommand);
+ * console.log(s.counters.find((c) => c.name === "drop_total")?.packets);
+ * ```
+ */
+export async function readSnapshot(nftPath: string, exec: Executor): Promise<Snapshot> {
+  const r = await exec([nftPath, "-j", "list", "ruleset"]);
+  const what = `${nftPath} -j list ruleset`;
+  if (r.code !== 0) throw new FirewallError("nft_unavailable", `${what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+  if (r.stdout.length > MAX_SNAPSHOT_CHARS) throw new FirewallError("nft_unavailable", `${what} printed ${r.stdout.length} characters, more than the ${MAX_SNAPSHOT_CHARS} read`);
+  let json: unknown;
+  try {
+    // An empty ruleset prints nothing with some nft versions.
+    json = r.stdout.trim() === "" ? { nftables: [] } : JSON.parse(r.stdout);
+  } catch (e) {
+    throw new FirewallError("nft_unavailable", `${what} printed no JSON: ${(e as Error).message}`);
+  }
+  const parsed = parseSnapshot(json);
+  if (!parsed.ok) throw new FirewallError("nft_unavailable", parsed.message);
+  return parsed.value;
+}

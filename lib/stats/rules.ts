@@ -1,0 +1,103 @@
+/**
+ * `status.stats.rules` and `status.stats.devices` of the Firewall (SPEC §3.1,
+ * §4.5) from a kernel snapshot. Pure.
+ *
+ * The status must stay small at any scale (etcd refuses objects over 1.5 MiB),
+ * so the rules are bounded by {@link MAX_RULE_STATS} entries in all three
+ * groups together; the caller gets how many were left out and says so (the
+ * metrics hold them all). Which are kept is deterministic: entries with a rule
+ * of our forward chain first (the fixed rules operators look for first), then
+ * entries with a rule of any other table (the base table's), then the
+ * per-policy and per-service ones; within each, most bytes first, then most
+ * packets, then by comment.
+ *
+ * @example
+ * ```ts
+ * import { ruleStats } from "./rules.ts";
+ * const s = ruleStats({ tables: [], chains: [], counters: [], sets: [], rules: [
+ *   { family: "inet", table: "metal", chain: "input", handle: 8, comment: "accept established connections", counter: { packets: 1, bytes: 60 }, counterName: null, verdict: "accept", target: null, matches: [] },
+ * ] });
+ * console.log(s.rules.accept, s.omitted); // { "accept established connections": { counter: { bytes: 60, packets: 1 } } } 0
+ * ```
+ * @module
+ */
+import type { Snapshot, SnapshotRule } from "../nft/snapshot.ts";
+
+/**
+ * Most entries in `status.stats.rules`. An entry is about 100 bytes of JSON
+ * (comments are at most 128 characters in nft), so 250 keep the stats under
+ * 40 KiB, far below etcd's limit next to the rest of the status; our fixed
+ * rules and a base table fit many times over.
+ */
+export const MAX_RULE_STATS = 250;
+
+export interface RuleCounter {
+  readonly counter: { readonly bytes: number; readonly packets: number };
+}
+
+export type RuleGroup = "accept" | "drop" | "other";
+
+export interface RuleStats {
+  /** By group, then by comment; keys sorted, so the status text is stable. */
+  readonly rules: Readonly<Record<RuleGroup, Readonly<Record<string, RuleCounter>>>>;
+  /** Entries left out to stay within the bound. */
+  readonly omitted: number;
+}
+
+export interface RuleStatsOptions {
+  /** Bound on the entries; default {@link MAX_RULE_STATS}. */
+  readonly max?: number;
+  /** Our table (family inet); its chain `forward` comes first. Default `firewall`. */
+  readonly table?: string;
+}
+
+/** accept / drop by verdict; jump, goto, return, masquerade, log-only and none → other (SPEC §3.1). */
+const groupOf = (r: SnapshotRule): RuleGroup => (r.verdict === "accept" || r.verdict === "drop" ? r.verdict : "other");
+
+interface Entry {
+  group: RuleGroup;
+  comment: string;
+  bytes: number;
+  packets: number;
+  tier: number;
+  /** Named counters already added: two rules counting into one counter (one per IP family) must not count it twice. */
+  named: Set<string>;
+}
+
+/**
+ * Every counted rule with a comment, in every table, grouped by verdict and
+ * keyed by comment; rules sharing a comment (in one group) are summed, a named
+ * counter shared by several of them once.
+ */
+export function ruleStats(snapshot: Snapshot, options: RuleStatsOptions = {}): RuleStats {
+  const max = options.max ?? MAX_RULE_STATS;
+  const ours = options.table ?? "firewall";
+  const entries = new Map<string, Entry>();
+  for (const r of snapshot.rules) {
+    if (r.comment === null || r.counter === null) continue;
+    const group = groupOf(r);
+    const key = `${group}\u0000${r.comment}`;
+    const isOurs = r.table === ours && r.family === "inet";
+    const tier = isOurs && r.chain === "forward" ? 0 : isOurs ? 2 : 1;
+    let e = entries.get(key);
+    if (!e) {
+      e = { group, comment: r.comment, bytes: 0, packets: 0, tier, named: new Set() };
+      entries.set(key, e);
+    }
+    e.tier = Math.min(e.tier, tier);
+    if (r.counterName !== null) {
+      const id = `${r.family}\u0000${r.table}\u0000${r.counterName}`;
+      if (e.named.has(id)) continue;
+      e.named.add(id);
+    }
+    e.bytes += r.counter.bytes;
+    e.packets += r.counter.packets;
+  }
+  const ranked = [...entries.values()].sort((a, b) => a.tier - b.tier || b.bytes - a.bytes || b.packets - a.packets || cmp(a.comment, b.comment) || cmp(a.group, b.group));
+  const kept = ranked.slice(0, Math.max(0, max)).sort((a, b) => cmp(a.comment, b.comment));
+  const rules: Record<RuleGroup, Record<string, RuleCounter>> = { accept: {}, drop: {}, other: {} };
+  for (const e of kept) rules[e.group][e.comment] = { counter: { bytes: e.bytes, packets: e.packets } };
+  return { rules, omitted: ranked.length - kept.length };
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

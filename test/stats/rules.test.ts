@@ -1,0 +1,130 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseSnapshot, type Snapshot, type SnapshotRule } from "../../lib/nft/snapshot.ts";
+import { MAX_RULE_STATS, ruleStats } from "../../lib/stats/rules.ts";
+
+function captured(): Snapshot {
+  const r = parseSnapshot(JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/nft/ruleset.json"), "utf8")));
+  if (!r.ok) throw new Error(r.message);
+  return r.value;
+}
+
+const c = (bytes: number, packets: number) => ({ counter: { bytes, packets } });
+const only = (rules: SnapshotRule[]): Snapshot => ({ tables: [], chains: [], counters: [], sets: [], rules });
+const rule = (over: Partial<SnapshotRule>): SnapshotRule => ({
+  family: "inet", table: "firewall", chain: "np.eg.tcp.x", handle: 1, comment: "c", counter: { packets: 1, bytes: 10 }, counterName: null, verdict: "accept", target: null, matches: [], ...over,
+});
+
+describe("ruleStats of the captured snapshot", () => {
+  const s = ruleStats(captured());
+
+  test("every counted rule with a comment, in every table, by verdict", () => {
+    expect(s).toEqual({
+      rules: {
+        accept: {
+          "accept dns": c(0, 0),
+          // our forward chain's (named counter) and the base table's (inline) share the comment: summed
+          "accept established connections": c(21211168 + 10000, 39785 + 100),
+          // two rules (icmp, icmpv6) count into one named counter: counted once
+          "accept icmp": c(500, 5),
+          "accept loopback": c(0, 0),
+          "accept ssh": c(240, 4),
+          "accept traffic for k8s network policy allow-ssh-from-admins tcp": c(0, 0),
+          "accept traffic for k8s service shop/web": c(0, 0),
+          "accept traffic for k8s service voip/sip": c(0, 0),
+          "accept traffic for np allow-app-backends tcp": c(0, 0),
+          "accept traffic for np allow-dns tcp": c(1000, 10),
+          "accept traffic for np allow-dns udp": c(1500, 20),
+          "accept traffic for np allow-https tcp": c(0, 0),
+          "accept traffic for np allow-monitoring any": c(0, 0),
+        },
+        drop: {
+          "drop blocked": c(0, 0),
+          "drop metrics from outside": c(120, 2),
+          "drop packets with invalid ct state": c(420, 7),
+          "drop ping floods": c(0, 0),
+        },
+        other: {
+          "count and log dropped packets": c(960, 12),
+          dns: c(0, 0),
+          "log dropped": c(540, 9),
+          "snat (networkid: internet)": c(5000, 50),
+        },
+      },
+      omitted: 0,
+    });
+  });
+
+  test("keys are sorted, so the status text is stable", () => {
+    expect(Object.keys(s.rules.drop)).toEqual(["drop blocked", "drop metrics from outside", "drop packets with invalid ct state", "drop ping floods"]);
+  });
+});
+
+describe("ruleStats", () => {
+  test.each([
+    ["jump", "other"],
+    ["goto", "other"],
+    ["return", "other"],
+    ["masquerade", "other"],
+    ["other", "other"],
+    ["drop", "drop"],
+    ["accept", "accept"],
+  ] as const)("a %s rule is in group %s", (verdict, group) => {
+    const s = ruleStats(only([rule({ verdict })]));
+    expect(s.rules[group]).toEqual({ c: c(10, 1) });
+  });
+
+  test("leaves out rules without a comment or without a counter", () => {
+    expect(ruleStats(only([rule({ comment: null }), rule({ counter: null, counterName: "gone" })]))).toEqual({ rules: { accept: {}, drop: {}, other: {} }, omitted: 0 });
+  });
+
+  test("the same comment under two verdicts is two entries", () => {
+    const s = ruleStats(only([rule({ verdict: "accept" }), rule({ verdict: "drop", handle: 2 })]));
+    expect(s.rules).toEqual({ accept: { c: c(10, 1) }, drop: { c: c(10, 1) }, other: {} });
+  });
+
+  test("sums inline counters sharing a comment, and each named counter once", () => {
+    const s = ruleStats(only([
+      rule({ handle: 1, counter: { packets: 1, bytes: 10 } }),
+      rule({ handle: 2, counter: { packets: 2, bytes: 20 } }),
+      rule({ handle: 3, counterName: "n", counter: { packets: 5, bytes: 50 } }),
+      rule({ handle: 4, counterName: "n", counter: { packets: 5, bytes: 50 } }),
+      rule({ handle: 5, table: "metal", counterName: "n", counter: { packets: 7, bytes: 70 } }),
+    ]));
+    expect(s.rules.accept).toEqual({ c: c(10 + 20 + 50 + 70, 1 + 2 + 5 + 7) });
+  });
+
+  test("the bound is 250 entries", () => {
+    expect(MAX_RULE_STATS).toBe(250);
+    const many = Array.from({ length: 300 }, (_, i) => rule({ handle: i, comment: `p${String(i).padStart(3, "0")}`, counter: { packets: 0, bytes: i } }));
+    const s = ruleStats(only(many));
+    expect(Object.keys(s.rules.accept).length).toBe(250);
+    expect(s.omitted).toBe(50);
+    // the fewest bytes go first
+    expect(Object.keys(s.rules.accept)[0]).toBe("p050");
+  });
+
+  test("keeps our forward chain's rules first, then other tables', then by bytes", () => {
+    const s = ruleStats(
+      only([
+        rule({ handle: 1, comment: "policy big", counter: { packets: 9, bytes: 9000 } }),
+        rule({ handle: 2, comment: "base small", table: "metal", chain: "input", counter: { packets: 0, bytes: 1 } }),
+        rule({ handle: 3, comment: "forward zero", chain: "forward", counter: { packets: 0, bytes: 0 } }),
+        rule({ handle: 4, comment: "policy bigger", counter: { packets: 9, bytes: 9001 } }),
+        rule({ handle: 5, comment: "policy equal bytes more packets", counter: { packets: 10, bytes: 9000 } }),
+      ]),
+      { max: 4 },
+    );
+    expect(s).toEqual({
+      rules: { accept: { "base small": c(1, 0), "forward zero": c(0, 0), "policy bigger": c(9001, 9), "policy equal bytes more packets": c(9000, 10) }, drop: {}, other: {} },
+      omitted: 1,
+    });
+  });
+
+  test("ties are broken by comment, so the choice is the same every time", () => {
+    const rules = ["b", "a", "c"].map((comment, i) => rule({ handle: i, comment, counter: { packets: 1, bytes: 1 } }));
+    expect(ruleStats(only(rules), { max: 2 }).rules.accept).toEqual({ a: c(1, 1), b: c(1, 1) });
+    expect(ruleStats(only(rules.toReversed()), { max: 2 }).rules.accept).toEqual({ a: c(1, 1), b: c(1, 1) });
+  });
+});
