@@ -636,7 +636,7 @@ export class Controller {
     const changed = current?.message !== message || !sameStatus(current?.conditions, status.conditions);
     // lastRun moves with the interval; other changes are written at once.
     if (!changed && !periodic) return;
-    const body = { status: { ...status, message, ...(collected ? { stats: statsPatch(collected.stats, (o as { status?: { stats?: unknown } }).status?.stats) } : {}) } };
+    const body = { status: { ...status, message, policies: desired.state.policies.length, ...(collected ? { stats: statsPatch(collected.stats, (o as { status?: { stats?: unknown } }).status?.stats) } : {}) } };
     const r = await this.#api.api.request("PATCH", `${GROUP}/namespaces/${FIREWALL_NAMESPACE}/firewalls/${o.metadata.name}/status`, {
       body,
       contentType: "application/merge-patch+json",

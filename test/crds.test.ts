@@ -20,7 +20,7 @@ const load = (file: string) => parse(readFileSync(join(ROOT, "crds", file), "utf
 
 describe("CRD manifests", () => {
   const cases = [
-    { file: "firewalls.metal-stack.io.yaml", kind: "Firewall", plural: "firewalls", columns: ["Interval", "InternalPrefixes", "Ready", "Last Run", "Age"], short: [] as string[] },
+    { file: "firewalls.metal-stack.io.yaml", kind: "Firewall", plural: "firewalls", columns: ["Interval", "InternalPrefixes", "Ready", "Reason", "Policies", "Message", "Last Run", "Age"], short: [] as string[] },
     { file: "clusterwidenetworkpolicies.metal-stack.io.yaml", kind: "ClusterwideNetworkPolicy", plural: "clusterwidenetworkpolicies", columns: ["State", "Message", "Age"], short: ["cwnp"] },
   ];
   for (const c of cases) {

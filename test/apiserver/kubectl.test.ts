@@ -109,6 +109,7 @@ describe.skipIf(skip)("kubectl against the test API server", () => {
           status: {
             message: "ruleset applied",
             lastRun,
+            policies: 3,
             conditions: [
               { type: "RulesApplied", status: "False", reason: "Pending", message: "", lastTransitionTime: lastRun },
               { type: "Ready", status: "True", reason: "Reconciled", message: "ok", lastTransitionTime: lastRun },
@@ -120,8 +121,12 @@ describe.skipIf(skip)("kubectl against the test API server", () => {
       merge,
     );
     const rows = tableRows(await kubectlOk(t, ["get", "firewall", "-n", "firewall"]));
-    expect(rows[0]).toEqual(["NAME", "INTERVAL", "INTERNALPREFIXES", "READY", "LAST RUN", "AGE"]);
-    expect(rows[1]?.slice(0, 5)).toEqual(["firewall", "10s", '["10.0.0.0/8","172.17.0.0/16","192.0.2.0/24","fd00::/8"]', "True", "5m"]);
+    expect(rows[0]).toEqual(["NAME", "INTERVAL", "INTERNALPREFIXES", "READY", "REASON", "POLICIES", "LAST RUN", "AGE"]);
+    expect(rows[1]?.slice(0, 7)).toEqual(["firewall", "10s", '["10.0.0.0/8","172.17.0.0/16","192.0.2.0/24","fd00::/8"]', "True", "Reconciled", "3", "5m"]);
+    // The wide view adds the message.
+    const wide = tableRows(await kubectlOk(t, ["get", "firewall", "-n", "firewall", "-o", "wide"]));
+    expect(wide[0]).toEqual(["NAME", "INTERVAL", "INTERNALPREFIXES", "READY", "REASON", "POLICIES", "MESSAGE", "LAST RUN", "AGE"]);
+    expect(wide[1]?.[6]).toBe("ruleset applied");
   });
 
   test("kubectl describe firewall shows spec, status and the Events about it (core/v1 and events.k8s.io/v1)", async () => {
