@@ -38,10 +38,10 @@ import type { EventRecorder } from "./kube/events.ts";
 import { reconcileExporterServices } from "./kube/exporter-services.ts";
 import { addFinalizer, hasFinalizer, isBeingDeleted, removeFinalizer } from "./kube/finalizer.ts";
 import { Reflector, specOf } from "./kube/reflector.ts";
-import { type Condition, firewallStatus, inForceText, type PolicyVerdict, policyStatus, sameStatus } from "./kube/status.ts";
+import { type Condition, firewallStatus, inForceText, type PolicyVerdict, policyStatus, sameStatus, statsPatch } from "./kube/status.ts";
 import { LastValid } from "./last-valid.ts";
 import type { ControllerMetrics } from "./metrics/controller.ts";
-import type { CollectedStats, FirewallStats } from "./stats/collect.ts";
+import type { CollectedStats } from "./stats/collect.ts";
 import { escapeText } from "./escape.ts";
 import type { Logger } from "./log.ts";
 import { removeRuleset, revisionOf } from "./nft/apply.ts";
@@ -661,23 +661,6 @@ export class Controller {
       await this.#d.events.record(involved(o, "Firewall"), "Warning", rules.reason, rules.message);
     }
   }
-}
-
-/**
- * A merge patch of `status.stats` that also removes what is gone: merge patch
- * merges maps, so a rule or interface no longer counted needs an explicit null.
- */
-function statsPatch(next: FirewallStats, current: unknown): Record<string, unknown> {
-  const cur = (current ?? {}) as { rules?: Record<string, Record<string, unknown>>; idsstats?: Record<string, unknown> };
-  const withNulls = (now: Readonly<Record<string, unknown>>, before: Record<string, unknown> | undefined) => ({
-    ...Object.fromEntries(Object.keys(before ?? {}).filter((k) => !Object.hasOwn(now, k)).map((k) => [k, null])),
-    ...now,
-  });
-  return {
-    devices: next.devices,
-    idsstats: withNulls(next.idsstats, cur.idsstats),
-    rules: Object.fromEntries((["accept", "drop", "other"] as const).map((g) => [g, withNulls(next.rules[g], cur.rules?.[g])])),
-  };
 }
 
 function involved(o: KubeObject, kind: string) {

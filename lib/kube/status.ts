@@ -15,6 +15,7 @@
 import { formatProblems, type Problem } from "../api/problem.ts";
 import type { InForce } from "../desired-state.ts";
 import { escapeText } from "../escape.ts";
+import type { FirewallStats } from "../stats/collect.ts";
 
 /**
  * Status messages pass the output gate: kubectl prints them as they are.
@@ -153,4 +154,29 @@ function canonical(x: unknown): string {
     return `{${Object.keys(x as object).sort().map((k) => `${JSON.stringify(k)}:${canonical((x as Record<string, unknown>)[k])}`).join(",")}}`;
   }
   return JSON.stringify(x) ?? "null";
+}
+
+/**
+ * A merge patch of `status.stats` that also removes what is gone: merge patch
+ * merges maps, so a rule or interface no longer counted needs an explicit null.
+ *
+ * @example
+ * ```ts
+ * import { statsPatch } from "./status.ts";
+ * const zero = { in: 0, out: 0, total: 0 };
+ * statsPatch({ devices: { external: zero, internal: zero }, idsstats: {}, rules: { accept: {}, drop: {}, other: {} } }, { idsstats: { eth0: {} } }).idsstats;
+ * // { eth0: null }
+ * ```
+ */
+export function statsPatch(next: FirewallStats, current: unknown): Record<string, unknown> {
+  const cur = (current ?? {}) as { rules?: Record<string, Record<string, unknown>>; idsstats?: Record<string, unknown> };
+  const withNulls = (now: Readonly<Record<string, unknown>>, before: Record<string, unknown> | undefined) => ({
+    ...Object.fromEntries(Object.keys(before ?? {}).filter((k) => !Object.hasOwn(now, k)).map((k) => [k, null])),
+    ...now,
+  });
+  return {
+    devices: next.devices,
+    idsstats: withNulls(next.idsstats, cur.idsstats),
+    rules: Object.fromEntries((["accept", "drop", "other"] as const).map((g) => [g, withNulls(next.rules[g], cur.rules?.[g])])),
+  };
 }

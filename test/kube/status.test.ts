@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { backoffDelay } from "../../lib/kube/backoff.ts";
-import { firewallStatus, policyStatus, sameStatus } from "../../lib/kube/status.ts";
+import { firewallStatus, policyStatus, sameStatus, statsPatch } from "../../lib/kube/status.ts";
 
 const outcome = {
   rules: "applied" as const,
@@ -87,5 +87,22 @@ describe("backoff", () => {
     expect(backoffDelay(3, {}, () => 1)).toBe(1600);
     expect(backoffDelay(50, {}, () => 1)).toBe(30_000);
     expect(backoffDelay(5, {}, () => 0)).toBe(0);
+  });
+});
+
+describe("status.stats patch", () => {
+  const zero = { in: 0, out: 0, total: 0 };
+  test("what is no longer counted is removed (null in the merge patch); what is, is written", () => {
+    const next = {
+      devices: { external: { in: 1, out: 2, total: 3 }, internal: zero },
+      idsstats: { eth1: { packets: 9, drop: 0, invalidchecksums: 0 } },
+      rules: { accept: { "accept icmp": { counter: { bytes: 10, packets: 1 } } }, drop: {}, other: {} },
+    };
+    const current = { idsstats: { eth0: { packets: 1 } }, rules: { accept: { "accept traffic for np gone tcp": { counter: { bytes: 5, packets: 1 } } }, drop: { x: {} } } };
+    expect(statsPatch(next, current)).toEqual({
+      devices: { external: { in: 1, out: 2, total: 3 }, internal: zero },
+      idsstats: { eth0: null, eth1: { packets: 9, drop: 0, invalidchecksums: 0 } },
+      rules: { accept: { "accept traffic for np gone tcp": null, "accept icmp": { counter: { bytes: 10, packets: 1 } } }, drop: { x: null }, other: {} },
+    });
   });
 });
