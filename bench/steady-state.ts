@@ -1,6 +1,7 @@
 /**
  * Benchmark (SPEC §11): steady state of the built binary at N policies with a
- * 10 s interval — CPU share and RSS over a measured window after it settled.
+ * 10 s interval and a 15 s scrape of both metrics endpoints — CPU share and
+ * RSS over a measured window after it settled.
  * The API server (test/apiserver) runs in this process; the controller is
  * `dist/firewall-controller`, its nft/tc/ip wrapped to act in a throwaway
  * network namespace.
@@ -24,6 +25,8 @@ const N = Number(process.argv[2] ?? 1000);
 const SECONDS = Number(process.argv[3] ?? 60);
 const ROOT = join(import.meta.dir, "..");
 const ns = `fct-steady-${randomBytes(3).toString("hex")}`;
+const ports = { nftables: 20000 + Math.floor(Math.random() * 20000), node: 0 };
+ports.node = ports.nftables + 1;
 const dir = mkdtempSync(join(tmpdir(), "fct-steady-"));
 await runCommand(["ip", "netns", "add", ns]);
 const server = await new TestApiServer().start();
@@ -43,7 +46,7 @@ try {
     if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   };
   await post("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
-  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--nft", join(dir, "nft"), "--tc", join(dir, "tc"), "--ip", join(dir, "ip"), "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
+  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--nft", join(dir, "nft"), "--tc", join(dir, "tc"), "--ip", join(dir, "ip"), "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn", "--enable-ids=false", "--nftables-metrics-addr", `127.0.0.1:${ports.nftables}`, "--node-metrics-addr", `127.0.0.1:${ports.node}`], { stdio: ["ignore", "ignore", "inherit"] });
   while ((await api.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/firewalls.metal-stack.io")).status !== 200) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 500));
   await post("/apis/metal-stack.io/v1/namespaces/firewall/firewalls", { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "10s" } });
@@ -63,11 +66,24 @@ try {
   };
   const c0 = cpu();
   const t0 = performance.now();
+  let scrapes = 0;
+  let bytes = 0;
+  const scrape = async () => {
+    for (const port of [ports.nftables, ports.node]) {
+      const r = await fetch(`http://127.0.0.1:${port}/metrics`);
+      if (r.status !== 200) throw new Error(`scrape of :${port}: ${r.status}`);
+      bytes += (await r.text()).length;
+    }
+    scrapes++;
+  };
+  await scrape();
+  const timer = setInterval(() => void scrape(), 15_000);
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  clearInterval(timer);
   const used = cpu() - c0;
   const wall = (performance.now() - t0) / 1000;
   const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1]) / 1024;
-  console.log(`steady state, ${N} policies, interval 10s, ${wall.toFixed(0)} s measured: ${((used / wall) * 100).toFixed(2)} % of one core (controller plus the nft/tc/ip it ran), RSS ${rss.toFixed(0)} MB`);
+  console.log(`steady state, ${N} policies, interval 10s, ${scrapes} scrapes of both endpoints (every 15 s, ${(bytes / scrapes / 1e6).toFixed(1)} MB each), ${wall.toFixed(0)} s measured: ${((used / wall) * 100).toFixed(2)} % of one core (controller plus the nft/tc/ip it ran), RSS ${rss.toFixed(0)} MB`);
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
 } finally {
