@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { escapeText } from "../escape.ts";
 import type { IdsIfaceStats, IdsStatsResult } from "../ids/suricata.ts";
 import type { Snapshot } from "../nft/snapshot.ts";
 import { type DeviceStats, deviceStats } from "./devices.ts";
@@ -55,5 +56,11 @@ export async function collectStats(sources: StatsSources): Promise<CollectedStat
     if (r.omitted > 0) notes.push(`stats.rules shows ${MAX_RULE_STATS} counted rules, ${r.omitted} more are left out (the nftables metrics have every rule)`);
   }
   if (ids && !ids.ok) notes.push(`IDS statistics unavailable: ${ids.reason}`);
-  return { stats: { devices, rules, idsstats: ids?.ok ? ids.stats : {} }, notes };
+  // Keys reach the status (and kubectl) as they are: interface names and other tables' comments
+  // pass the output gate like any other text.
+  const gate = <T>(m: Readonly<Record<string, T>>): Record<string, T> => Object.fromEntries(Object.entries(m).map(([k, v]) => [escapeText(k, { max: 256 }), v]));
+  return {
+    stats: { devices, rules: { accept: gate(rules.accept), drop: gate(rules.drop), other: gate(rules.other) }, idsstats: ids?.ok ? gate(ids.stats) : {} },
+    notes,
+  };
 }

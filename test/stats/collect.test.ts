@@ -28,3 +28,10 @@ describe("collectStats", () => {
     expect(s).toEqual({ stats: { devices: { external: { in: 0, out: 0, total: 0 }, internal: { in: 0, out: 0, total: 0 } }, rules: { accept: {}, drop: {}, other: {} }, idsstats: {} }, notes: [] });
   });
 });
+
+describe("collectStats: the output gate", () => {
+  test("interface names reach the status escaped", async () => {
+    const s = await collectStats({ snapshot: async () => empty, ids: async () => ({ ok: true, stats: { "eth0\u001b[31m": { packets: 1, drop: 0, invalidchecksums: 0 } } }) });
+    expect(Object.keys(s.stats.idsstats)).toEqual(["eth0\\x1b[31m"]);
+  });
+});
