@@ -631,7 +631,10 @@ export class Controller {
     );
     // Statistics come with the interval (counters → status); what could not be read is said.
     const collected = periodic && this.#d.statistics ? await this.#d.statistics() : undefined;
-    if (collected) this.#lastStatsNotes = collected.notes;
+    if (collected) {
+      this.#lastStatsNotes = collected.notes;
+      this.#sayOnce("statistics", "warn", collected.notes.length > 0 ? `statistics: ${collected.notes.join("; ")}` : undefined);
+    }
     const message = escapeText([status.message, ...this.#lastStatsNotes].join("; "), { max: 16 * 1024 });
     const changed = current?.message !== message || !sameStatus(current?.conditions, status.conditions);
     // lastRun moves with the interval; other changes are written at once.

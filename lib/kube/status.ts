@@ -115,8 +115,8 @@ function condition(
 export function firewallStatus(o: FirewallOutcome, now: Date, generation: number | undefined, previous?: readonly Condition[]): FirewallStatus {
   const at = now.toISOString().replace(/\.\d{3}Z$/, "Z");
   const parts = [
-    `${o.policies.ready} policies and ${o.services.inEffect} services in effect`,
-    ...(o.services.pending > 0 ? [`${o.services.pending} services pending (no load balancer address yet)`] : []),
+    `${count(o.policies.ready, "policy", "policies")} and ${count(o.services.inEffect, "service", "services")} in effect`,
+    ...(o.services.pending > 0 ? [`${count(o.services.pending, "service", "services")} pending (no load balancer address yet)`] : []),
     ...(o.policies.invalid > 0 ? [`${o.policies.invalid} rejected (${o.rejectedNames.slice(0, 5).join(", ")}${o.rejectedNames.length > 5 ? ", ..." : ""})`] : []),
     ...(o.policies.ignored > 0 ? [`${o.policies.ignored} ignored`] : []),
     ...(o.shapingProblems.length > 0 ? [`rate limits: ${o.shapingProblems.join("; ")}`] : []),
@@ -139,6 +139,8 @@ export function firewallStatus(o: FirewallOutcome, now: Date, generation: number
   );
   return { message: gate(o.rules === "failed" ? `${rules.message}; ${parts.join("; ")}` : parts.join("; ")), lastRun: at, conditions: [ready, rules] };
 }
+
+const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 /** `nft_check_failed` → `NftCheckFailed`: condition reasons are CamelCase. */
 const camel = (code: string) => code.split(/[_-]/).map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join("");

@@ -40,7 +40,7 @@ describe("firewall status", () => {
 
   test("LoadBalancers without an address yet are pending, not in effect", () => {
     const s = firewallStatus({ ...outcome, services: { inEffect: 1, pending: 2 } }, t0, 7);
-    expect(s.message).toBe("3 policies and 1 services in effect; 2 services pending (no load balancer address yet); 1 ignored");
+    expect(s.message).toBe("3 policies and 1 service in effect; 2 services pending (no load balancer address yet); 1 ignored");
   });
 
   test("a rejected policy's status names what stays in force", () => {
