@@ -20,6 +20,7 @@ import { nftablesRegistry } from "./lib/metrics/nftables.ts";
 import { nodeRegistry } from "./lib/metrics/node.ts";
 import { readSnapshot } from "./lib/nft/snapshot.ts";
 import { collectStats } from "./lib/stats/collect.ts";
+import { statsSnapshot, type TableModel } from "./lib/stats/model-snapshot.ts";
 import { nftClient } from "./lib/nft/client.ts";
 import { tcShaper } from "./lib/tc/shaper.ts";
 
@@ -73,7 +74,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const metrics = new ControllerMetrics({ version: pkg.version });
   const snapshot = () => readSnapshot(flags.nft, runCommand);
   const suricata = flags.enableIds ? new SuricataClient({ socketPath: flags.suricataSocket, signal: stop.signal }) : undefined;
-  const statistics = () => collectStats({ snapshot, ...(suricata ? { ids: () => suricata.collect() } : {}) });
+  const statistics = (model?: TableModel) => collectStats({ snapshot: () => statsSnapshot(flags.nft, runCommand, model), ...(suricata ? { ids: () => suricata.collect() } : {}) });
   const registries = {
     nftables: [nftablesRegistry(() => snapshot().catch(() => null), { perPolicySeries: flags.metricsPerPolicy }), metrics.registry],
     node: [nodeRegistry()],

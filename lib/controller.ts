@@ -42,6 +42,7 @@ import { type Condition, firewallStatus, inForceText, type PolicyVerdict, policy
 import { LastValid } from "./last-valid.ts";
 import type { ControllerMetrics } from "./metrics/controller.ts";
 import type { CollectedStats } from "./stats/collect.ts";
+import type { TableModel } from "./stats/model-snapshot.ts";
 import { escapeText } from "./escape.ts";
 import type { Logger } from "./log.ts";
 import { removeRuleset, revisionOf } from "./nft/apply.ts";
@@ -77,8 +78,11 @@ export interface ControllerDeps {
   readonly clock?: () => Date;
   /** The controller's own metrics (`firewall_controller_*`), when served. */
   readonly metrics?: ControllerMetrics;
-  /** The interval's statistics for `status.stats` (counters, IDS); absent: none are written. */
-  readonly statistics?: () => Promise<CollectedStats>;
+  /**
+   * The interval's statistics for `status.stats` (counters, IDS); absent: none
+   * are written. `model`: what this process applied, so our table need not be listed.
+   */
+  readonly statistics?: (model?: TableModel) => Promise<CollectedStats>;
 }
 
 const GROUP = "/apis/metal-stack.io/v1";
@@ -630,7 +634,8 @@ export class Controller {
       current?.conditions,
     );
     // Statistics come with the interval (counters → status); what could not be read is said.
-    const collected = periodic && this.#d.statistics ? await this.#d.statistics() : undefined;
+    const model = this.#previous?.countedRules ? { table: TABLE, countedRules: this.#previous.countedRules } : undefined;
+    const collected = periodic && this.#d.statistics ? await this.#d.statistics(model) : undefined;
     if (collected) {
       this.#lastStatsNotes = collected.notes;
       this.#sayOnce("statistics", "warn", collected.notes.length > 0 ? `statistics: ${collected.notes.join("; ")}` : undefined);

@@ -18,7 +18,7 @@ import type { ClusterApi } from "../lib/kube/api.ts";
 import { EventRecorder } from "../lib/kube/events.ts";
 import { createLogger } from "../lib/log.ts";
 import { nftClient } from "../lib/nft/client.ts";
-import { readSnapshot } from "../lib/nft/snapshot.ts";
+import { statsSnapshot } from "../lib/stats/model-snapshot.ts";
 import { collectStats } from "../lib/stats/collect.ts";
 import { tcShaper } from "../lib/tc/shaper.ts";
 
@@ -31,7 +31,7 @@ export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?
     removeFile: removeFileIfRegular,
     events: new EventRecorder(api, { component: "firewall-controller", host: options.host ?? "test" }),
     log: createLogger(process.env.FCT_LOG ?? "silent"),
-    statistics: () => collectStats({ snapshot: () => readSnapshot("nft", exec) }),
+    statistics: (model) => collectStats({ snapshot: () => statsSnapshot("nft", exec, model) }),
     ...options.overrides,
   };
 }

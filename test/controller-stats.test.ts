@@ -12,7 +12,7 @@ import { parseCidr } from "../lib/api/address.ts";
 import { Controller } from "../lib/controller.ts";
 import { SuricataClient } from "../lib/ids/suricata.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
-import { readSnapshot } from "../lib/nft/snapshot.ts";
+import { statsSnapshot } from "../lib/stats/model-snapshot.ts";
 import { collectStats } from "../lib/stats/collect.ts";
 import { kubectlMissing, kubectlOk, seed, startTestServer, type TestServer } from "./apiserver/harness.ts";
 import { controllerDeps } from "./controller-deps.ts";
@@ -78,7 +78,7 @@ describe.skipIf(env.skip || noKubectl)("status.stats with real traffic and real 
     const exec = topo.executor("firewall");
     const controller = new Controller(
       { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "ruleset.v4") },
-      controllerDeps(api, exec, { overrides: { statistics: () => collectStats({ snapshot: () => readSnapshot("nft", exec), ids: () => ids.collect() }) } }),
+      controllerDeps(api, exec, { overrides: { statistics: (model) => collectStats({ snapshot: () => statsSnapshot("nft", exec, model), ids: () => ids.collect() }) } }),
       stop.signal,
     );
     running = controller.run();

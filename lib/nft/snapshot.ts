@@ -275,9 +275,10 @@ function describe(issues: readonly v.BaseIssue<unknown>[]): string {
  * console.log(s.counters.find((c) => c.name === "drop_total")?.packets);
  * ```
  */
-export async function readSnapshot(nftPath: string, exec: Executor): Promise<Snapshot> {
-  const r = await exec([nftPath, "-j", "list", "ruleset"]);
-  const what = `${nftPath} -j list ruleset`;
+export async function readSnapshot(nftPath: string, exec: Executor, list: readonly string[] = ["ruleset"]): Promise<Snapshot> {
+  // `list` narrows the listing (`["counters"]`, `["table", "inet", "metal"]`): the same parser reads any of them.
+  const r = await exec([nftPath, "-j", "list", ...list]);
+  const what = `${nftPath} -j list ${list.join(" ")}`;
   if (r.code !== 0) throw new FirewallError("nft_unavailable", `${what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
   if (r.stdout.length > MAX_SNAPSHOT_CHARS) throw new FirewallError("nft_unavailable", `${what} printed ${r.stdout.length} characters, more than the ${MAX_SNAPSHOT_CHARS} read`);
   let json: unknown;

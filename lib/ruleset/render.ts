@@ -196,7 +196,30 @@ export interface Ruleset {
   readonly maps?: ReadonlyMap<string, string>;
   /** The rules of chain forward, in order (see {@link Ruleset.maps}). */
   readonly forwardRules?: readonly string[];
+  /**
+   * Every rule with a comment that counts, with the named counter it counts
+   * into and its verdict: with this, status.stats of our table come from the
+   * named counters alone, without listing the table's chains.
+   */
+  readonly countedRules?: readonly CountedRule[];
 }
+
+/** A counted rule of our table, as `status.stats.rules` keys it. */
+export interface CountedRule {
+  readonly chain: string;
+  readonly comment: string;
+  readonly counter: string;
+  readonly verdict: "accept" | "drop" | "other";
+}
+
+/** The forward chain's counted rules with comments (see {@link forwardChain}); accounting rules have none. */
+const FIXED_COUNTED: readonly CountedRule[] = [
+  { chain: "forward", comment: "accept established connections", counter: "accept_established", verdict: "accept" },
+  { chain: "forward", comment: "drop packets with invalid ct state", counter: "drop_invalid_ct", verdict: "drop" },
+  { chain: "forward", comment: "drop ping floods", counter: "drop_ping_floods", verdict: "drop" },
+  { chain: "forward", comment: "accept icmp", counter: "accept_icmp", verdict: "accept" },
+  { chain: "forward", comment: "count and log dropped packets", counter: "drop_total", verdict: "other" },
+];
 
 /** What {@link renderRuleset} returns: the ruleset, and how big it came out (for logs and metrics). */
 export interface RenderedRuleset extends Ruleset {
@@ -284,6 +307,7 @@ export function renderRuleset(state: DesiredState): RenderedRuleset {
     elements: new Map(declared.map((m) => [m.name, m.elements])),
     maps: new Map(declared.map((m) => [m.name, m.type])),
     forwardRules: forward.slice(2, -1).map((l) => l.trim()),
+    countedRules: [...FIXED_COUNTED, ...owners.map((o) => ({ chain: o.chain, comment: o.comment, counter: o.chain, verdict: "accept" as const }))],
     elementCount: declared.reduce((n, m) => n + m.elements.size, 0),
     overflow,
   };
