@@ -350,6 +350,7 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
       clusterPrefixes: options.clusterPrefixes,
       internalPrefixes: fw?.internalPrefixes ?? [],
       privateVrf: options.privateVrf,
+      logAcceptedConnections: fw?.logAcceptedConnections ?? false,
     },
     firewall: fw,
     firewallPresent,

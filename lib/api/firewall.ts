@@ -39,6 +39,8 @@ export interface FirewallSpec {
   readonly rulesetFile: string | undefined;
   readonly rateLimits: readonly RateLimit[];
   readonly internalPrefixes: readonly Cidr[];
+  /** `spec.logacceptedconnections`: also log accepted new connections (SPEC §3.1, §10); default false. */
+  readonly logAcceptedConnections: boolean;
 }
 
 // Linux IFNAMSIZ is 16 including the terminator; the kernel refuses "/", ":" and whitespace.
@@ -132,7 +134,7 @@ function firewallObjectSchema(rulesetDir: string) {
             ),
           ),
           internalprefixes: v.optional(v.nullable(v.array(CidrSchema, (i) => `${show(i.input)} is not a list of CIDR strings`))),
-          // In SPEC §3.1 (logging of accepted connections, not built yet): known, so never rejected.
+          // SPEC §3.1: log accepted new connections too (lib/ruleset/render.ts, accept_log).
           logacceptedconnections: v.optional(v.boolean((i) => `${show(i.input)} is not a boolean`), false),
         },
         "the Firewall spec takes interval, dryrun, ipv4rulefile, ratelimits, internalprefixes, logacceptedconnections",
@@ -205,6 +207,7 @@ export function parseFirewall(input: unknown, options?: FirewallOptions): Valida
       rulesetFile: spec.ipv4rulefile || undefined,
       rateLimits: (spec.ratelimits ?? []).map((l) => ({ interface: l.interface, rateMbit: l.rate })),
       internalPrefixes,
+      logAcceptedConnections: spec.logacceptedconnections,
     },
     notes,
   };

@@ -36,10 +36,30 @@ export interface DesiredState {
   readonly internalPrefixes: readonly Cidr[];
   /** Private interfaces are `vlan<N>` and `vrf<N>`; without it, direction is told by the cluster prefixes. */
   readonly privateVrf: number | null;
+  /**
+   * The Firewall's `spec.logacceptedconnections` (SPEC §3.1): every owner chain also logs the new
+   * connections it accepts, at most {@link ACCEPT_LOG_RULE}'s 10/s for the whole table. False when
+   * there is no valid Firewall; absent counts as false.
+   */
+  readonly logAcceptedConnections?: boolean;
 }
 
 export const TABLE = "firewall";
 export const DROP_LOG_PREFIX = "nftables-firewall-dropped: ";
+export const ACCEPT_LOG_PREFIX = "nftables-firewall-accepted: ";
+
+/**
+ * Accept logging (`logacceptedconnections`): one shared chain holds the only rate limiter, so the
+ * 10/s bound is global, not per policy; every owner chain jumps to it before its counting accept.
+ * The jump rule has no counter, no comment and no verdict of its own that stops anything, so what
+ * is accepted and counted (and status.stats) does not change. A chain rather than a named `limit`
+ * object: the applier deletes every chain of ours it lists, so turning the flag off leaves nothing
+ * behind (it does not list stateful objects other than counters).
+ */
+export const ACCEPT_LOG_CHAIN = "accept_log";
+export const ACCEPT_LOG_RULE = `limit rate 10/second burst 10 packets log prefix "${ACCEPT_LOG_PREFIX}"`;
+/** The rule before the counting accept of every owner chain when accept logging is on. */
+export const ACCEPT_LOG_JUMP = `ct state new jump ${ACCEPT_LOG_CHAIN}`;
 
 /** Named counters whose values carry over every change (SPEC §4.5); dashboards use these names. */
 export const ACCOUNTING_COUNTERS = ["external_in", "external_out", "internal_in", "internal_out", "drop_total", "drop_ratelimit"] as const;
@@ -288,7 +308,10 @@ export function renderRuleset(state: DesiredState): RenderedRuleset {
   for (const c of counters) out.push(`\tcounter ${c} {`, "\t}");
   out.push(...sets);
   for (const m of declared) out.push(...renderMap(m.name, m.type, m.elements));
-  for (const o of owners) out.push(`\tchain ${o.chain} {`, `\t\t${ownerRule(o.chain, o.comment)}`, "\t}");
+  const logAccepted = state.logAcceptedConnections === true;
+  const acceptLog = logAccepted ? [`\tchain ${ACCEPT_LOG_CHAIN} {`, `\t\t${ACCEPT_LOG_RULE}`, "\t}"] : [];
+  const ownerChains = owners.map((o) => [`\tchain ${o.chain} {`, ...(logAccepted ? [`\t\t${ACCEPT_LOG_JUMP}`] : []), `\t\t${ownerRule(o.chain, o.comment)}`, "\t}"].join("\n"));
+  out.push(...acceptLog, ...ownerChains);
   out.push(...forward, "}");
 
   // Layer-0 maps always exist; higher layers and the lookups into them may be patched in and out.
@@ -298,6 +321,10 @@ export function renderRuleset(state: DesiredState): RenderedRuleset {
     ...all.flatMap((m) => renderMap(m.base, m.type, new Map())),
     (forward[0] as string),
     (forward[1] as string),
+    // With accept logging, owner chains hold two rules and a patch (lib/nft/apply.ts) re-creates
+    // them with the counting rule alone: they join the skeleton, so a change of owners (or of the
+    // flag) replaces the table, and a patch only ever touches map elements and the forward chain.
+    ...(logAccepted ? [...acceptLog, ...ownerChains] : []),
   ].join("\n");
   return {
     text: `${out.join("\n")}\n`,

@@ -87,6 +87,17 @@ describe("parseFirewall: valid objects", () => {
   test("every spec key the CRD allows is accepted, and logacceptedconnections of SPEC §3.1", () => {
     const f = valid(fw({ interval: "10s", dryrun: false, ipv4rulefile: "/etc/nftables/firewall-controller.v4", ratelimits: [], internalprefixes: [], logacceptedconnections: true }));
     expect(f.rulesetFile).toBe("/etc/nftables/firewall-controller.v4");
+    expect(f.logAcceptedConnections).toBe(true);
+  });
+
+  test("logacceptedconnections defaults to false and must be a boolean", () => {
+    expect(valid(fw({})).logAcceptedConnections).toBe(false);
+    expect(valid(fw({ logacceptedconnections: false })).logAcceptedConnections).toBe(false);
+    for (const bad of ["true", 1, null]) {
+      const r = parseFirewall(fw({ logacceptedconnections: bad }));
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.problems.map((p) => p.path)).toEqual(["spec.logacceptedconnections"]);
+    }
   });
 
   // BUG: a numeric metadata.uid (a file written by hand, a test fixture) rejected the whole Firewall.

@@ -103,8 +103,9 @@ const stateArb: fc.Arbitrary<DesiredState> = fc
     clusterPrefixes: prefixListArb(1),
     internalPrefixes: prefixListArb(0),
     privateVrf: fc.option(fc.integer({ min: 0, max: 4294967295 }), { nil: null }),
+    logAcceptedConnections: fc.boolean(),
   })
-  .map(({ policies, services, clusterPrefixes, internalPrefixes, privateVrf }) => ({
+  .map(({ policies, services, clusterPrefixes, internalPrefixes, privateVrf, logAcceptedConnections }) => ({
     policies: policies.map((o) => {
       const r = parsePolicy(o);
       if (!r.ok) throw new Error(`generator produced an invalid policy: ${formatProblems(r.problems)}\n${JSON.stringify(o)}`);
@@ -118,6 +119,7 @@ const stateArb: fc.Arbitrary<DesiredState> = fc
     clusterPrefixes,
     internalPrefixes,
     privateVrf,
+    logAcceptedConnections,
   }));
 
 /* ---------- the real nft accepts every rendering of valid input ---------- */
@@ -147,6 +149,7 @@ describe("nft -c accepts the rendered ruleset", () => {
     // Service names are RFC 1035 labels (a letter first, no dots); namespaces are RFC 1123 labels.
     const services = names.map((n) => service(n.replace(/\./g, "-"), /^[a-z]/.test(n) ? n.replace(/\./g, "-") : `s${n.replace(/\./g, "-")}`, { ports: [{ port: 80 }] }, ["203.0.113.80"]));
     expectNftAccepts({ policies, services, clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 1 });
+    expectNftAccepts({ policies, services, clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 1, logAcceptedConnections: true });
   });
 
   nftTest("for 500 overlapping policies", () => {
