@@ -1,0 +1,128 @@
+/**
+ * The drop log (SPEC §10): kernel drop lines from `/dev/kmsg` → a bounded
+ * queue → the droptailer server, exactly once across restarts: the position
+ * of the last *shipped* event is persisted (at most once a second, so after
+ * a crash at most that second's events repeat), and a restart resumes after
+ * it. The reader never blocks reconciling; the sender never throws.
+ *
+ * @example
+ * ```ts
+ * import { DropLog } from "./drop-log.ts";
+ * // const log = new DropLog({ stateDir: "/var/lib/firewall-controller", signal });
+ * // void log.run(); log.setTarget(target);
+ * ```
+ * @module
+ */
+import { DropShipper, type DropTarget } from "./client.ts";
+import { KmsgReader, type KmsgReaderOptions } from "./kmsg.ts";
+import { type Position, readPosition, writePosition } from "./position.ts";
+import { DropQueue, type QueueCounters } from "./queue.ts";
+
+export interface DropLogOptions {
+  readonly stateDir: string;
+  readonly signal: AbortSignal;
+  /** Queue bound; default 10,000 events. */
+  readonly capacity?: number;
+  /** For tests: another kmsg file, another port. */
+  readonly kmsg?: KmsgReaderOptions;
+  readonly port?: number;
+  /** Told about problems (position unreadable, records lost, a push failing), for logs. */
+  readonly onProblem?: (message: string) => void;
+}
+
+export interface DropLogStatus {
+  readonly shipping: boolean;
+  /** Why it is not shipping, when it is not. */
+  readonly reason?: string;
+  readonly counters: QueueCounters;
+  readonly queued: number;
+  readonly lost: bigint;
+}
+
+const POSITION_EVERY_MS = 1_000;
+
+export class DropLog {
+  readonly #o: DropLogOptions;
+  readonly #shipper: DropShipper;
+  readonly #queue: DropQueue<Position>;
+  #reader: KmsgReader | undefined;
+  #targetProblem: string | undefined = "no target yet";
+  #lastFailure: string | undefined;
+  #pending: Position | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #opened: () => void = () => {};
+  /** Resolves once the reader is positioned (resumed, or at the end): later kernel lines are read. */
+  readonly ready: Promise<void> = new Promise((resolve) => {
+    this.#opened = resolve;
+  });
+
+  constructor(options: DropLogOptions) {
+    this.#o = options;
+    this.#shipper = new DropShipper({ signal: options.signal });
+    this.#queue = new DropQueue<Position>({
+      capacity: options.capacity ?? 10_000,
+      shipper: this.#shipper,
+      signal: options.signal,
+      // An outage is retried often enough to catch up soon after the server is back.
+      backoff: { initialMs: 100, maxMs: 5_000 },
+      onShipped: (p) => {
+        this.#pending = p;
+        this.#lastFailure = undefined;
+      },
+      onFailure: (r) => {
+        this.#lastFailure = r.reason;
+      },
+    });
+  }
+
+  /** Follows the cluster: a rotated Secret or a moved pod takes effect at once. */
+  setTarget(target: DropTarget | undefined, problem?: string): void {
+    this.#targetProblem = target ? undefined : (problem ?? "no target");
+    const port = this.#o.port;
+    if (this.#shipper.setTarget(target && port !== undefined ? { ...target, port } : target)) this.#queue.kick();
+  }
+
+  status(): DropLogStatus {
+    const reason = this.#targetProblem ?? this.#lastFailure;
+    return { shipping: reason === undefined, ...(reason ? { reason } : {}), counters: this.#queue.counters, queued: this.#queue.length, lost: this.#reader?.lost ?? 0n };
+  }
+
+  /** Reads and ships until the signal aborts; never throws. */
+  async run(): Promise<void> {
+    const { signal, stateDir } = this.#o;
+    const stored = await readPosition(stateDir);
+    if (stored.problem) this.#o.onProblem?.(stored.problem);
+    const resume = stored.position?.source === "kmsg" ? { bootId: stored.position.bootId, seq: stored.position.seq } : undefined;
+    this.#reader = new KmsgReader({
+      ...this.#o.kmsg,
+      signal,
+      ...(resume ? { resume } : {}),
+      onLost: (count, why) => this.#o.onProblem?.(`drop log: ${count} kernel records lost (${why})`),
+    });
+    const sender = this.#queue.run();
+    this.#timer = setInterval(() => void this.#flushPosition(), POSITION_EVERY_MS);
+    try {
+      await this.#reader.open();
+      this.#opened();
+      for await (const item of this.#reader.events()) {
+        this.#queue.offer({ timestamp: item.event.timestampUs, fields: item.event.fields }, { source: "kmsg", bootId: item.bootId, seq: item.seq });
+      }
+    } catch (e) {
+      this.#o.onProblem?.(`drop log: reading the kernel log failed: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      this.#opened();
+      clearInterval(this.#timer);
+      this.#queue.stop();
+      await sender;
+      await this.#flushPosition();
+      this.#reader.close();
+    }
+  }
+
+  async #flushPosition(): Promise<void> {
+    const p = this.#pending;
+    if (!p) return;
+    this.#pending = undefined;
+    await writePosition(this.#o.stateDir, p).catch((e: unknown) => this.#o.onProblem?.(`drop log: persisting the position failed: ${e instanceof Error ? e.message : String(e)}`));
+  }
+}

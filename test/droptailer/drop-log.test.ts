@@ -1,0 +1,93 @@
+// The drop log end to end without the kernel: kernel-format records appended to
+// a file stand in for /dev/kmsg; a droptailer server requiring client
+// certificates receives them. Exactly once across a restart (the position),
+// nothing lost across a server outage, a forged userspace line never shipped.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DropLog } from "../../lib/droptailer/drop-log.ts";
+import { droptailerTarget } from "../../lib/droptailer/target.ts";
+import { waitUntil } from "../wait-until.ts";
+import { DroptailerTestServer, makePki, type Pki } from "./server.ts";
+
+const BOOT = "3f1c5e2a-9b8d-4c7e-a1f0-0123456789ab";
+const line = (seq: number, text: string, pri = 4) => `${pri},${seq},${6_000_000_000 + seq * 1000},-;${text}\n`;
+const drop = (seq: number, dpt: number) => line(seq, `nftables-firewall-dropped: IN=vrf104009 OUT=vlan42 SRC=198.51.100.1 DST=10.0.1.80 LEN=60 PROTO=TCP SPT=40000 DPT=${dpt} SYN`);
+
+describe("drop log: kernel records to the droptailer server", () => {
+  let dir: string;
+  let pki: Pki;
+  let server: DroptailerTestServer;
+  const kmsg = () => join(dir, "kmsg");
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "fct-droplog-"));
+    pki = await makePki(join(dir, "pki"));
+    server = await DroptailerTestServer.start(pki);
+    writeFileSync(join(dir, "boot_id"), `${BOOT}\n`);
+    writeFileSync(join(dir, "uptime"), "7000.00 100.00\n");
+    writeFileSync(kmsg(), "");
+  }, 30_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = () => {
+    const stop = new AbortController();
+    const log = new DropLog({
+      stateDir: join(dir, "state"),
+      signal: stop.signal,
+      port: server.port,
+      kmsg: { path: kmsg(), bootIdPath: join(dir, "boot_id"), uptimePath: join(dir, "uptime"), pollMs: 20 },
+    });
+    const secret = { metadata: { name: "droptailer-client", namespace: "firewall" }, data: { "ca.crt": pki.ca.toString("base64"), "tls.crt": pki.clientCert.toString("base64"), "tls.key": pki.clientKey.toString("base64") } };
+    const pod = { metadata: { name: "droptailer-7d9f", namespace: "firewall" }, status: { phase: "Running", podIP: "127.0.0.1" } };
+    const t = droptailerTarget(secret, [pod]);
+    if (!t.ok) throw new Error(t.reason);
+    log.setTarget(t.target);
+    const running = log.run();
+    return { log, stop: async () => {
+      stop.abort();
+      await running;
+    } };
+  };
+  const dpts = () => server.received.map((d) => d.fields.DPT);
+
+  test("drops arrive with their fields and ACTION; a forged userspace line does not", async () => {
+    const a = start();
+    // It starts at the end of what is there: append once it is reading.
+    await a.log.ready;
+    appendFileSync(kmsg(), drop(1, 1001) + line(2, "nftables-firewall-dropped: forged SRC=203.0.113.9", 12) + drop(3, 1003));
+    await waitUntil("two drops at the server", async () => server.received.length === 2, 10_000);
+    expect(dpts()).toEqual(["1001", "1003"]);
+    expect(server.received[0]?.fields).toMatchObject({ ACTION: "drop", SRC: "198.51.100.1", DST: "10.0.1.80", PROTO: "TCP", SYN: "" });
+    expect(a.log.status()).toMatchObject({ shipping: true, queued: 0 });
+    await a.stop();
+    expect(existsSync(join(dir, "state", "droptailer-position.json"))).toBe(true);
+  });
+
+  test("a restart resumes after the last shipped event: nothing repeated, nothing lost", async () => {
+    appendFileSync(kmsg(), drop(4, 1004) + drop(5, 1005));
+    const b = start();
+    await waitUntil("the two new drops", async () => server.received.length === 4, 10_000);
+    expect(dpts()).toEqual(["1001", "1003", "1004", "1005"]);
+    await b.stop();
+  });
+
+  test("the server away: events wait, then arrive in order; the status says why meanwhile", async () => {
+    const c = start();
+    await server.stop();
+    appendFileSync(kmsg(), drop(6, 1006) + drop(7, 1007));
+    await waitUntil("not shipping", async () => c.log.status().shipping === false, 10_000);
+    expect(c.log.status().reason).toStartWith("unavailable");
+    await server.restart();
+    await waitUntil("delivered after the outage", async () => {
+      return server.received.length === 6;
+    }, 30_000);
+    expect(dpts()).toEqual(["1001", "1003", "1004", "1005", "1006", "1007"]);
+    await c.stop();
+  }, 40_000);
+});
