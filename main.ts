@@ -14,6 +14,7 @@ import { clusterApi } from "./lib/kube/api.ts";
 import { loadKubeConfig } from "./lib/kube/config.ts";
 import { EventRecorder } from "./lib/kube/events.ts";
 import { createLogger } from "./lib/log.ts";
+import { DropLog } from "./lib/droptailer/drop-log.ts";
 import { SuricataClient } from "./lib/ids/suricata.ts";
 import { ControllerMetrics } from "./lib/metrics/controller.ts";
 import { nftablesRegistry } from "./lib/metrics/nftables.ts";
@@ -79,7 +80,15 @@ async function main(argv: readonly string[]): Promise<number> {
     nftables: [nftablesRegistry(() => snapshot().catch(() => null), { perPolicySeries: flags.metricsPerPolicy }), metrics.registry],
     node: [nodeRegistry()],
   };
-  return runAgainstCluster(flags, { ...kernel, api, events, log, metrics, statistics, registries }, stop.signal);
+  // The drop log runs beside the controller (long-running mode only): it never blocks reconciling.
+  const dropLog = flags.dropLog && !flags.once
+    ? new DropLog({ stateDir: flags.stateDir, signal: stop.signal, onProblem: (m) => log.warn({ code: "drop_log" }, m) })
+    : undefined;
+  if (dropLog) {
+    metrics.droptailerFrom(() => dropLog.status());
+    void dropLog.run();
+  }
+  return runAgainstCluster(flags, { ...kernel, api, events, log, metrics, statistics, registries, ...(dropLog ? { dropLog } : {}) }, stop.signal);
 }
 
 process.exitCode = await main(process.argv.slice(2));

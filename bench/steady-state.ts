@@ -46,7 +46,7 @@ try {
     if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   };
   await post("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
-  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--nft", join(dir, "nft"), "--tc", join(dir, "tc"), "--ip", join(dir, "ip"), "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn", "--enable-ids=false", "--nftables-metrics-addr", `127.0.0.1:${ports.nftables}`, "--node-metrics-addr", `127.0.0.1:${ports.node}`], { stdio: ["ignore", "ignore", "inherit"] });
+  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--nft", join(dir, "nft"), "--tc", join(dir, "tc"), "--ip", join(dir, "ip"), "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn", "--enable-ids=false", "--state-dir", join(dir, "state"), "--nftables-metrics-addr", `127.0.0.1:${ports.nftables}`, "--node-metrics-addr", `127.0.0.1:${ports.node}`], { stdio: ["ignore", "ignore", "inherit"] });
   while ((await api.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/firewalls.metal-stack.io")).status !== 200) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 500));
   await post("/apis/metal-stack.io/v1/namespaces/firewall/firewalls", { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "10s" } });

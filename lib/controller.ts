@@ -41,6 +41,8 @@ import { Reflector, specOf } from "./kube/reflector.ts";
 import { type Condition, firewallStatus, inForceText, type PolicyVerdict, policyStatus, sameStatus, statsPatch } from "./kube/status.ts";
 import { LastValid } from "./last-valid.ts";
 import type { ControllerMetrics } from "./metrics/controller.ts";
+import type { DropLog } from "./droptailer/drop-log.ts";
+import { DROPTAILER_SECRET, droptailerTarget } from "./droptailer/target.ts";
 import type { CollectedStats } from "./stats/collect.ts";
 import type { TableModel } from "./stats/model-snapshot.ts";
 import { escapeText } from "./escape.ts";
@@ -78,6 +80,8 @@ export interface ControllerDeps {
   readonly clock?: () => Date;
   /** The controller's own metrics (`firewall_controller_*`), when served. */
   readonly metrics?: ControllerMetrics;
+  /** The drop log (SPEC §10); the controller feeds it its target from the Secret and the droptailer pod. */
+  readonly dropLog?: DropLog;
   /**
    * The interval's statistics for `status.stats` (counters, IDS); absent: none
    * are written. `model`: what this process applied, so our table need not be listed.
@@ -112,6 +116,8 @@ export const PATHS = {
   services: "/api/v1/services",
   endpoints: `/api/v1/namespaces/${FIREWALL_NAMESPACE}/endpoints`,
   endpointSlices: `/apis/discovery.k8s.io/v1/namespaces/${FIREWALL_NAMESPACE}/endpointslices`,
+  secrets: `/api/v1/namespaces/${FIREWALL_NAMESPACE}/secrets`,
+  pods: `/api/v1/namespaces/${FIREWALL_NAMESPACE}/pods`,
 } as const;
 
 /** The caches the ruleset is built from: a reconcile waits for all of them to be fresh. */
@@ -127,6 +133,13 @@ const serviceRelevant = (o: KubeObject) => {
   if (spec.spec?.type !== "LoadBalancer") return null;
   return { spec, lb: (o as { status?: { loadBalancer?: unknown } }).status?.loadBalancer };
 };
+/** Of the Secrets only the droptailer client's data matters (a rotation); the others not at all. */
+const secretRelevant = (o: KubeObject) => (o.metadata.name === DROPTAILER_SECRET ? (o as { data?: unknown }).data ?? {} : null);
+/** Of the pods only the droptailer server's phase and address (a move). */
+const podRelevant = (o: KubeObject) =>
+  o.metadata.name.startsWith("droptailer") || o.metadata.labels?.app === "droptailer"
+    ? { name: o.metadata.name, status: (o as { status?: { phase?: unknown; podIP?: unknown } }).status ?? {} }
+    : null;
 /** Exporter objects: all of it (an edit by someone else must be undone), bookkeeping aside. */
 const wholeObject = (o: KubeObject) => ({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
 
@@ -151,7 +164,9 @@ export class Controller {
   readonly #d: ControllerDeps;
   readonly #api: TrackedApi;
   readonly #signal: AbortSignal;
-  readonly #reflectors: Record<keyof typeof PATHS, Reflector>;
+  readonly #reflectors: Record<Exclude<keyof typeof PATHS, "secrets" | "pods">, Reflector>;
+  /** Only with a drop log: the droptailer Secret and pod. */
+  readonly #dropTargets: { readonly secrets: Reflector; readonly pods: Reflector } | undefined;
   readonly #coalescer: Coalescer;
   readonly #lastValid = new LastValid<Accepted>();
   #previous: Ruleset | undefined;
@@ -214,6 +229,7 @@ export class Controller {
       endpoints: make(PATHS.endpoints, wholeObject),
       endpointSlices: make(PATHS.endpointSlices, wholeObject),
     };
+    this.#dropTargets = deps.dropLog ? { secrets: make(PATHS.secrets, secretRelevant), pods: make(PATHS.pods, podRelevant) } : undefined;
     signal.addEventListener("abort", () => {
       clearTimeout(this.#periodicTimer);
       clearTimeout(this.#retryTimer);
@@ -257,6 +273,7 @@ export class Controller {
     await this.#ensureCrds();
     if (this.#signal.aborted) return;
     for (const r of Object.values(this.#reflectors)) void r.start();
+    for (const r of Object.values(this.#dropTargets ?? {})) void r.start();
     this.#started = true;
     this.#probeTimer = setInterval(() => void this.#probe(), PROBE_AFTER_MS / 2);
     // The first reconcile waits for every cache: acting on a half-listed cluster could drop traffic.
@@ -407,6 +424,7 @@ export class Controller {
 
   async #reconcile(periodic: boolean): Promise<ReconcileSummary> {
     const { log } = this.#d;
+    this.#followDropTarget();
     const stale = RULE_SOURCES.filter((n) => !this.#reflectors[n].fresh);
     if (stale.length > 0) {
       // A cache that failed may miss whatever happened meanwhile: acting on it could revoke or open
@@ -531,6 +549,15 @@ export class Controller {
     };
   }
 
+  /** The drop log ships to where the cluster says: a rotated Secret or a moved pod takes effect at once. */
+  #followDropTarget(): void {
+    const t = this.#dropTargets;
+    if (!t || !this.#d.dropLog) return;
+    const r = droptailerTarget(t.secrets.get(FIREWALL_NAMESPACE, DROPTAILER_SECRET), t.pods.items());
+    this.#d.dropLog.setTarget(r.ok ? r.target : undefined, r.ok ? undefined : r.reason);
+    this.#sayOnce("droptailer", r.ok ? "info" : "warn", r.ok ? undefined : `drop log: not shipping: ${r.reason}`);
+  }
+
   /** An observed deletion: remove our table and shaping, then let the object go. */
   async #honourDeletion(fwObject: KubeObject, fwPath: string): Promise<ReconcileSummary> {
     const removed = await removeRuleset({ nft: this.#d.nft, table: TABLE });
@@ -640,7 +667,9 @@ export class Controller {
       this.#lastStatsNotes = collected.notes;
       this.#sayOnce("statistics", "warn", collected.notes.length > 0 ? `statistics: ${collected.notes.join("; ")}` : undefined);
     }
-    const message = escapeText([status.message, ...this.#lastStatsNotes].join("; "), { max: 16 * 1024 });
+    const drops = this.#d.dropLog?.status();
+    const dropNote = drops && !drops.shipping ? [`drop log not shipping: ${drops.reason ?? "unknown"}`] : [];
+    const message = escapeText([status.message, ...this.#lastStatsNotes, ...dropNote].join("; "), { max: 16 * 1024 });
     const changed = current?.message !== message || !sameStatus(current?.conditions, status.conditions);
     // lastRun moves with the interval; other changes are written at once.
     if (!changed && !periodic) return;

@@ -44,7 +44,7 @@ describe.skipIf(env.skip || noKubectl)("end to end: binary, kubectl and the test
     return r.stdout;
   };
   const hasChain = async (name: string) => (await topo.exec("firewall", ["nft", "list", "chains", "inet"])).stdout.includes(`chain ${name} {`);
-  const flags = () => ["--kubeconfig", kubeconfig, "--private-vrf", "42", "--cluster-prefixes", "10.0.0.0/8,fd00:66::/64", "--ruleset-file", join(dir, "ruleset.v4"), "--ruleset-dir", dir, "--service-ip", "10.0.1.1", "--health-addr", "127.0.0.1:18080"];
+  const flags = () => ["--kubeconfig", kubeconfig, "--private-vrf", "42", "--cluster-prefixes", "10.0.0.0/8,fd00:66::/64", "--ruleset-file", join(dir, "ruleset.v4"), "--ruleset-dir", dir, "--service-ip", "10.0.1.1", "--health-addr", "127.0.0.1:18080", "--state-dir", join(dir, "state")];
 
   beforeAll(async () => {
     topo = await createTopology();

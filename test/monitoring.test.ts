@@ -161,7 +161,7 @@ spec:
     controller = topo.start("firewall", [
       ...controllerCommand(), "--kubeconfig", kubeconfig, "--private-vrf", "42", "--cluster-prefixes", "10.0.0.0/8,fd00:66::/64",
       "--ruleset-file", join(dir, "ruleset.v4"), "--ruleset-dir", dir, "--service-ip", "10.0.1.1", "--health-addr", "127.0.0.1:18080",
-      "--nftables-metrics-addr", NFT_TARGET, "--node-metrics-addr", NODE_TARGET, "--enable-ids=false",
+      "--nftables-metrics-addr", NFT_TARGET, "--node-metrics-addr", NODE_TARGET, "--enable-ids=false", "--state-dir", join(dir, "state"),
     ]);
     await waitUntil("the controller ready", async () => (await getAll(["http://127.0.0.1:18080/readyz"]))[0]?.status === 200, 20_000);
 

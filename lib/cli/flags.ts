@@ -36,6 +36,8 @@ export interface Flags {
   readonly nftablesMetricsAddr: string;
   readonly nodeMetricsAddr: string;
   readonly metricsPerPolicy: boolean;
+  readonly dropLog: boolean;
+  readonly stateDir: string;
   readonly healthAddr: string;
   readonly suricataSocket: string;
   readonly enableIds: boolean;
@@ -136,6 +138,8 @@ const SPECS: Record<string, FlagSpec> = {
   ip: { kind: "value", key: "ip", help: "path of the ip binary, for IFB devices (default: ip from PATH)", schema: nonEmpty("a path") },
   "nftables-metrics-addr": { kind: "value", key: "nftablesMetricsAddr", help: "nftables and controller metrics listen address (default :9630; empty: off)", schema: listenAddrOrOff },
   "node-metrics-addr": { kind: "value", key: "nodeMetricsAddr", help: "node metrics listen address (default :9100; empty: off)", schema: listenAddrOrOff },
+  "drop-log": { kind: "bool", key: "dropLog", help: "ship the kernel's drop log from /dev/kmsg to the droptailer server (default true)" },
+  "state-dir": { kind: "value", key: "stateDir", help: "where the drop log keeps the position of the last shipped event (default /var/lib/firewall-controller)", schema: nonEmpty("a path") },
   "metrics-per-policy": { kind: "bool", key: "metricsPerPolicy", help: "export nftables_rule_* series of every policy and service chain (default true; false for very large rulesets)" },
   "health-addr": { kind: "value", key: "healthAddr", help: "/healthz and /readyz listen address (default 127.0.0.1:8080)", schema: listenAddr },
   "suricata-socket": { kind: "value", key: "suricataSocket", help: "suricata unix command socket (default /run/suricata-command.socket)", schema: nonEmpty("a path") },
@@ -167,6 +171,8 @@ export const DEFAULTS: Flags = {
   nftablesMetricsAddr: ":9630",
   nodeMetricsAddr: ":9100",
   metricsPerPolicy: true,
+  dropLog: true,
+  stateDir: "/var/lib/firewall-controller",
   healthAddr: "127.0.0.1:8080",
   suricataSocket: "/run/suricata-command.socket",
   enableIds: true,

@@ -37,6 +37,8 @@ export interface DropLogStatus {
   readonly counters: QueueCounters;
   readonly queued: number;
   readonly lost: bigint;
+  /** How often the channel was built: moves with every change of target (rotation, move). */
+  readonly channelBuilds: number;
 }
 
 const POSITION_EVERY_MS = 1_000;
@@ -84,7 +86,14 @@ export class DropLog {
 
   status(): DropLogStatus {
     const reason = this.#targetProblem ?? this.#lastFailure;
-    return { shipping: reason === undefined, ...(reason ? { reason } : {}), counters: this.#queue.counters, queued: this.#queue.length, lost: this.#reader?.lost ?? 0n };
+    return {
+      shipping: reason === undefined,
+      ...(reason ? { reason } : {}),
+      counters: this.#queue.counters,
+      queued: this.#queue.length,
+      lost: this.#reader?.lost ?? 0n,
+      channelBuilds: this.#shipper.status.channelBuilds,
+    };
   }
 
   /** Reads and ships until the signal aborts; never throws. */

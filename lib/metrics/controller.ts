@@ -15,6 +15,7 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { DropLogStatus } from "../droptailer/drop-log.ts";
 
 export type ReconcileOutcome = "applied" | "unchanged" | "partial" | "failed" | "skipped";
 
@@ -38,6 +39,7 @@ export class ControllerMetrics {
   readonly #apiErrors: Counter;
   readonly #ready: Gauge;
   #readiness: (() => boolean) | undefined;
+  #drops: (() => DropLogStatus) | undefined;
 
   constructor(build: { readonly version: string }) {
     const registers = [this.registry];
@@ -68,6 +70,40 @@ export class ControllerMetrics {
         if (self.#readiness) this.set(self.#readiness() ? 1 : 0);
       },
     });
+    new Counter({
+      name: "firewall_controller_droptailer_events_total",
+      help: "Drop-log events by outcome: shipped, retried (a failed push, tried again), dropped (the queue was full), lost (overwritten in the kernel log before they were read).",
+      labelNames: ["outcome"],
+      registers,
+      collect() {
+        const d = self.#drops?.();
+        if (!d) return;
+        // The drop log counts; this only shows its counts (they never go down while the process lives).
+        this.reset();
+        this.inc({ outcome: "shipped" }, d.counters.shipped);
+        this.inc({ outcome: "retried" }, d.counters.retried);
+        this.inc({ outcome: "dropped" }, d.counters.dropped);
+        this.inc({ outcome: "lost" }, Number(d.lost));
+      },
+    });
+    new Gauge({
+      name: "firewall_controller_droptailer_queue_length",
+      help: "Drop-log events waiting to be shipped.",
+      registers,
+      collect() {
+        const d = self.#drops?.();
+        if (d) this.set(d.queued);
+      },
+    });
+    new Gauge({
+      name: "firewall_controller_droptailer_shipping",
+      help: "1 while the drop log ships to the droptailer server, else 0 (no target, refused, unavailable).",
+      registers,
+      collect() {
+        const d = self.#drops?.();
+        if (d) this.set(d.shipping ? 1 : 0);
+      },
+    });
     new Gauge({ name: "firewall_controller_build_info", help: "Version of the running firewall-controller; always 1.", labelNames: ["version"], registers }).set({ version: build.version }, 1);
     for (const outcome of ["applied", "unchanged", "partial", "failed", "skipped"] as const) this.#results.inc({ outcome }, 0);
   }
@@ -87,6 +123,11 @@ export class ControllerMetrics {
 
   apiError(): void {
     this.#apiErrors.inc();
+  }
+
+  /** Where the `firewall_controller_droptailer_*` values come from. */
+  droptailerFrom(status: () => DropLogStatus): void {
+    this.#drops = status;
   }
 
   /** Where `firewall_controller_ready` comes from (the controller's readiness). */

@@ -35,3 +35,20 @@ describe("controller metrics", () => {
     expect(r.status).toBe(0);
   });
 });
+
+describe("controller metrics: the drop log", () => {
+  test("droptailer events by outcome, queue length and shipping come from the drop log's status", async () => {
+    const m = new ControllerMetrics({ version: "0.1.0" });
+    m.droptailerFrom(() => ({ shipping: false, reason: "unavailable", counters: { shipped: 7, retried: 2, dropped: 1, offered: 10 }, queued: 2, lost: 3n, channelBuilds: 1 }));
+    const text = await m.registry.metrics();
+    expect(text).toContain('firewall_controller_droptailer_events_total{outcome="shipped"} 7\n');
+    expect(text).toContain('firewall_controller_droptailer_events_total{outcome="dropped"} 1\n');
+    expect(text).toContain('firewall_controller_droptailer_events_total{outcome="lost"} 3\n');
+    expect(text).toContain("firewall_controller_droptailer_queue_length 2\n");
+    expect(text).toContain("firewall_controller_droptailer_shipping 0\n");
+    if (promtool) {
+      const r = spawnSync(promtool, ["check", "metrics"], { input: text, encoding: "utf8" });
+      expect(r.stdout + r.stderr).toBe("");
+    }
+  });
+});
