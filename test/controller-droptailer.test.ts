@@ -113,4 +113,19 @@ describe.skipIf(env.skip)("the drop log follows the droptailer Secret and pod", 
     await waitUntil("the waiting drop delivered", async () => server.received.length === 2, 20_000);
     expect(server.received.map((d) => d.fields.DPT)).toEqual(["1001", "1002"]);
   }, 60_000);
+
+  test("the droptailer pod moves to another address: shipping follows without a restart", async () => {
+    const moved = await DroptailerTestServer.start(pki, server.port, "127.0.0.2");
+    try {
+      const builds = dropLog.status().channelBuilds;
+      await write("PATCH", `${PODS}/droptailer-6c7d/status`, { status: { podIP: "127.0.0.2" } });
+      await waitUntil("the move in effect", async () => dropLog.status().channelBuilds > builds, 10_000);
+      appendFileSync(join(dir, "kmsg"), drop(3, 1003));
+      await waitUntil("the drop at the moved server", async () => moved.received.length === 1, 15_000);
+      expect(moved.received[0]?.fields.DPT).toBe("1003");
+      expect(server.received).toHaveLength(2);
+    } finally {
+      await moved.stop();
+    }
+  }, 40_000);
 });

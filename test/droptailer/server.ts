@@ -98,11 +98,14 @@ export class DroptailerTestServer {
   #server: grpc.Server | undefined;
   #port = 0;
 
-  private constructor(private readonly pki: Pki) {}
+  private constructor(
+    private readonly pki: Pki,
+    private readonly host: string,
+  ) {}
 
-  /** Starts on 127.0.0.1 (`port` 0: any free port). */
-  static async start(pki: Pki, port = 0): Promise<DroptailerTestServer> {
-    const s = new DroptailerTestServer(pki);
+  /** Starts on `host` (default 127.0.0.1; `port` 0: any free port). */
+  static async start(pki: Pki, port = 0, host = "127.0.0.1"): Promise<DroptailerTestServer> {
+    const s = new DroptailerTestServer(pki, host);
     await s.restart(port);
     return s;
   }
@@ -131,7 +134,7 @@ export class DroptailerTestServer {
     const creds = grpc.ServerCredentials.createSsl(this.pki.ca,
       [{ private_key: this.pki.serverKey, cert_chain: this.pki.serverCert }], true);
     this.#port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))));
+      server.bindAsync(`${this.host}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))));
     this.#server = server;
   }
 
