@@ -15,6 +15,7 @@ import { loadKubeConfig } from "./lib/kube/config.ts";
 import { EventRecorder } from "./lib/kube/events.ts";
 import { createLogger } from "./lib/log.ts";
 import { DropLog } from "./lib/droptailer/drop-log.ts";
+import { dropLogSource } from "./lib/droptailer/source.ts";
 import { SuricataClient } from "./lib/ids/suricata.ts";
 import { ControllerMetrics } from "./lib/metrics/controller.ts";
 import { nftablesRegistry } from "./lib/metrics/nftables.ts";
@@ -82,7 +83,13 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   // The drop log runs beside the controller (long-running mode only): it never blocks reconciling.
   const dropLog = flags.dropLog && !flags.once
-    ? new DropLog({ stateDir: flags.stateDir, signal: stop.signal, onProblem: (m) => log.warn({ code: "drop_log" }, m) })
+    ? new DropLog({
+      stateDir: flags.stateDir,
+      signal: stop.signal,
+      source: dropLogSource(flags.dropLogSource),
+      ...(flags.journalDirectory ? { journal: { directory: flags.journalDirectory } } : {}),
+      onProblem: (m) => log.warn({ code: "drop_log" }, m),
+    })
     : undefined;
   if (dropLog) {
     metrics.droptailerFrom(() => dropLog.status());

@@ -37,6 +37,8 @@ export interface Flags {
   readonly nodeMetricsAddr: string;
   readonly metricsPerPolicy: boolean;
   readonly dropLog: boolean;
+  readonly dropLogSource: "auto" | "kmsg" | "journal";
+  readonly journalDirectory: string | undefined;
   readonly stateDir: string;
   readonly healthAddr: string;
   readonly suricataSocket: string;
@@ -139,6 +141,11 @@ const SPECS: Record<string, FlagSpec> = {
   "nftables-metrics-addr": { kind: "value", key: "nftablesMetricsAddr", help: "nftables and controller metrics listen address (default :9630; empty: off)", schema: listenAddrOrOff },
   "node-metrics-addr": { kind: "value", key: "nodeMetricsAddr", help: "node metrics listen address (default :9100; empty: off)", schema: listenAddrOrOff },
   "drop-log": { kind: "bool", key: "dropLog", help: "ship the kernel's drop log from /dev/kmsg to the droptailer server (default true)" },
+  "drop-log-source": {
+    kind: "value", key: "dropLogSource", help: "auto (the journal where journald runs, else /dev/kmsg), kmsg or journal (default auto)",
+    schema: v.picklist(["auto", "kmsg", "journal"], (i) => `${show(i.input)} is not one of auto, kmsg, journal`),
+  },
+  "journal-directory": { kind: "value", key: "journalDirectory", help: "read this journal directory instead of the system's (journal source)", schema: nonEmpty("a path") },
   "state-dir": { kind: "value", key: "stateDir", help: "where the drop log keeps the position of the last shipped event (default /var/lib/firewall-controller)", schema: nonEmpty("a path") },
   "metrics-per-policy": { kind: "bool", key: "metricsPerPolicy", help: "export nftables_rule_* series of every policy and service chain (default true; false for very large rulesets)" },
   "health-addr": { kind: "value", key: "healthAddr", help: "/healthz and /readyz listen address (default 127.0.0.1:8080)", schema: listenAddr },
@@ -172,6 +179,8 @@ export const DEFAULTS: Flags = {
   nodeMetricsAddr: ":9100",
   metricsPerPolicy: true,
   dropLog: true,
+  dropLogSource: "auto",
+  journalDirectory: undefined,
   stateDir: "/var/lib/firewall-controller",
   healthAddr: "127.0.0.1:8080",
   suricataSocket: "/run/suricata-command.socket",

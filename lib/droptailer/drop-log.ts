@@ -14,6 +14,7 @@
  * @module
  */
 import { DropShipper, type DropTarget } from "./client.ts";
+import { JournalReader } from "./journal.ts";
 import { KmsgReader, type KmsgReaderOptions } from "./kmsg.ts";
 import { type Position, readPosition, writePosition } from "./position.ts";
 import { DropQueue, type QueueCounters } from "./queue.ts";
@@ -23,8 +24,15 @@ export interface DropLogOptions {
   readonly signal: AbortSignal;
   /** Queue bound; default 10,000 events. */
   readonly capacity?: number;
+  /**
+   * Where kernel lines come from: `/dev/kmsg` (default) or the systemd journal
+   * (kernel transport only, through the OS's journalctl).
+   */
+  readonly source?: "kmsg" | "journal";
   /** For tests: another kmsg file, another port. */
   readonly kmsg?: KmsgReaderOptions;
+  /** The journal to read (`--journal-directory`; a file for tests); default the system's. */
+  readonly journal?: { readonly directory?: string; readonly file?: string; readonly journalctl?: string };
   readonly port?: number;
   /** Told about problems (position unreadable, records lost, a push failing), for logs. */
   readonly onProblem?: (message: string) => void;
@@ -101,6 +109,7 @@ export class DropLog {
     const { signal, stateDir } = this.#o;
     const stored = await readPosition(stateDir);
     if (stored.problem) this.#o.onProblem?.(stored.problem);
+    if (this.#o.source === "journal") return this.#runJournal(stored.position?.source === "journal" ? stored.position.cursor : undefined, stored.position !== undefined && stored.position.source !== "journal");
     const resume = stored.position?.source === "kmsg" ? { bootId: stored.position.bootId, seq: stored.position.seq } : undefined;
     this.#reader = new KmsgReader({
       ...this.#o.kmsg,
@@ -125,6 +134,29 @@ export class DropLog {
       await sender;
       await this.#flushPosition();
       this.#reader.close();
+    }
+  }
+
+  /** The same pipeline from the journal: resumes after the stored cursor. */
+  async #runJournal(after: string | undefined, otherSource: boolean): Promise<void> {
+    const { signal } = this.#o;
+    if (otherSource) this.#o.onProblem?.("drop log: the stored position is of /dev/kmsg, not of the journal; starting at the journal's end");
+    const reader = new JournalReader({ ...this.#o.journal, signal, ...(after ? { after } : {}), onProblem: (m) => this.#o.onProblem?.(`drop log: ${m}`) });
+    const sender = this.#queue.run();
+    this.#timer = setInterval(() => void this.#flushPosition(), POSITION_EVERY_MS);
+    this.#opened();
+    try {
+      for await (const item of reader.events()) {
+        this.#queue.offer({ timestamp: item.event.timestampUs, fields: item.event.fields }, { source: "journal", cursor: item.cursor });
+      }
+    } catch (e) {
+      this.#o.onProblem?.(`drop log: reading the journal failed: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      clearInterval(this.#timer);
+      this.#queue.stop();
+      await sender;
+      await this.#flushPosition();
+      reader.close();
     }
   }
 

@@ -6,9 +6,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import { DropLog } from "../../lib/droptailer/drop-log.ts";
+import { writePosition } from "../../lib/droptailer/position.ts";
 import { droptailerTarget } from "../../lib/droptailer/target.ts";
 import { waitUntil } from "../wait-until.ts";
+import { type Entry, needsJournalTools, writeJournal } from "./journal-files.ts";
 import { DroptailerTestServer, makePki, type Pki } from "./server.ts";
 
 const BOOT = "3f1c5e2a-9b8d-4c7e-a1f0-0123456789ab";
@@ -89,5 +92,63 @@ describe("drop log: kernel records to the droptailer server", () => {
     }, 30_000);
     expect(dpts()).toEqual(["1001", "1003", "1004", "1005", "1006", "1007"]);
     await c.stop();
+  }, 40_000);
+});
+
+describe.skipIf(needsJournalTools())("drop log from the systemd journal", () => {
+  let dir: string;
+  let pki: Pki;
+  let server: DroptailerTestServer;
+  const file = () => join(dir, "system.journal");
+  const kernelDrop = (us: bigint, dpt: number): Entry => ({ us, transport: "kernel", message: `nftables-firewall-dropped: IN=vrf104009 OUT=vlan42 SRC=198.51.100.1 DST=10.0.1.80 PROTO=TCP DPT=${dpt} SYN` });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "fct-droplog-journal-"));
+    pki = await makePki(join(dir, "pki"));
+    server = await DroptailerTestServer.start(pki);
+  }, 30_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = () => {
+    const stop = new AbortController();
+    const log = new DropLog({ stateDir: join(dir, "state"), signal: stop.signal, port: server.port, source: "journal", journal: { file: file() } });
+    const t = droptailerTarget(
+      { metadata: { name: "droptailer-client" }, data: { "ca.crt": pki.ca.toString("base64"), "tls.crt": pki.clientCert.toString("base64"), "tls.key": pki.clientKey.toString("base64") } },
+      [{ metadata: { name: "droptailer-0" }, status: { phase: "Running", podIP: "127.0.0.1" } }],
+    );
+    if (!t.ok) throw new Error(t.reason);
+    log.setTarget(t.target);
+    const running = log.run();
+    return { stop: async () => {
+      stop.abort();
+      await running;
+    } };
+  };
+
+  test("kernel entries after the stored cursor arrive once; a forged syslog entry never; a restart repeats nothing", async () => {
+    const t0 = BigInt(Date.now()) * 1000n;
+    writeJournal(file(), [kernelDrop(t0, 2001)]);
+    const first = spawnSync("journalctl", [`--file=${file()}`, "--output=json", "--lines=1", "--no-pager"], { encoding: "utf8" });
+    const cursor = (JSON.parse(first.stdout.trim()) as { __CURSOR: string }).__CURSOR;
+    await writePosition(join(dir, "state"), { source: "journal", cursor });
+    writeJournal(file(), [
+      kernelDrop(t0 + 1000n, 2002),
+      { us: t0 + 2000n, transport: "syslog", message: "nftables-firewall-dropped: IN=forged SRC=203.0.113.9 DPT=2999", extra: { SYSLOG_IDENTIFIER: "kernel" } },
+      kernelDrop(t0 + 3000n, 2003),
+    ]);
+    const a = start();
+    await waitUntil("the two entries after the cursor", async () => server.received.length === 2, 15_000);
+    expect(server.received.map((d) => d.fields.DPT)).toEqual(["2002", "2003"]);
+    expect(server.received[0]?.timestampUs).toBe(t0 + 1000n);
+    await a.stop();
+    writeJournal(file(), [kernelDrop(t0 + 4000n, 2004)]);
+    const b = start();
+    await waitUntil("the entry written while it was stopped", async () => server.received.length === 3, 15_000);
+    expect(server.received.map((d) => d.fields.DPT)).toEqual(["2002", "2003", "2004"]);
+    await b.stop();
   }, 40_000);
 });
