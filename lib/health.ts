@@ -15,8 +15,8 @@
  * @module
  */
 import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { escapeText } from "./escape.ts";
+import { listenUntil, parseListenAddr } from "./listen.ts";
 
 /**
  * The two questions the server asks the program on every request.
@@ -50,24 +50,8 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-/**
- * Splits a listen address: `host:port`, `:port` (every interface) or
- * `[v6]:port`. Throws on anything else, naming the address.
- *
- * @example
- * ```ts
- * import { parseListenAddr } from "./health.ts";
- * parseListenAddr("[::1]:8080"); // { host: "::1", port: 8080 }
- * parseListenAddr(":9630"); // { host: undefined, port: 9630 }
- * ```
- */
-export function parseListenAddr(addr: string): { host: string | undefined; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(addr);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new Error(`${JSON.stringify(addr)} is not a listen address (host:port, :port or [v6]:port)`);
-  const host = m[1] ?? m[2];
-  return { host: host === "" ? undefined : host, port };
-}
+export { parseListenAddr } from "./listen.ts";
+
 
 /**
  * Serves `GET /healthz` (200 `ok`, or 503) and `GET /readyz` (200 `ok`, or
@@ -81,7 +65,7 @@ export function parseListenAddr(addr: string): { host: string | undefined; port:
  * ```
  */
 export function startHealthServer(addr: string, checks: HealthChecks, signal: AbortSignal): Promise<HealthServer> {
-  const { host, port } = parseListenAddr(addr);
+  parseListenAddr(addr); // throws on a bad address before anything is created
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path !== "/healthz" && path !== "/readyz") return reply(res, 404, "not found");
@@ -99,25 +83,7 @@ export function startHealthServer(addr: string, checks: HealthChecks, signal: Ab
       return reply(res, 503, escapeText(`check failed: ${e instanceof Error ? e.message : String(e)}`, { max: 4096 }), req.method);
     }
   });
-  let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= new Promise<void>((resolve) => {
-      signal.removeEventListener("abort", onAbort);
-      server.close(() => resolve());
-      // Keep-alive connections (curl, probes) would hold close() open otherwise.
-      server.closeAllConnections();
-    });
-    return closing;
-  };
-  const onAbort = () => void close();
-  return new Promise((resolve, reject) => {
-    server.once("error", (e) => reject(new Error(`cannot listen on ${addr}: ${e.message}`, { cause: e })));
-    server.listen({ port, host }, () => {
-      signal.addEventListener("abort", onAbort, { once: true });
-      if (signal.aborted) void close();
-      resolve({ port: (server.address() as AddressInfo).port, close });
-    });
-  });
+  return listenUntil(server, addr, signal);
 }
 
 function reply(res: ServerResponse, status: number, text: string, method?: string): void {

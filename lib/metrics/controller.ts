@@ -37,7 +37,6 @@ export class ControllerMetrics {
   readonly #elements: Gauge;
   readonly #lastSuccess: Gauge;
   readonly #apiErrors: Counter;
-  readonly #ready: Gauge;
   #readiness: (() => boolean) | undefined;
   #drops: (() => DropLogStatus) | undefined;
 
@@ -61,7 +60,7 @@ export class ControllerMetrics {
     this.#lastSuccess = new Gauge({ name: "firewall_controller_last_successful_reconcile_timestamp_seconds", help: "Unix time of the last reconcile that brought the kernel in line.", registers });
     this.#apiErrors = new Counter({ name: "firewall_controller_api_errors_total", help: "Kubernetes API calls that failed (unreachable, timed out, or a 5xx answer).", registers });
     const self = this;
-    this.#ready = new Gauge({
+    new Gauge({
       name: "firewall_controller_ready",
       help: "1 when /readyz says ready, else 0.",
       registers,

@@ -16,10 +16,9 @@
  * @module
  */
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Registry } from "prom-client";
 import { escapeText } from "../escape.ts";
-import { parseListenAddr } from "../health.ts";
+import { listenUntil, parseListenAddr } from "../listen.ts";
 
 export interface MetricsServer {
   readonly port: number;
@@ -30,7 +29,7 @@ export interface MetricsServer {
 const COLLECT_TIMEOUT_MS = 10_000;
 
 export function startMetricsServer(addr: string, registries: readonly Registry[], signal: AbortSignal): Promise<MetricsServer> {
-  const { host, port } = parseListenAddr(addr);
+  parseListenAddr(addr); // throws on a bad address before anything is created
   const merged = registries.length === 1 ? (registries[0] as Registry) : Registry.merge([...registries]);
   let inFlight: Promise<string> | undefined;
   const collect = (): Promise<string> => {
@@ -63,22 +62,5 @@ export function startMetricsServer(addr: string, registries: readonly Registry[]
       },
     );
   });
-  let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= new Promise<void>((resolve) => {
-      signal.removeEventListener("abort", onAbort);
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-    return closing;
-  };
-  const onAbort = () => void close();
-  return new Promise((resolve, reject) => {
-    server.once("error", (e) => reject(new Error(`cannot listen on ${addr}: ${e.message}`, { cause: e })));
-    server.listen({ port, host }, () => {
-      signal.addEventListener("abort", onAbort, { once: true });
-      if (signal.aborted) void close();
-      resolve({ port: (server.address() as AddressInfo).port, close });
-    });
-  });
+  return listenUntil(server, addr, signal);
 }
