@@ -18,6 +18,7 @@
  * ```
  * @module
  */
+import { sleep } from "../kube/backoff.ts";
 import type { DropEvent, PushResult } from "./client.ts";
 
 export interface Shipper {
@@ -69,17 +70,8 @@ interface Entry<P> {
   readonly hasPosition: boolean;
 }
 
-const defaultSleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
+// The shared one: resolves after `ms`, or at once when the signal aborts.
+const defaultSleep = sleep;
 
 /** The delay before retry number `attempt` (1-based). */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
