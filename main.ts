@@ -24,6 +24,7 @@ import { readSnapshot } from "./lib/nft/snapshot.ts";
 import { collectStats } from "./lib/stats/collect.ts";
 import { statsSnapshot, type TableModel } from "./lib/stats/model-snapshot.ts";
 import { nftClient } from "./lib/nft/client.ts";
+import { kernelReader } from "./lib/nft/netlink.ts";
 import { tcShaper } from "./lib/tc/shaper.ts";
 
 /** Errors name flags, paths and values the user typed: they pass the output gate. */
@@ -47,7 +48,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const log = createLogger(flags.logLevel);
   for (const note of parsed.notes) log.warn({ code: "bad_flag" }, note);
   const kernel = {
-    nft: nftClient(flags.nft, runCommand),
+    nft: nftClient(flags.nft, runCommand, kernelReader()),
     shaper: tcShaper({ tc: flags.tc, ip: flags.ip, exec: runCommand }),
     writeFile: writeFileAtomic,
     removeFile: removeFileIfRegular,
@@ -76,7 +77,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const metrics = new ControllerMetrics({ version: pkg.version });
   const snapshot = () => readSnapshot(flags.nft, runCommand);
   const suricata = flags.enableIds ? new SuricataClient({ socketPath: flags.suricataSocket, signal: stop.signal }) : undefined;
-  const statistics = (model?: TableModel) => collectStats({ snapshot: () => statsSnapshot(flags.nft, runCommand, model), ...(suricata ? { ids: () => suricata.collect() } : {}) });
+  const statistics = (model?: TableModel) => collectStats({ snapshot: () => statsSnapshot(flags.nft, runCommand, model, kernel.nft), ...(suricata ? { ids: () => suricata.collect() } : {}) });
   const registries = {
     nftables: [nftablesRegistry(() => snapshot().catch(() => null), { perPolicySeries: flags.metricsPerPolicy }), metrics.registry],
     node: [nodeRegistry()],

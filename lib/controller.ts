@@ -172,6 +172,8 @@ export class Controller {
   #previous: Ruleset | undefined;
   /** The fingerprint marker our last apply left; undefined when unknown (then the applier lists first). */
   #previousFingerprint: string | null | undefined;
+  /** The generation marker our last apply left (lib/nft/apply.ts). */
+  #previousGeneration: number | null | undefined;
   #periodicDue = true;
   #intervalMs = DEFAULT_INTERVAL_MS;
   #failures = 0;
@@ -500,6 +502,7 @@ export class Controller {
         rulesetFile: this.#o.rulesetFile,
         ...(this.#previous ? { previous: this.#previous } : {}),
         ...(this.#previousFingerprint === undefined ? {} : { previousFingerprint: this.#previousFingerprint }),
+        ...(this.#previousGeneration === undefined ? {} : { previousGeneration: this.#previousGeneration }),
         ...(vouchedRevision ? { vouchedRevision } : {}),
         verify,
       },
@@ -508,11 +511,13 @@ export class Controller {
     if (result.rules === "changed" || result.rules === "unchanged") {
       this.#previous = result.ruleset;
       this.#previousFingerprint = result.fingerprint;
+      this.#previousGeneration = result.generation;
       this.#admitted = desired.admitted;
       this.#rulesetFiles.add(desired.firewall.rulesetFile ?? this.#o.rulesetFile);
     } else if (result.rules === "failed") {
       this.#previous = undefined;
       this.#previousFingerprint = undefined;
+      this.#previousGeneration = undefined;
     }
 
     // Readiness knows the outcome before anyone can read it in the status written below.
@@ -564,6 +569,7 @@ export class Controller {
     const shaping = await this.#d.shaper.reconcile([]);
     this.#previous = undefined;
     this.#previousFingerprint = undefined;
+    this.#previousGeneration = undefined;
     if (shaping.problems.length > 0) throw new FirewallError("shaping_failed", `removing shaping for the deleted Firewall: ${shaping.problems.map((p) => `${p.interface}: ${p.message}`).join("; ")}`);
     // The persisted ruleset too: the OS would otherwise load the deleted rules again at boot.
     for (const file of new Set([this.#o.rulesetFile, ...this.#rulesetFiles])) {
@@ -661,7 +667,7 @@ export class Controller {
       current?.conditions,
     );
     // Statistics come with the interval (counters → status); what could not be read is said.
-    const model = this.#previous?.countedRules ? { table: TABLE, countedRules: this.#previous.countedRules } : undefined;
+    const model = this.#previous ? { table: TABLE, countedRules: this.#previous.countedRules, maps: [...this.#previous.maps.keys()] } : undefined;
     const collected = periodic && this.#d.statistics ? await this.#d.statistics(model) : undefined;
     if (collected) {
       this.#lastStatsNotes = collected.notes;

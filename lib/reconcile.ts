@@ -42,6 +42,8 @@ export interface ReconcileOptions {
   readonly previous?: Ruleset;
   /** The fingerprint the last apply left (its result's `fingerprint`), for patches that list nothing first. */
   readonly previousFingerprint?: string | null;
+  /** The generation marker the last apply left (its result's `generation`). */
+  readonly previousGeneration?: number | null;
   /** Check the kernel's table against its fingerprint (a full listing); default true. */
   readonly verify?: boolean;
   /** See `applyRuleset`'s `vouchedRevision`. */
@@ -56,6 +58,8 @@ export interface ReconcileResult {
   readonly applyMode?: string;
   /** The fingerprint marker left in the kernel (null: none), when known. */
   readonly fingerprint?: string | null;
+  /** The generation marker left in the kernel (null: none), when known. */
+  readonly generation?: number | null;
   readonly shapingPlan: readonly string[];
   readonly rules: Outcome;
   readonly shaping: Outcome;
@@ -91,18 +95,21 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
   let rules: Outcome;
   let applyMode: string | undefined;
   let fingerprint: string | null | undefined;
+  let generation: number | null | undefined;
   try {
     const r = await applyRuleset(ruleset, {
       nft: deps.nft,
       table: options.table,
       ...(options.previous ? { previous: options.previous } : {}),
       ...(options.previousFingerprint === undefined ? {} : { previousFingerprint: options.previousFingerprint }),
+      ...(options.previousGeneration === undefined ? {} : { previousGeneration: options.previousGeneration }),
       ...(options.verify === undefined ? {} : { verify: options.verify }),
       ...(options.vouchedRevision === undefined ? {} : { vouchedRevision: options.vouchedRevision }),
     });
     rules = r.changed ? "changed" : "unchanged";
     applyMode = r.mode;
     fingerprint = r.fingerprint;
+    generation = r.generation;
     const fromCluster = desired.firewall?.rulesetFile;
     const path = fromCluster ?? options.rulesetFile;
     try {
@@ -131,5 +138,5 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
     }
   }
   const timings = { renderMs: Math.round(renderMs), applyMs: Math.round(applyMs), shapingMs: Math.round(performance.now() - t0 - renderMs - applyMs) };
-  return { ...base, rules, shaping, timings, ...(applyMode ? { applyMode } : {}), ...(fingerprint === undefined ? {} : { fingerprint }) };
+  return { ...base, rules, shaping, timings, ...(applyMode ? { applyMode } : {}), ...(fingerprint === undefined ? {} : { fingerprint }), ...(generation === undefined ? {} : { generation }) };
 }

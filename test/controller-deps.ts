@@ -17,21 +17,23 @@ import type { Executor } from "../lib/exec.ts";
 import type { ClusterApi } from "../lib/kube/api.ts";
 import { EventRecorder } from "../lib/kube/events.ts";
 import { createLogger } from "../lib/log.ts";
-import { nftClient } from "../lib/nft/client.ts";
+import { type KernelReader, nftClient } from "../lib/nft/client.ts";
 import { statsSnapshot } from "../lib/stats/model-snapshot.ts";
 import { collectStats } from "../lib/stats/collect.ts";
 import { tcShaper } from "../lib/tc/shaper.ts";
 
-export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?: string; overrides?: Partial<ControllerDeps> } = {}): ControllerDeps {
+/** `kernel`: the netlink reader of the namespace `exec` runs in (lib/nft/netlink.ts), as in production; absent, the client falls back to nft. */
+export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?: string; overrides?: Partial<ControllerDeps>; kernel?: KernelReader } = {}): ControllerDeps {
+  const nft = nftClient("nft", exec, options.kernel);
   return {
     api,
-    nft: nftClient("nft", exec),
+    nft,
     shaper: tcShaper({ tc: "tc", ip: "ip", exec }),
     writeFile: writeFileAtomic,
     removeFile: removeFileIfRegular,
     events: new EventRecorder(api, { component: "firewall-controller", host: options.host ?? "test" }),
     log: createLogger(process.env.FCT_LOG ?? "silent"),
-    statistics: (model) => collectStats({ snapshot: () => statsSnapshot("nft", exec, model) }),
+    statistics: (model) => collectStats({ snapshot: () => statsSnapshot("nft", exec, model, nft) }),
     ...options.overrides,
   };
 }

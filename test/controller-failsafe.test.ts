@@ -4,6 +4,7 @@
 // the Firewall. In every case the firewall keeps filtering and tells the truth.
 // The controller runs in this process against the test API server; its
 // nft/tc/ip commands run in the firewall namespace of a traffic topology.
+import { hasOwner } from "./owners.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -74,7 +75,7 @@ describe.skipIf(env.skip || noKubectl)("the controller fails closed and tells th
 
   const fwExec = () => topo.executor("firewall");
   const tables = async () => (await fwExec()(["nft", "list", "tables"])).stdout;
-  const hasChain = async (name: string) => (await fwExec()(["nft", "list", "chains", "inet"])).stdout.includes(`chain ${name} {`);
+  const hasChain = (owner: string) => hasOwner(fwExec(), owner);
   const get = async (path: string) => (await api.request("GET", path)).body as KubeObject & { status?: Record<string, unknown> };
   const write = async (method: "POST" | "PATCH", path: string, body: unknown) => {
     const r = await api.request(method, path, method === "PATCH" ? { body, contentType: "application/merge-patch+json" } : { body });

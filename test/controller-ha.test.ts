@@ -3,6 +3,7 @@
 // policies. They must both apply, report into their own Firewall, share the
 // exporter Endpoints without overwriting each other, and settle: no writes
 // back and forth once the world is still.
+import { hasOwner } from "./owners.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -47,7 +48,7 @@ describe.skipIf(env.skip)("an HA pair of controllers", () => {
     const r = await api.request("POST", path, { body });
     if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   };
-  const hasChain = async (ns: string, name: string) => (await runCommand(["ip", "netns", "exec", ns, "nft", "list", "chains", "inet"])).stdout.includes(`chain ${name} {`);
+  const hasChain = (ns: string, owner: string) => hasOwner((argv) => runCommand(["ip", "netns", "exec", ns, ...argv]), owner);
   const firewall = (name: string) => ({ apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name, namespace: "firewall" }, spec: { interval: "1s" } });
 
   beforeAll(async () => {

@@ -3,6 +3,7 @@
 // suricata 7 capturing (af-packet) on the firewall's external interface.
 // Real traffic moves the devices, rules and idsstats the status shows;
 // suricata stopped, the rest is still written and the message says why.
+import { hasOwner } from "./owners.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -84,7 +85,7 @@ describe.skipIf(env.skip || noKubectl)("status.stats with real traffic and real 
     running = controller.run();
     await post(FIREWALLS, { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "1s", internalprefixes: ["192.0.2.0/24"] } });
     await post(CWNP, { apiVersion: "metal-stack.io/v1", kind: "ClusterwideNetworkPolicy", metadata: { name: "allow-a", namespace: "firewall" }, spec: { egress: [{ to: [{ cidr: `${A}/32` }], ports: [{ protocol: "TCP", port: 443 }] }] } });
-    await waitUntil("policy in the kernel", async () => (await topo.exec("firewall", ["nft", "list", "chains", "inet"])).stdout.includes("chain np.eg.tcp.allow-a {"));
+    await waitUntil("policy in the kernel", () => hasOwner(topo.executor("firewall"), "np.eg.tcp.allow-a"));
   }, 60_000);
 
   afterAll(async () => {

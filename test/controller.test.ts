@@ -1,6 +1,7 @@
 // The long-running controller against the test API server, acting on a real
 // kernel: the firewall namespace of a traffic topology. The controller runs in
 // this process; every nft/tc/ip command it issues runs in that namespace.
+import { hasOwner, ownerCount } from "./owners.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { Controller } from "../lib/controller.ts";
 import { controllerDeps } from "./controller-deps.ts";
 import { type ClusterApi, clusterApi, type KubeObject } from "../lib/kube/api.ts";
 import { nftClient } from "../lib/nft/client.ts";
+import { kernelReader } from "../lib/nft/netlink.ts";
 import { kubectlMissing, kubectlOk, startTestServer, type TestServer, tableRows } from "./apiserver/harness.ts";
 import { createTopology, needs, type Topology } from "./netns/topology.ts";
 import { waitUntil } from "./wait-until.ts";
@@ -52,12 +54,12 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
   let stop: AbortController;
   let running: Promise<void>;
   let dir: string;
-  /** Makes `nft -c` refuse, as a broken kernel or nft would. */
+  /** Makes `nft -f` refuse every transaction, as a broken kernel or nft would. */
   let refuseCheck = false;
 
   const fwExec = () => topo.executor("firewall");
   const chains = async () => (await fwExec()(["nft", "list", "chains", "inet"])).stdout;
-  const hasChain = async (name: string) => (await chains()).includes(`chain ${name} {`);
+  const hasChain = (owner: string) => hasOwner(fwExec(), owner);
   const get = async (path: string) => (await api.request("GET", path)).body as KubeObject & { status?: Record<string, unknown> };
   const create = async (path: string, body: unknown) => {
     const r = await api.request("POST", path, { body });
@@ -75,11 +77,14 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     topo = await createTopology({ clusterAddresses: ["10.0.1.80"] });
     dir = mkdtempSync(join(tmpdir(), "fct-controller-"));
     stop = new AbortController();
-    const real = nftClient("nft", fwExec());
+    // The production path: generation and element counters read over netlink in the firewall namespace.
+    const kernel = kernelReader({ netns: topo.ns.firewall });
+    const real = nftClient("nft", fwExec(), kernel);
     controller = new Controller(
       { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8"), cidr("fd00:66::/64")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "ruleset.v4") },
       controllerDeps(api, fwExec(), {
-        overrides: { nft: { ...real, check: (script: string) => (refuseCheck ? Promise.resolve({ code: 1, stdout: "", stderr: "Error: injected refusal" }) : real.check(script)) } },
+        ...(kernel ? { kernel } : {}),
+        overrides: { nft: { ...real, run: (script: string) => (refuseCheck ? Promise.resolve({ code: 1, stdout: "", stderr: "Error: injected refusal" }) : real.run(script)) } },
       }),
       stop.signal,
     );
@@ -145,8 +150,7 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     expect(s.devices.external.out).toBeGreaterThan(0);
     expect(s.devices.external.total).toBe(s.devices.external.in + s.devices.external.out);
     // Every value the status shows is one the kernel had: never more than the counter now holds.
-    const kernel = JSON.parse((await fwExec()(["nft", "-j", "list", "counter", "inet", "firewall", "np.eg.tcp.allow-a"])).stdout) as { nftables: { counter?: { packets: number } }[] };
-    const now = kernel.nftables.find((x) => x.counter)?.counter?.packets ?? 0;
+    const now = (await ownerCount(fwExec(), "np.eg.tcp.allow-a")).packets;
     const shown = s.rules.accept?.["accept traffic for np allow-a tcp"]?.counter.packets ?? 0;
     expect(shown).toBeGreaterThan(0);
     expect(shown).toBeLessThanOrEqual(now);
@@ -212,13 +216,16 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     expect(await topo.tcpConnect("cluster", B, 8443)).toBe(true);
   });
 
-  test("after event-driven patches the next periodic run fingerprints the table in place, without replacing it", async () => {
+  test("after event-driven patches the table stays proven by its generation marker, in place, without replacing it", async () => {
     await controller.idle();
-    const handles = async () => (await fwExec()(["nft", "-a", "list", "chain", "inet", "firewall", "np.eg.tcp.allow-a"])).stdout.match(/# handle \d+/g)?.join(",");
+    const handles = async () => (await fwExec()(["nft", "-a", "list", "chain", "inet", "firewall", "forward"])).stdout.match(/# handle \d+/g)?.join(",");
     const before = await handles();
     expect(before).toBeTruthy();
-    // interval 2s: within a few seconds a periodic run has verified (and fingerprinted) the table.
-    await waitUntil("fingerprint marker", async () => /chain fingerprint\.[0-9a-f]{16} \{/.test(await chains()), 8000);
+    // The marker names the generation the kernel is at: nobody committed anything since our last transaction.
+    const reader = kernelReader({ netns: topo.ns.firewall });
+    if (!reader) throw new Error("netlink is not available in this runtime");
+    await waitUntil("generation marker equal to the kernel's generation", async () => (await chains()).includes(`chain generation.${reader.generation()} {`), 8000);
+    expect((await chains()).match(/chain (generation|fingerprint)\.\S+ \{/g)).toEqual([`chain generation.${reader.generation()} {`]);
     expect(await handles()).toBe(before);
   }, 15_000);
 

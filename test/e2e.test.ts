@@ -2,6 +2,7 @@
 // the test API server (standalone, `bun test/apiserver/main.ts`) on that
 // namespace's loopback, and real kubectl applying the CRDs, the examples and
 // policies. Traffic from the cluster host proves what the rules do.
+import { hasOwner } from "./owners.ts";
 import pkg from "../package.json" with { type: "json" };
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -43,7 +44,7 @@ describe.skipIf(env.skip || noKubectl)("end to end: binary, kubectl and the test
     if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
     return r.stdout;
   };
-  const hasChain = async (name: string) => (await topo.exec("firewall", ["nft", "list", "chains", "inet"])).stdout.includes(`chain ${name} {`);
+  const hasChain = (owner: string) => hasOwner(topo.executor("firewall"), owner);
   const flags = () => ["--kubeconfig", kubeconfig, "--private-vrf", "42", "--cluster-prefixes", "10.0.0.0/8,fd00:66::/64", "--ruleset-file", join(dir, "ruleset.v4"), "--ruleset-dir", dir, "--service-ip", "10.0.1.1", "--health-addr", "127.0.0.1:18080", "--state-dir", join(dir, "state")];
 
   beforeAll(async () => {

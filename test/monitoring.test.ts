@@ -84,7 +84,7 @@ describe.skipIf(promtoolMissing())("deploy/: the alert rules and the dashboard a
       for (const t of p.targets ?? []) expect([p.title, t.datasource?.uid, t.expr.includes('instance=~"$firewall:[0-9]+"')]).toEqual([p.title, "${DS_PROMETHEUS}", true]);
     }
     const exprs = dashboardExprs(d).map((e) => e.expr).join("\n");
-    for (const needed of ["(in|ex)ternal_(in|out)", "drop_total", 'np\\\\..*|svc\\\\..*', "topk(10", "firewall_controller_reconciles_total", "histogram_quantile(0.99", "firewall_controller_ready", "firewall_controller_last_successful_reconcile_timestamp_seconds", "node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "node_network_receive_bytes_total"]) {
+    for (const needed of ["(in|ex)ternal_(in|out)", "drop_total", 'nftables_rule_bytes{', 'comment=~"accept traffic for .*"', "topk(10", "firewall_controller_reconciles_total", "histogram_quantile(0.99", "firewall_controller_ready", "firewall_controller_last_successful_reconcile_timestamp_seconds", "node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "node_network_receive_bytes_total"]) {
       expect([needed, exprs.includes(needed)]).toEqual([needed, true]);
     }
   });
@@ -197,7 +197,7 @@ scrape_configs:
 
   test("the counters and node metrics are in Prometheus, and external_out moves with real traffic", async () => {
     const externalOut = 'sum(nftables_counter_bytes{name="external_out",table="firewall",family="inet"})';
-    const policy = 'sum(nftables_counter_bytes{name="np.eg.tcp.allow-https",table="firewall",family="inet"})';
+    const policy = 'sum(nftables_rule_bytes{comment="accept traffic for np allow-https tcp",table="firewall",family="inet"})';
     await waitUntil("external_out and node_network_receive_bytes_total in Prometheus", async () => {
       const [a, b] = await queryAll([externalOut, 'node_network_receive_bytes_total{device="vlan42"}']);
       return (a?.data?.result.length ?? 0) > 0 && (b?.data?.result.length ?? 0) > 0;

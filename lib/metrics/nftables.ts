@@ -36,13 +36,12 @@ import type { Match, MatchField, Snapshot, SnapshotRule } from "../nft/snapshot.
 
 export interface NftablesMetricsOptions {
   /**
-   * Export the per-rule series (`nftables_rule_*`) of our per-policy and
-   * per-service chains (`np.*`, `svc.*` of `inet firewall`); default true. At
-   * 10,000 policies they are most of the exposition; their values are also in
-   * `nftables_counter_*` (each such chain counts into the counter of its name).
+   * Export the per-policy and per-service series (`nftables_rule_*` with the map's name as
+   * `chain` and the owner's comment, summed from the map elements of `inet firewall`); default
+   * true. At 10,000 policies they are most of the exposition, and nowhere else.
    */
   readonly perPolicySeries?: boolean;
-  /** Table whose `np.*`/`svc.*` chains {@link perPolicySeries} leaves out; default `firewall`. */
+  /** Table whose per-policy element series {@link perPolicySeries} leaves out; default `firewall`. */
   readonly table?: string;
 }
 
@@ -185,7 +184,8 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
       for (const c of (await snapshot())?.chains ?? []) this.set({ name: c.name, family: c.family, table: c.table, handle: String(c.handle) }, c.rules);
     },
   });
-  const ownChain = (r: SnapshotRule) => r.table === ourTable && r.family === "inet" && (r.chain.startsWith("np.") || r.chain.startsWith("svc."));
+  // Per-policy and per-service figures: our maps' element counters, summed by owner comment.
+  const ownChain = (r: SnapshotRule) => r.table === ourTable && r.family === "inet" && r.fromElements === true;
   for (const [kind, help] of [["bytes", "Bytes, matched by rule per rule comment"], ["packets", "Packets, matched by rule per rule comment"]] as const) {
     new Counter({
       name: `nftables_rule_${kind}`,

@@ -3,40 +3,43 @@
  *
  * The script replaces everything in `table inet firewall` except the named
  * counters, in one transaction: existing chains, sets and maps are deleted and
- * re-declared, counters that are still wanted are kept as they are (so
- * accounting and per-policy counters survive every change exactly), and
- * counters no longer wanted are deleted. A marker chain `revision.<hash>`
- * records which rendering is active, so an unchanged input applies nothing,
- * also after a restart. After every apply a second marker,
- * `fingerprint.<hash>`, records a hash of what the kernel then holds (rules,
- * set and map elements; not counter values); when the revision matches but the
- * kernel's hash no longer does, someone changed our table by hand, and the
- * full replacement repairs it.
+ * re-declared, counters that are still wanted are kept as they are (so the
+ * accounting counters survive every change exactly), and the per-policy counts,
+ * which live in the map elements, are read just before and carried into each
+ * owner's first new element. A marker chain `revision.<hash>` records which
+ * rendering is active, so an unchanged input applies nothing, also after a
+ * restart; a marker `generation.<id>` proves, without listing anything, that
+ * nobody changed the kernel's rules since (see {@link GENERATION_PREFIX}).
+ * Where the generation cannot be read, a marker `fingerprint.<hash>` records a
+ * hash of the listed table instead.
  *
  * When the caller still knows the ruleset it applied last (`previous`) and the
- * kernel still runs it, a change that leaves the skeleton (sets, forward
- * chain, map types) alone is applied as a patch: only the per-policy chains
- * and map elements that differ are added or deleted. The cost of a change is
- * then the size of the change, not of the table. A patch nft refuses falls
- * back to the full replacement.
+ * kernel still runs it, a change that leaves the skeleton (sets, map types,
+ * the elements' verdict) alone is applied as a patch: only the map elements
+ * that differ are added or deleted, with their owners' counts carried. The cost
+ * of a change is then the size of the change, not of the table. A patch nft
+ * refuses falls back to the full replacement.
  *
  * @example
  * ```ts
+ * import { parseCidr } from "../api/address.ts";
  * import { runCommand } from "../exec.ts";
+ * import { renderRuleset } from "../ruleset/render.ts";
  * import { nftClient } from "./client.ts";
  * import { applyRuleset } from "./apply.ts";
- * const text = "table inet firewall {\n}\n";
- * const result = await applyRuleset(
- *   { text, counters: [], skeleton: text, chains: new Map(), elements: new Map() },
- *   { nft: nftClient("nft", runCommand), table: "firewall" },
- * );
- * console.log(result.changed);
+ * const cluster = parseCidr("10.0.0.0/8");
+ * if (cluster.ok) {
+ *   const ruleset = renderRuleset({ policies: [], services: [], clusterPrefixes: [cluster.value], internalPrefixes: [], privateVrf: 42 });
+ *   const result = await applyRuleset(ruleset, { nft: nftClient("nft", runCommand), table: "firewall" });
+ *   console.log(result.mode);
+ * }
  * ```
  * @module
  */
 import { createHash } from "node:crypto";
 import { FirewallError } from "../errors.ts";
-import { ownerRule, type Ruleset } from "../ruleset/render.ts";
+import { elementText, type Ruleset, tableText } from "../ruleset/render.ts";
+import { ownerCounts } from "../stats/model-snapshot.ts";
 import type { NftClient, TableInventory } from "./client.ts";
 
 export interface ApplyResult {
@@ -46,17 +49,32 @@ export interface ApplyResult {
   /** The text persisted for the OS to load at boot (standalone, idempotent). */
   readonly persisted: string;
   /**
-   * How it was applied. `repaired`: the revision was running but the table no longer matched its
-   * fingerprint (edited by someone else); `replaced` also covers a table left unverified by patches.
+   * How it was applied. `repaired`: the revision was running but could no longer be proven
+   * untouched (edited by someone else, or, where only the generation proves it, any transaction of
+   * anyone since); `replaced` also covers a table left unverified by patches.
    */
   readonly mode: "unchanged" | "replaced" | "patched" | "repaired";
   /** The fingerprint marker chain's hash now in the kernel, null when none; undefined when not known. */
   readonly fingerprint?: string | null;
+  /** The generation marker now in the kernel (see {@link GENERATION_PREFIX}), null when none; undefined when not known. */
+  readonly generation?: number | null;
 }
 
 export const REVISION_PREFIX = "revision.";
 export const FINGERPRINT_PREFIX = "fingerprint.";
+/**
+ * Marker chain `generation.<id>`: the nf_tables ruleset generation our transaction produced
+ * (the generation before it, plus one). While the kernel's generation still equals it, no
+ * transaction of anyone has run since, in any table: the table is exactly what we applied,
+ * proven without listing it. (Had someone committed between our reading and our commit, ours
+ * got a later generation and the marker never matches.) Never persisted: a reboot restarts
+ * the count.
+ */
+export const GENERATION_PREFIX = "generation.";
 
+type Counts = ReadonlyMap<string, { packets: number; bytes: number }>;
+
+/** Chains of policies and services of earlier versions (each with a counter of its name): deleted on the first replacement. */
 const COUNTED_CHAIN = /^(np|svc)\./;
 
 export const revisionOf = (text: string): string => createHash("sha256").update(text).digest("hex").slice(0, 16);
@@ -73,7 +91,7 @@ export const PERSISTED_HEADER = "# written by firewall-controller; load with nft
 export const persistedForm = (marked: string, table: string): string =>
   `${PERSISTED_HEADER}table inet ${table}\ndelete table inet ${table}\n${marked}`;
 
-/** The transaction that turns the inventory into the marked table, keeping wanted counters. */
+/** The transaction that turns the inventory into the marked table, keeping wanted counters (per-owner counts: see {@link tableText}). */
 export function replacementScript(inv: TableInventory | null, ruleset: Ruleset, table: string, marked: string): string {
   // add + flush also covers a table that exists but holds nothing nft listed (only counters, say).
   if (inv === null) return `add table inet ${table}\nflush table inet ${table}\n${marked}`;
@@ -90,53 +108,73 @@ export function replacementScript(inv: TableInventory | null, ruleset: Ruleset, 
 }
 
 /**
- * The transaction that turns `previous` (running, same skeleton) into `next`:
- * new chains and counters first, new layer maps, then element deletions and
- * additions, the forward chain's rules when its lookups changed, then maps and
- * chains nothing refers to any more, then the marker.
+ * Owners (by name) that stay but lose map elements in the change from `previous` to `next`,
+ * and the maps that hold their elements now: their counts live in those elements and must be
+ * read before the patch and carried (see {@link patchScript}).
  */
-export function patchScript(previous: Ruleset, next: Ruleset, table: string, revisions: { from: string; to: string }): string {
+export function carriedOwners(previous: Ruleset, next: Ruleset): { owners: Set<string>; maps: Set<string> } {
+  // An owner stays when its name stays with the same comment (the comment is what the kernel keeps).
+  const staying = (owner: string) => next.owners.get(owner) === previous.owners.get(owner) && next.owners.has(owner);
+  const owners = new Set<string>();
+  for (const [map, old] of previous.elements) {
+    const now = next.elements.get(map);
+    for (const [key, owner] of old) if (staying(owner) && now?.get(key) !== owner) owners.add(owner);
+  }
+  const maps = new Set<string>();
+  for (const [map, old] of previous.elements) for (const owner of old.values()) if (owners.has(owner)) maps.add(map);
+  return { owners, maps };
+}
+
+/**
+ * The transaction that turns `previous` (running, same skeleton) into `next`: new layer maps,
+ * then element deletions and additions, the forward chain's rules when its lookups changed, then
+ * maps nothing refers to any more, then the marker. Every element of an owner in `carried` (by
+ * name) is re-added, its first one starting at the owner's count (read just before): so a
+ * policy's count survives its own change and any re-split by an overlapping one.
+ */
+export function patchScript(previous: Ruleset, next: Ruleset, table: string, revisions: { from: string; to: string }, carried: Counts = new Map()): string {
   const t = `inet ${table}`;
   const lines: string[] = [];
-  for (const [chain, comment] of next.chains) {
-    const before = previous.chains.get(chain);
-    if (before === comment) continue;
-    if (before === undefined) lines.push(`add counter ${t} ${chain}`, `add chain ${t} ${chain}`);
-    else lines.push(`flush chain ${t} ${chain}`);
-    lines.push(`add rule ${t} ${chain} ${ownerRule(chain, comment)}`);
-  }
   // Layer maps above 0 come and go with the overlaps (render.ts): new ones first, so elements can go in.
-  for (const [map, type] of next.maps ?? []) {
-    if (!previous.elements.has(map)) lines.push(`add map ${t} ${map} { type ${type} : verdict; flags interval; }`);
+  for (const [map, type] of next.maps) {
+    if (!previous.elements.has(map)) lines.push(`add map ${t} ${map} { type ${type} : verdict; flags interval; counter; }`);
   }
+  const pending = new Map(carried);
   for (const [map, elements] of next.elements) {
     const old = previous.elements.get(map) ?? new Map<string, string>();
-    const removed = [...old].filter(([key, chain]) => elements.get(key) !== chain).map(([key]) => key);
-    const added = [...elements].filter(([key, chain]) => old.get(key) !== chain);
+    // An owner whose comment changed (a name shortened differently) is a different owner.
+    const same = (key: string, owner: string | undefined, other: ReadonlyMap<string, string>, rs: Ruleset) =>
+      owner !== undefined && other.get(key) === owner && next.owners.get(owner) === previous.owners.get(owner) && rs.owners.has(owner);
+    const removed = [...old].filter(([key, owner]) => !same(key, owner, elements, next) || carried.has(owner)).map(([key]) => key);
+    const added = [...elements].filter(([key, owner]) => !same(key, owner, old, previous) || carried.has(owner));
     if (removed.length > 0) lines.push(`delete element ${t} ${map} { ${removed.join(", ")} }`);
-    if (added.length > 0) lines.push(`add element ${t} ${map} { ${added.map(([key, chain]) => `${key} : jump ${chain}`).join(", ")} }`);
+    if (added.length > 0) {
+      const texts = added.map(([key, owner]) => {
+        const c = pending.get(owner);
+        if (c) pending.delete(owner);
+        return elementText(key, next.owners.get(owner) as string, next.verdict, c);
+      });
+      lines.push(`add element ${t} ${map} { ${texts.join(", ")} }`);
+    }
   }
   // The forward chain's lookups follow the layers; its counters are all named, so rewriting it resets nothing.
-  const rules = next.forwardRules;
-  if (rules && previous.forwardRules && rules.join("\n") !== previous.forwardRules.join("\n")) {
-    lines.push(`flush chain ${t} forward`, ...rules.map((r) => `add rule ${t} forward ${r}`));
+  if (next.forwardRules.join("\n") !== previous.forwardRules.join("\n")) {
+    lines.push(`flush chain ${t} forward`, ...next.forwardRules.map((r) => `add rule ${t} forward ${r}`));
   }
   for (const map of previous.elements.keys()) if (!next.elements.has(map)) lines.push(`delete map ${t} ${map}`);
-  for (const chain of previous.chains.keys()) {
-    if (!next.chains.has(chain)) lines.push(`delete chain ${t} ${chain}`, `delete counter ${t} ${chain}`);
-  }
   lines.push(`delete chain ${t} ${REVISION_PREFIX}${revisions.from}`, `add chain ${t} ${REVISION_PREFIX}${revisions.to}`);
   return `${lines.join("\n")}\n`;
 }
 
-async function checkAndRun(nft: NftClient, script: string): Promise<void> {
-  const check = await nft.check(script);
-  if (check.code !== 0) {
-    throw new FirewallError("nft_check_failed", `nft -c rejected the rendered ruleset, the previous ruleset stays active: ${check.stderr.trim().slice(0, 2000)}`);
-  }
-  const run = await nft.run(script);
-  if (run.code !== 0) {
-    throw new FirewallError("nft_apply_failed", `nft -f failed, the previous ruleset stays active: ${run.stderr.trim().slice(0, 2000)}`);
+/**
+ * Runs a transaction. No separate `nft -c` pass first: a batch is atomic, so a batch nft or the
+ * kernel refuses changes nothing (test/nft/apply.test.ts proves it for both kinds of refusal), and
+ * the check cost as much as the load itself.
+ */
+async function run(nft: NftClient, script: string): Promise<void> {
+  const r = await nft.run(script);
+  if (r.code !== 0) {
+    throw new FirewallError("nft_check_failed", `nft refused the rendered ruleset; the transaction is atomic, so nothing of it was applied and the previous ruleset stays active: ${r.stderr.trim().slice(0, 2000)}`);
   }
 }
 
@@ -151,15 +189,16 @@ async function stampFingerprint(nft: NftClient, table: string, old: readonly str
 }
 
 /**
- * Checks, then applies, the ruleset unless the kernel already runs this exact
- * revision, untouched; patches instead of replacing when `previous` allows it.
- * `verify: false` trusts the revision marker alone and records no fingerprint
- * (no full listing of the table: the cost of a patch stays the size of the
- * patch); a later verified run then finds no fingerprint and replaces once.
- * With `verify: false` and the fingerprint the previous apply left
- * (`previousFingerprint`, from its result), not even the names are listed: the
- * patch transaction itself deletes the previous revision and fingerprint
- * markers, so it applies only onto exactly that state (else it falls back).
+ * Applies the ruleset unless the kernel already runs this exact revision, untouched; patches
+ * instead of replacing when `previous` allows it.
+ *
+ * Untouched is proven, cheapest first: by the generation marker (the kernel's generation still
+ * the one our last transaction produced: no listing at all), by a fingerprint marker (a full
+ * listing; only where the client cannot read the generation), or by the caller vouching for its
+ * own unverified patch. `verify: false` trusts the revision marker alone. With `verify: false`
+ * and the markers the previous apply left (`previousFingerprint`, `previousGeneration`, from its
+ * result), not even the names are listed: the patch transaction itself deletes the previous
+ * revision and markers, so it applies only onto exactly that state (else it falls back).
  */
 export async function applyRuleset(
   ruleset: Ruleset,
@@ -168,6 +207,7 @@ export async function applyRuleset(
     table: string;
     previous?: Ruleset;
     previousFingerprint?: string | null;
+    previousGeneration?: number | null;
     verify?: boolean;
     /**
      * A revision the caller itself applied with an unverified patch, with no fingerprint since: a
@@ -181,58 +221,99 @@ export async function applyRuleset(
   const revision = revisionOf(ruleset.text);
   const marked = withMarker(ruleset.text, table, revision);
   const persisted = persistedForm(marked, table);
-  if (deps.verify === false && previous && deps.previousFingerprint !== undefined && previous.skeleton === ruleset.skeleton) {
+  const sameSkeleton = previous !== undefined && previous.skeleton === ruleset.skeleton;
+  const patch = async (from: string, generation: { old: readonly string[]; proven: number | null }, dropFingerprints: readonly string[]): Promise<void> => {
+    const prev = previous as Ruleset;
+    const { owners, maps } = carriedOwners(prev, ruleset);
+    // Read just before the transaction: what the replaced elements count in between is lost.
+    const counts = owners.size > 0 ? await ownerCounts(nft, table, [...maps]) : new Map<string, { packets: number; bytes: number }>();
+    const carried = new Map<string, { packets: number; bytes: number }>();
+    for (const owner of owners) {
+      const c = counts.get(prev.owners.get(owner) as string);
+      if (c) carried.set(owner, c);
+    }
+    const lines = [...generation.old, ...dropFingerprints].map((c) => `delete chain inet ${table} ${c}\n`);
+    if (generation.proven !== null) lines.push(`add chain inet ${table} ${GENERATION_PREFIX}${generation.proven + 1}\n`);
+    await run(nft, `${patchScript(prev, ruleset, table, { from, to: revision }, carried)}${lines.join("")}`);
+  };
+
+  if (deps.verify === false && previous && sameSkeleton && deps.previousFingerprint !== undefined) {
     const from = revisionOf(previous.text);
-    if (from === revision) return { changed: false, revision, persisted, mode: "unchanged", fingerprint: deps.previousFingerprint };
-    const dropFingerprint = deps.previousFingerprint ? `delete chain inet ${table} ${FINGERPRINT_PREFIX}${deps.previousFingerprint}\n` : "";
+    const prevGen = deps.previousGeneration ?? null;
+    if (from === revision) return { changed: false, revision, persisted, mode: "unchanged", fingerprint: deps.previousFingerprint, generation: prevGen };
     try {
-      await checkAndRun(nft, `${patchScript(previous, ruleset, table, { from, to: revision })}${dropFingerprint}`);
-      return { changed: true, revision, persisted, mode: "patched", fingerprint: null };
+      // Nobody committed anything since our last transaction: the patched table is proven as well.
+      const now = prevGen !== null && nft.generation ? await nft.generation() : null;
+      const proven = now !== null && now === prevGen ? now : null;
+      await patch(from, { old: prevGen === null ? [] : [`${GENERATION_PREFIX}${prevGen}`], proven }, deps.previousFingerprint ? [`${FINGERPRINT_PREFIX}${deps.previousFingerprint}`] : []);
+      return { changed: true, revision, persisted, mode: "patched", fingerprint: null, generation: proven === null ? null : proven + 1 };
     } catch {
       // Not the state we left (or nft refused): the careful path below looks first.
     }
   }
   const inv = await nft.inventory(table);
-  const fingerprints = (inv?.chains ?? []).filter((c) => c.startsWith(FINGERPRINT_PREFIX));
-  // Is the table still exactly as we left it? Only asked when verifying: it costs a full listing.
+  const chains = inv?.chains ?? [];
+  const fingerprints = chains.filter((c) => c.startsWith(FINGERPRINT_PREFIX));
+  const generations = chains.filter((c) => c.startsWith(GENERATION_PREFIX));
+  const kernelGeneration = nft.generation ? await nft.generation() : null;
+  const proven = kernelGeneration !== null && generations.length === 1 && generations[0] === `${GENERATION_PREFIX}${kernelGeneration}`;
+  // Is the table still exactly as we left it? Without the generation, asking costs a full listing.
   // A table without a fingerprint that runs the revision the caller vouches for counts as untouched.
   const untouched = async (running: string) =>
     deps.verify === false ||
+    proven ||
     (fingerprints.length === 0 && deps.vouchedRevision === running) ||
-    (fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`);
+    (kernelGeneration === null && fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`);
+  const markers = (): { fingerprint: string | null; generation: number | null } => ({
+    fingerprint: fingerprints.length === 1 ? (fingerprints[0] as string).slice(FINGERPRINT_PREFIX.length) : null,
+    generation: proven ? kernelGeneration : null,
+  });
+  // With the generation readable, fingerprints are not kept (they cost a listing each).
+  const stamp = async (old: readonly string[]): Promise<string | null> => (deps.verify === false || nft.generation ? null : stampFingerprint(nft, table, old));
+  /** Vouches for the table as it is now: a generation marker, or else a fingerprint. */
+  const vouch = async (): Promise<{ fingerprint: string | null; generation: number | null }> => {
+    if (!nft.generation) return { fingerprint: await stampFingerprint(nft, table, []), generation: null };
+    const g = (await nft.generation()) + 1;
+    await run(nft, `${generations.map((c) => `delete chain inet ${table} ${c}\n`).join("")}add chain inet ${table} ${GENERATION_PREFIX}${g}\n`);
+    return { fingerprint: null, generation: g };
+  };
   let drifted = false;
-  const current = () => (fingerprints.length === 1 ? (fingerprints[0] as string).slice(FINGERPRINT_PREFIX.length) : null);
-  if (inv?.chains.includes(`${REVISION_PREFIX}${revision}`)) {
+  if (chains.includes(`${REVISION_PREFIX}${revision}`)) {
     if (await untouched(revision)) {
-      if (deps.verify === false) return { changed: false, revision, persisted, mode: "unchanged" };
-      // Vouched for but not fingerprinted yet (our own unverified patch put it there): fingerprint it as it is.
-      const fingerprint = fingerprints.length === 0 ? await stampFingerprint(nft, table, []) : current();
-      return { changed: false, revision, persisted, mode: "unchanged", fingerprint };
+      if (deps.verify === false || proven) return { changed: false, revision, persisted, mode: "unchanged", ...markers() };
+      // Vouched for but not marked yet (our own unverified patch put it there): marked as it is.
+      if (fingerprints.length === 0) return { changed: false, revision, persisted, mode: "unchanged", ...(await vouch()) };
+      return { changed: false, revision, persisted, mode: "unchanged", ...markers() };
     }
-    // No fingerprint at all: unverified patches ran since the last check. That is not evidence of a
+    // No marker at all: unverified patches ran since the last check. That is not evidence of a
     // hand edit, but nothing vouches for the table either, so it is replaced all the same.
-    drifted = fingerprints.length > 0;
-  } else if (previous && previous.skeleton === ruleset.skeleton && inv?.chains.includes(`${REVISION_PREFIX}${revisionOf(previous.text)}`)) {
+    drifted = fingerprints.length + generations.length > 0;
+  } else if (previous && sameSkeleton && chains.includes(`${REVISION_PREFIX}${revisionOf(previous.text)}`)) {
     if (await untouched(revisionOf(previous.text))) {
       try {
-        const patch = patchScript(previous, ruleset, table, { from: revisionOf(previous.text), to: revision });
+        const from = revisionOf(previous.text);
         if (deps.verify === false) {
           // No stamp: an old fingerprint must not vouch for the patched table.
-          await checkAndRun(nft, `${patch}${fingerprints.map((c) => `delete chain inet ${table} ${c}\n`).join("")}`);
-          return { changed: true, revision, persisted, mode: "patched", fingerprint: null };
+          await patch(from, { old: generations, proven: null }, fingerprints);
+          return { changed: true, revision, persisted, mode: "patched", fingerprint: null, generation: null };
         }
-        await checkAndRun(nft, patch);
-        const fingerprint = await stampFingerprint(nft, table, fingerprints);
-        return { changed: true, revision, persisted, mode: "patched", fingerprint };
+        await patch(from, { old: generations, proven: proven ? kernelGeneration : null }, nft.generation ? fingerprints : []);
+        const fingerprint = await stamp(fingerprints);
+        return { changed: true, revision, persisted, mode: "patched", fingerprint, generation: proven ? (kernelGeneration as number) + 1 : null };
       } catch {
         // nft refused the patch: the full replacement below starts from whatever is there.
       }
-    } else drifted = fingerprints.length > 0;
+    } else drifted = fingerprints.length + generations.length > 0;
   }
   const fresh = await nft.inventory(table);
-  await checkAndRun(nft, replacementScript(fresh, ruleset, table, marked));
-  const fingerprint = deps.verify === false ? null : await stampFingerprint(nft, table, []);
-  return { changed: true, revision, persisted, mode: drifted ? "repaired" : "replaced", fingerprint };
+  // Per-owner counts live in the map elements: carried into the new table (read just before).
+  const carried = fresh && fresh.maps.length > 0 ? await ownerCounts(nft, table, fresh.maps) : undefined;
+  const text = withMarker(tableText(ruleset, carried), table, revision);
+  // A full replacement defines the whole table: its generation proves it, whoever ran before.
+  const generation = nft.generation ? (await nft.generation()) + 1 : null;
+  await run(nft, `${replacementScript(fresh, ruleset, table, text)}${generation === null ? "" : `add chain inet ${table} ${GENERATION_PREFIX}${generation}\n`}`);
+  const fingerprint = await stamp([]);
+  return { changed: true, revision, persisted, mode: drifted ? "repaired" : "replaced", fingerprint, generation };
 }
 
 /** Removes our table (Firewall object deleted); other tables are never touched. */

@@ -14,6 +14,7 @@
  */
 import { createHash } from "node:crypto";
 import type { CommandResult, Executor } from "../exec.ts";
+import * as v from "valibot";
 import { FirewallError } from "../errors.ts";
 
 /** Names of what exists in one `inet` table. */
@@ -21,6 +22,22 @@ export interface TableInventory {
   readonly chains: readonly string[];
   readonly sets: readonly string[];
   readonly maps: readonly string[];
+}
+
+/** One map element's counter and the comment naming its owner (null: no comment). */
+export interface ElementCount {
+  readonly comment: string | null;
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/**
+ * Reads the kernel without `nft` (lib/nft/netlink.ts): where given, the client uses it for the
+ * generation and element counters, which `nft` can only answer by filling its whole cache.
+ */
+export interface KernelReader {
+  generation(): number;
+  setElementCounters(family: "inet", table: string, set: string): readonly ElementCount[];
 }
 
 export interface NftClient {
@@ -40,13 +57,19 @@ export interface NftClient {
   fingerprint(table: string, ignorePrefix: string): Promise<string>;
   /** `nft -j list ...` and similar read-only calls, parsed. */
   json(args: readonly string[]): Promise<unknown>;
+  /** The counter and comment of every element of one of our maps. */
+  elementCounters(table: string, map: string): Promise<readonly ElementCount[]>;
+  /** The nf_tables ruleset generation; absent where it cannot be read. */
+  generation?(): Promise<number>;
 }
 
 interface NftJson {
   nftables?: Record<string, { family?: string; table?: string; name?: string; packets?: number; bytes?: number }>[];
 }
 
-export function nftClient(nftPath: string, exec: Executor): NftClient {
+const ElemJson = v.looseObject({ elem: v.looseObject({ comment: v.optional(v.string()), counter: v.optional(v.looseObject({ packets: v.number(), bytes: v.number() })) }) });
+
+export function nftClient(nftPath: string, exec: Executor, kernel?: KernelReader): NftClient {
   const json = async (args: readonly string[]): Promise<unknown> => {
     const r = await exec([nftPath, "-j", ...args]);
     if (r.code !== 0) throw new FirewallError("nft_unavailable", `${nftPath} -j ${args.join(" ")} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
@@ -54,6 +77,19 @@ export function nftClient(nftPath: string, exec: Executor): NftClient {
   };
   return {
     json,
+    ...(kernel ? { generation: async () => kernel.generation() } : {}),
+    async elementCounters(table, map) {
+      if (kernel) return kernel.setElementCounters("inet", table, map);
+      const doc = (await json(["list", "map", "inet", table, map])) as { nftables?: { map?: { elem?: unknown[] } }[] };
+      const elems = doc.nftables?.find((o) => o.map)?.map?.elem ?? [];
+      return elems.flatMap((e) => {
+        // A map's element is a pair [key, value]; the key carries the counter and the comment.
+        const key = Array.isArray(e) ? e[0] : undefined;
+        if (!v.is(ElemJson, key)) return [];
+        const { comment, counter } = key.elem;
+        return [{ comment: comment ?? null, packets: counter?.packets ?? 0, bytes: counter?.bytes ?? 0 }];
+      });
+    },
     async inventory(table) {
       // `list tables` would fill nft's whole cache (half a second at 10,000 policies); these three do not.
       // -t (terse) leaves out set elements: listing a 10,000-element map just to learn its name is waste.

@@ -86,6 +86,11 @@ export interface SnapshotRule {
   /** Chain a `jump`/`goto` goes to, else null. */
   readonly target: string | null;
   readonly matches: readonly Match[];
+  /**
+   * True for the elements of a map that carry a counter and a comment, summed by map and comment
+   * (`chain` is then the map's name): how our table counts per policy and service.
+   */
+  readonly fromElements?: boolean;
 }
 
 export interface SnapshotCounter extends CounterValues {
@@ -210,6 +215,35 @@ function ruleOf(r: RuleJson, named: ReadonlyMap<string, CounterValues>): Snapsho
   return { family: r.family, table: r.table, chain: r.chain, handle: r.handle, comment: r.comment ?? null, counter, counterName, verdict: verdict ?? "other", target, matches };
 }
 
+const CountedElem = v.looseObject({ elem: v.looseObject({ comment: v.string(), counter: InlineCounter }) });
+
+/** A map's elements with a counter and a comment, summed by comment, as rules of a chain named after the map. */
+function countedElements(s: v.InferOutput<typeof SetJson>): SnapshotRule[] {
+  const out = new Map<string, { packets: number; bytes: number; verdict: Verdict; target: string | null }>();
+  for (const e of s.elem ?? []) {
+    // A map's element is [key, value]; the key carries the counter and the comment.
+    if (!Array.isArray(e) || e.length !== 2 || !v.is(CountedElem, e[0])) continue;
+    const { comment, counter } = e[0].elem;
+    const value = e[1];
+    let verdict: Verdict = "other";
+    let target: string | null = null;
+    if (value !== null && typeof value === "object") {
+      const found = VERDICTS.find((k) => k in value);
+      if (found) {
+        verdict = found;
+        const t = (value as Record<string, unknown>)[found];
+        if ((found === "jump" || found === "goto") && v.is(TargetJson, t)) target = t.target;
+      }
+    }
+    const sum = out.get(comment) ?? { packets: 0, bytes: 0, verdict, target };
+    out.set(comment, { ...sum, packets: sum.packets + counter.packets, bytes: sum.bytes + counter.bytes });
+  }
+  return [...out].map(([comment, c]) => ({
+    family: s.family, table: s.table, chain: s.name, handle: 0, comment, counter: { packets: c.packets, bytes: c.bytes },
+    counterName: null, verdict: c.verdict, target: c.target, matches: [], fromElements: true,
+  }));
+}
+
 const counterKey = (family: string, table: string, name: string) => `${family}\u0000${table}\u0000${name}`;
 
 /**
@@ -230,6 +264,7 @@ export function parseSnapshot(json: unknown): ParsedSnapshot {
   const ruleJson: RuleJson[] = [];
   const counters: SnapshotCounter[] = [];
   const sets: SnapshotSet[] = [];
+  const elementRules: SnapshotRule[] = [];
   for (const [i, raw] of doc.output.nftables.entries()) {
     const e = v.safeParse(EntryJson, raw);
     if (!e.success) return { ok: false, message: `nft -j list ruleset: object ${i}: ${describe(e.issues)}` };
@@ -241,6 +276,7 @@ export function parseSnapshot(json: unknown): ParsedSnapshot {
     for (const kind of ["set", "map"] as const) {
       const s = o[kind];
       if (s) sets.push({ family: s.family, table: s.table, name: s.name, kind, elements: s.elem?.length ?? 0 });
+      if (s && kind === "map") elementRules.push(...countedElements(s));
     }
   }
   // Counters are listed before the rules that name them, but resolving after the loop does not depend on it.
@@ -252,7 +288,13 @@ export function parseSnapshot(json: unknown): ParsedSnapshot {
     perChain.set(k, (perChain.get(k) ?? 0) + 1);
   }
   const chains = chainJson.map((c) => ({ family: c.family, table: c.table, name: c.name, handle: c.handle, rules: perChain.get(counterKey(c.family, c.table, c.name)) ?? 0 }));
-  return { ok: true, value: { tables, chains, rules, counters, sets } };
+  // An element that goes to a chain ending in accept (our accept_log) accepts: grouped as such.
+  const lastVerdict = new Map<string, Verdict>();
+  for (const r of rules) lastVerdict.set(counterKey(r.family, r.table, r.chain), r.verdict);
+  const resolved = elementRules.map((r) =>
+    (r.verdict === "goto" || r.verdict === "jump") && r.target !== null && lastVerdict.get(counterKey(r.family, r.table, r.target)) === "accept" ? { ...r, verdict: "accept" as const } : r
+  );
+  return { ok: true, value: { tables, chains, rules: [...rules, ...resolved], counters, sets } };
 }
 
 function describe(issues: readonly v.BaseIssue<unknown>[]): string {

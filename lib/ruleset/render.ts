@@ -4,8 +4,12 @@
  *
  * Packet-path cost is flat in the number of policies and services (§4.6):
  * every policy and service becomes elements of a few interval verdict maps
- * (split into disjoint pieces, each owned by one policy or service), and each
- * element jumps to a one-rule chain that counts and accepts.
+ * (split into disjoint pieces, each owned by one policy or service). Each
+ * element carries its own counter and its owner's comment and accepts: the
+ * per-policy count is the sum of the owner's elements (lib/stats/), and the
+ * kernel holds no object per policy beyond its elements. (Chains and named
+ * counters per policy cost the kernel twice the load time of the whole rest
+ * at 10,000 policies, and made every later `nft` call fill a cache of them.)
  *
  * @example
  * ```ts
@@ -37,7 +41,7 @@ export interface DesiredState {
   /** Private interfaces are `vlan<N>` and `vrf<N>`; without it, direction is told by the cluster prefixes. */
   readonly privateVrf: number | null;
   /**
-   * The Firewall's `spec.logacceptedconnections` (SPEC §3.1): every owner chain also logs the new
+   * The Firewall's `spec.logacceptedconnections` (SPEC §3.1): every map element also logs the new
    * connections it accepts, at most {@link ACCEPT_LOG_RULE}'s 10/s for the whole table. False when
    * there is no valid Firewall; absent counts as false.
    */
@@ -50,16 +54,15 @@ export const ACCEPT_LOG_PREFIX = "nftables-firewall-accepted: ";
 
 /**
  * Accept logging (`logacceptedconnections`): one shared chain holds the only rate limiter, so the
- * 10/s bound is global, not per policy; every owner chain jumps to it before its counting accept.
- * The jump rule has no counter, no comment and no verdict of its own that stops anything, so what
- * is accepted and counted (and status.stats) does not change. A chain rather than a named `limit`
- * object: the applier deletes every chain of ours it lists, so turning the flag off leaves nothing
- * behind (it does not list stateful objects other than counters).
+ * 10/s bound is global, not per policy; every map element then goes to it instead of accepting
+ * directly (the element has counted already), and the chain logs new connections and accepts.
+ * A chain rather than a named `limit` object: the applier deletes every chain of ours it lists, so
+ * turning the flag off leaves nothing behind (it does not list stateful objects other than counters).
  */
 export const ACCEPT_LOG_CHAIN = "accept_log";
-export const ACCEPT_LOG_RULE = `limit rate 10/second burst 10 packets log prefix "${ACCEPT_LOG_PREFIX}"`;
-/** The rule before the counting accept of every owner chain when accept logging is on. */
-export const ACCEPT_LOG_JUMP = `ct state new jump ${ACCEPT_LOG_CHAIN}`;
+export const ACCEPT_LOG_RULE = `ct state new limit rate 10/second burst 10 packets log prefix "${ACCEPT_LOG_PREFIX}"`;
+/** The verdict of every map element: accept, or through {@link ACCEPT_LOG_CHAIN} when accept logging is on. */
+export const elementVerdict = (logAccepted: boolean): string => (logAccepted ? `goto ${ACCEPT_LOG_CHAIN}` : "accept");
 
 /** Named counters whose values carry over every change (SPEC §4.5); dashboards use these names. */
 export const ACCOUNTING_COUNTERS = ["external_in", "external_out", "internal_in", "internal_out", "drop_total", "drop_ratelimit"] as const;
@@ -96,7 +99,7 @@ function policyBoxes(policies: readonly Policy[], dir: Direction, owners: Owner[
   const sorted = policies.toSorted((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const policy of sorted) {
     const rules = dir === "egress" ? policy.egress : policy.ingress;
-    // One owner (chain + counter + comment) per protocol label used by this policy, in a fixed order.
+    // One owner (name + comment, the comment on its elements) per protocol label used by this policy, in a fixed order.
     const ownerOf = new Map<ProtocolLabel, number>();
     for (const label of LABELS) {
       const used = rules.some((r) => (label === "any" ? r.ports === null : r.ports?.some((p) => p.protocol === label)));
@@ -161,7 +164,7 @@ export const MAX_LAYERS = 8;
 export const layerName = (base: string, n: number): string => (n === 0 ? base : `${base}_${n}`);
 
 /**
- * The elements of one interval verdict map as `key text → chain`; `fields` says
+ * The elements of one interval verdict map as `key text → owner name`; `fields` says
  * how to print each dimension. Pieces are sorted, so the text is stable.
  */
 function mapElements(pieces: readonly Piece[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[]): Map<string, string> {
@@ -178,10 +181,22 @@ function mapElements(pieces: readonly Piece[], fields: readonly ((s: Span) => st
   return out;
 }
 
-function renderMap(name: string, type: string, elements: ReadonlyMap<string, string>): string[] {
-  const lines = [`\tmap ${name} {`, `\t\ttype ${type} : verdict`, "\t\tflags interval"];
+/**
+ * One map element as nft reads it: its key, its own counter (starting at `carried`, the count of
+ * elements of the same owner it replaces, when given), its owner's comment, its verdict.
+ */
+export function elementText(key: string, comment: string, verdict: string, carried?: { packets: number; bytes: number }): string {
+  const counter = carried && (carried.packets > 0 || carried.bytes > 0) ? `counter packets ${carried.packets} bytes ${carried.bytes}` : "counter";
+  return `${key} ${counter} comment "${comment}" : ${verdict}`;
+}
+
+/** A map's declaration without elements: every element gets a counter. */
+export const mapDeclaration = (type: string): string => `type ${type} : verdict; flags interval; counter;`;
+
+function renderMap(name: string, type: string, elements: ReadonlyMap<string, string>, verdict: string, owners: ReadonlyMap<string, string>): string[] {
+  const lines = [`\tmap ${name} {`, `\t\ttype ${type} : verdict`, "\t\tflags interval", "\t\tcounter"];
   if (elements.size > 0) {
-    const elems = [...elements].map(([key, chain]) => `${key} : jump ${chain}`);
+    const elems = [...elements].map(([key, owner]) => elementText(key, owners.get(owner) as string, verdict));
     lines.push(`\t\telements = {\n\t\t\t${elems.join(",\n\t\t\t")}\n\t\t}`);
   }
   lines.push("\t}");
@@ -201,34 +216,45 @@ export interface Ruleset {
   readonly text: string;
   /** Every named counter the table declares (the applier keeps their values). */
   readonly counters: readonly string[];
-  /** Everything but the per-policy/service chains and counters and the map elements; when it is unchanged, those parts can be patched alone. */
+  /**
+   * Everything but the map elements, the maps of layers above 0 and the forward chain's rules;
+   * when it is unchanged, those parts can be patched alone.
+   */
   readonly skeleton: string;
-  /** Per-policy/service chains (each with its counter of the same name) → comment. */
-  readonly chains: ReadonlyMap<string, string>;
-  /** Map name → element key → chain jumped to. */
+  /** Map name → element key → the name of the owner (policy or service) it belongs to. */
   readonly elements: ReadonlyMap<string, ReadonlyMap<string, string>>;
   /**
-   * Map name → key type of every map declared. Maps of layers above 0 come and go with the
-   * overlaps; they and the forward chain's rules are left out of the skeleton, and a patch adds or
-   * deletes such maps and rewrites the forward chain's rules (all counters there are named, so
-   * nothing is reset). Absent: the skeleton covers everything but chains and elements.
+   * Owner name (`np.eg.tcp.<policy>`, `svc.<namespace>.<name>`) → its comment, which every
+   * element of the owner carries in the kernel: the kernel's own record of who owns an element.
    */
-  readonly maps?: ReadonlyMap<string, string>;
-  /** The rules of chain forward, in order (see {@link Ruleset.maps}). */
-  readonly forwardRules?: readonly string[];
+  readonly owners: ReadonlyMap<string, string>;
   /**
-   * Every rule with a comment that counts, with the named counter it counts
-   * into and its verdict: with this, status.stats of our table come from the
-   * named counters alone, without listing the table's chains.
+   * Map name → key type of every map declared. Maps of layers above 0 come and go with the
+   * overlaps; a patch adds or deletes them and rewrites the forward chain's rules (all counters
+   * there are named, so nothing is reset).
    */
-  readonly countedRules?: readonly CountedRule[];
+  readonly maps: ReadonlyMap<string, string>;
+  /** The rules of chain forward, in order (see {@link Ruleset.maps}). */
+  readonly forwardRules: readonly string[];
+  /** The verdict of every map element ({@link elementVerdict}). */
+  readonly verdict: string;
+  /** The text before and after the maps, for {@link tableText}. */
+  readonly parts: { readonly head: string; readonly tail: string };
+  /**
+   * Every rule with a comment that counts, with where its count lives and its
+   * verdict: with this, status.stats of our table come from named counters and
+   * the maps' element counters, without listing the table's chains.
+   */
+  readonly countedRules: readonly CountedRule[];
 }
 
 /** A counted rule of our table, as `status.stats.rules` keys it. */
 export interface CountedRule {
+  /** The chain of a fixed rule; for a policy or service, its owner name (`np.eg.tcp.<name>`, `svc.<ns>.<name>`). */
   readonly chain: string;
   readonly comment: string;
-  readonly counter: string;
+  /** The named counter it counts into; null: the sum of the map elements carrying its comment. */
+  readonly counter: string | null;
   readonly verdict: "accept" | "drop" | "other";
 }
 
@@ -254,9 +280,6 @@ export interface RenderedRuleset extends Ruleset {
 
 const FIXED_COUNTERS = [...ACCOUNTING_COUNTERS, "accept_established", "drop_invalid_ct", "drop_ping_floods", "accept_icmp"];
 
-/** The rule of a per-policy/service chain: count into the counter of the same name, accept. */
-export const ownerRule = (chain: string, comment: string): string => `counter name "${chain}" accept comment "${comment}"`;
-
 /** One kind of map of one family, spread over layers: each layer is one map and one lookup. */
 interface LayeredMap {
   readonly base: string;
@@ -271,6 +294,32 @@ function layeredMap(base: string, type: string, boxes: readonly Box[], fields: r
   if (report.overflow) overflow.push(base);
   const layers = pieces.length === 0 ? [[]] : pieces;
   return { base, type, layers: layers.map((l, n) => ({ name: layerName(base, n), elements: mapElements(l, fields, owners) })) };
+}
+
+/**
+ * The table's text with counts carried: the first element of every owner in `carried` starts its
+ * counter at that owner's count (the elements it replaces). Without `carried`, `ruleset.text`.
+ */
+export function tableText(ruleset: Ruleset, carried?: ReadonlyMap<string, { packets: number; bytes: number }>): string {
+  if (!carried || carried.size === 0) return ruleset.text;
+  const pending = new Map(carried);
+  const lines = [ruleset.parts.head];
+  for (const [name, type] of ruleset.maps) {
+    const elements = ruleset.elements.get(name) ?? new Map<string, string>();
+    lines.push(`\tmap ${name} {`, `\t\ttype ${type} : verdict`, "\t\tflags interval", "\t\tcounter");
+    if (elements.size > 0) {
+      const elems = [...elements].map(([key, owner]) => {
+        const comment = ruleset.owners.get(owner) as string;
+        const c = pending.get(comment);
+        if (c) pending.delete(comment);
+        return elementText(key, comment, ruleset.verdict, c);
+      });
+      lines.push(`\t\telements = {\n\t\t\t${elems.join(",\n\t\t\t")}\n\t\t}`);
+    }
+    lines.push("\t}");
+  }
+  lines.push(ruleset.parts.tail);
+  return `${lines.join("\n")}\n`;
 }
 
 /** Renders `table inet firewall` for the desired state. */
@@ -304,37 +353,40 @@ export function renderRuleset(state: DesiredState): RenderedRuleset {
   const forward = forwardChain(state, maps);
 
   const out: string[] = [`table inet ${TABLE} {`];
-  const counters = [...FIXED_COUNTERS, ...owners.map((o) => o.chain)];
+  const counters = FIXED_COUNTERS;
   for (const c of counters) out.push(`\tcounter ${c} {`, "\t}");
   out.push(...sets);
-  for (const m of declared) out.push(...renderMap(m.name, m.type, m.elements));
   const logAccepted = state.logAcceptedConnections === true;
-  const acceptLog = logAccepted ? [`\tchain ${ACCEPT_LOG_CHAIN} {`, `\t\t${ACCEPT_LOG_RULE}`, "\t}"] : [];
-  const ownerChains = owners.map((o) => [`\tchain ${o.chain} {`, ...(logAccepted ? [`\t\t${ACCEPT_LOG_JUMP}`] : []), `\t\t${ownerRule(o.chain, o.comment)}`, "\t}"].join("\n"));
-  out.push(...acceptLog, ...ownerChains);
-  out.push(...forward, "}");
+  const verdict = elementVerdict(logAccepted);
+  const ownerComments = new Map(owners.map((o) => [o.chain, o.comment]));
+  const head = out.join("\n");
+  for (const m of declared) out.push(...renderMap(m.name, m.type, m.elements, verdict, ownerComments));
+  const acceptLog = logAccepted ? [`\tchain ${ACCEPT_LOG_CHAIN} {`, `\t\t${ACCEPT_LOG_RULE}`, "\t\taccept", "\t}"] : [];
+  const tail = [...acceptLog, ...forward, "}"].join("\n");
+  out.push(tail);
 
   // Layer-0 maps always exist; higher layers and the lookups into them may be patched in and out.
+  // The elements' verdict is part of it: turning accept logging on or off replaces the table.
   const skeleton = [
     ...FIXED_COUNTERS.map((c) => `\tcounter ${c} {\n\t}`),
     ...sets,
-    ...all.flatMap((m) => renderMap(m.base, m.type, new Map())),
+    ...all.flatMap((m) => renderMap(m.base, m.type, new Map(), verdict, ownerComments)),
+    ...acceptLog,
     (forward[0] as string),
     (forward[1] as string),
-    // With accept logging, owner chains hold two rules and a patch (lib/nft/apply.ts) re-creates
-    // them with the counting rule alone: they join the skeleton, so a change of owners (or of the
-    // flag) replaces the table, and a patch only ever touches map elements and the forward chain.
-    ...(logAccepted ? [...acceptLog, ...ownerChains] : []),
+    `\t# elements: ${verdict}`,
   ].join("\n");
   return {
     text: `${out.join("\n")}\n`,
     counters,
     skeleton,
-    chains: new Map(owners.map((o) => [o.chain, o.comment])),
     elements: new Map(declared.map((m) => [m.name, m.elements])),
+    owners: ownerComments,
     maps: new Map(declared.map((m) => [m.name, m.type])),
     forwardRules: forward.slice(2, -1).map((l) => l.trim()),
-    countedRules: [...FIXED_COUNTED, ...owners.map((o) => ({ chain: o.chain, comment: o.comment, counter: o.chain, verdict: "accept" as const }))],
+    verdict,
+    parts: { head, tail },
+    countedRules: [...FIXED_COUNTED, ...owners.map((o) => ({ chain: o.chain, comment: o.comment, counter: null, verdict: "accept" as const }))],
     elementCount: declared.reduce((n, m) => n + m.elements.size, 0),
     overflow,
   };

@@ -46,20 +46,21 @@ describe("nftables exposition of the captured snapshot", async () => {
   });
 
   test("named counters by name, table, family", () => {
-    expect(lines(text, "nftables_counter_bytes{").length).toBe(19);
+    // Our table's fixed counters (none per policy or service) and the base table's.
+    expect(lines(text, "nftables_counter_bytes{").length).toBe(10 + 1);
     expect(lines(text, 'nftables_counter_bytes{name="external_in"')).toEqual(['nftables_counter_bytes{name="external_in",table="firewall",family="inet"} 91696']);
     expect(lines(text, 'nftables_counter_packets{name="input_ssh"')).toEqual(['nftables_counter_packets{name="input_ssh",table="metal",family="inet"} 4']);
   });
 
   test("chains per table and rules per chain", () => {
-    expect(lines(text, "nftables_table_chains")).toEqual(['nftables_table_chains{name="firewall",family="inet"} 9', 'nftables_table_chains{name="metal",family="inet"} 3']);
-    expect(lines(text, 'nftables_chain_rules{name="forward"')).toEqual(['nftables_chain_rules{name="forward",family="inet",table="firewall",handle="9"} 25']);
+    expect(lines(text, "nftables_table_chains")).toEqual(['nftables_table_chains{name="firewall",family="inet"} 1', 'nftables_table_chains{name="metal",family="inet"} 3']);
+    expect(lines(text, 'nftables_chain_rules{name="forward"')).toEqual(['nftables_chain_rules{name="forward",family="inet",table="firewall",handle="1"} 25']);
     expect(lines(text, 'nftables_chain_rules{name="input"')).toEqual(['nftables_chain_rules{name="input",family="inet",table="metal",handle="1"} 8']);
   });
 
   test("a rule counting into a named counter reports that counter", () => {
     expect(lines(text, 'nftables_rule_bytes{chain="forward",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept established connections"')).toEqual([
-      'nftables_rule_bytes{chain="forward",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept established connections",action="accept",handle="66"} 21211168',
+      'nftables_rule_bytes{chain="forward",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept established connections",action="accept",handle="42"} 21211168',
     ]);
     expect(lines(text, 'nftables_rule_packets{chain="input",family="inet",table="metal",input_interfaces="vlan42,vrf104009"')).toEqual([
       'nftables_rule_packets{chain="input",family="inet",table="metal",input_interfaces="vlan42,vrf104009",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="22",comment="accept ssh",action="accept",handle="11"} 4',
@@ -68,16 +69,30 @@ describe("nftables exposition of the captured snapshot", async () => {
 
   test("a != match keeps its operator; a missing comment is empty; a counter-only rule is policy", () => {
     expect(lines(text, 'nftables_rule_bytes{chain="forward",family="inet",table="firewall",input_interfaces="any",output_interfaces="vrf42,vlan42",source_addresses="!=@internal_prefixes4"')).toEqual([
-      'nftables_rule_bytes{chain="forward",family="inet",table="firewall",input_interfaces="any",output_interfaces="vrf42,vlan42",source_addresses="!=@internal_prefixes4",destination_addresses="any",source_ports="any",destination_ports="any",comment="empty",action="policy",handle="53"} 91696',
+      'nftables_rule_bytes{chain="forward",family="inet",table="firewall",input_interfaces="any",output_interfaces="vrf42,vlan42",source_addresses="!=@internal_prefixes4",destination_addresses="any",source_ports="any",destination_ports="any",comment="empty",action="policy",handle="29"} 91696',
     ]);
     expect(lines(text, 'nftables_rule_bytes{chain="input",family="inet",table="metal",input_interfaces="any",output_interfaces="any",source_addresses="!=10.0.0.0/8"')).toEqual([
       'nftables_rule_bytes{chain="input",family="inet",table="metal",input_interfaces="any",output_interfaces="any",source_addresses="!=10.0.0.0/8",destination_addresses="any",source_ports="any",destination_ports="9100,9630",comment="drop metrics from outside",action="drop",handle="13"} 120',
     ]);
   });
 
+  test("per policy and service: the elements of each map, summed by owner comment, with the map as chain", () => {
+    expect(lines(text, 'nftables_rule_packets{chain="egress6_ports"')).toEqual([
+      'nftables_rule_packets{chain="egress6_ports",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept traffic for np allow-dns tcp",action="accept",handle="0"} 4',
+      'nftables_rule_packets{chain="egress6_ports",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept traffic for np allow-dns udp",action="accept",handle="0"} 8',
+      // two elements: 1 + 2
+      'nftables_rule_packets{chain="egress6_ports",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept traffic for np allow-https tcp",action="accept",handle="0"} 3',
+    ]);
+    expect(lines(text, 'nftables_rule_bytes{chain="egress4_ports",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept traffic for np allow-dns udp"')).toEqual([
+      'nftables_rule_bytes{chain="egress4_ports",family="inet",table="firewall",input_interfaces="any",output_interfaces="any",source_addresses="any",destination_addresses="any",source_ports="any",destination_ports="any",comment="accept traffic for np allow-dns udp",action="accept",handle="0"} 900',
+    ]);
+    expect(lines(text, 'nftables_rule_bytes{chain="services4"').length).toBe(2);
+  });
+
   test("only counted rules have series (the vmap lookups count nothing)", () => {
-    expect(lines(text, "nftables_rule_bytes{").length).toBe(8 + 15 + 11);
-    expect(text).not.toContain('handle="75"');
+    // 13 owner-and-map pairs of our table, 15 counted rules of its forward chain, 11 of the base table.
+    expect(lines(text, "nftables_rule_bytes{").length).toBe(13 + 15 + 11);
+    expect(text).not.toContain('handle="51"');
   });
 
   test("sets and maps per table, elements per set", () => {
@@ -140,15 +155,16 @@ describe("reading", () => {
 describe("perPolicySeries: false", async () => {
   const text = await exposition(captured(), { perPolicySeries: false });
 
-  test("leaves out the rule series of np.* and svc.* chains of our table", () => {
-    expect(lines(text, 'nftables_rule_bytes{chain="np.')).toEqual([]);
-    expect(lines(text, 'nftables_rule_bytes{chain="svc.')).toEqual([]);
+  test("leaves out the per-policy and per-service series (our maps' elements)", () => {
+    expect(lines(text, "nftables_rule_bytes{").filter((l) => l.includes("accept traffic for"))).toEqual([]);
+    expect(lines(text, "nftables_rule_packets{").filter((l) => l.includes("accept traffic for"))).toEqual([]);
     expect(lines(text, "nftables_rule_bytes{").length).toBe(15 + 11);
   });
 
-  test("keeps their counters and chains", () => {
-    expect(lines(text, 'nftables_counter_bytes{name="np.eg.udp.allow-dns"')).toEqual(['nftables_counter_bytes{name="np.eg.udp.allow-dns",table="firewall",family="inet"} 1500']);
-    expect(lines(text, 'nftables_chain_rules{name="svc.shop.web"')).toEqual(['nftables_chain_rules{name="svc.shop.web",family="inet",table="firewall",handle="7"} 1']);
+  test("keeps the forward chain's rules, the named counters and the maps' element counts", () => {
+    expect(lines(text, 'nftables_rule_bytes{chain="forward"').length).toBe(15);
+    expect(lines(text, "nftables_counter_bytes{").length).toBe(10 + 1);
+    expect(lines(text, 'nftables_set_elements{name="egress6_ports"')).toEqual(['nftables_set_elements{name="egress6_ports",table="firewall",family="inet",type="map"} 4']);
   });
 });
 

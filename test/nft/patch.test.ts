@@ -3,10 +3,11 @@ import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { parsePolicy } from "../../lib/api/policy.ts";
 import { parseService } from "../../lib/api/service.ts";
-import { runCommand } from "../../lib/exec.ts";
-import { applyRuleset, patchScript } from "../../lib/nft/apply.ts";
+import { type Executor, runCommand } from "../../lib/exec.ts";
+import { applyRuleset, carriedOwners, patchScript } from "../../lib/nft/apply.ts";
 import { type NftClient, nftClient } from "../../lib/nft/client.ts";
-import { renderRuleset, type Ruleset } from "../../lib/ruleset/render.ts";
+import { openNetlink } from "../../lib/nft/netlink.ts";
+import { elementText, renderRuleset, type Ruleset } from "../../lib/ruleset/render.ts";
 import { needs, netnsExecutor } from "../netns/topology.ts";
 import { policiesArb, servicesArb } from "../ruleset/arbitraries.ts";
 import { policy, state } from "../ruleset/helpers.ts";
@@ -22,8 +23,9 @@ async function normalized(exec: ReturnType<typeof netnsExecutor>): Promise<Recor
   for (const o of doc.nftables) {
     const [kind, body] = Object.entries(o)[0] as [string, Record<string, unknown>];
     if (kind === "metainfo" || kind === "table") continue;
-    // The fingerprint marker hashes the table in its own object order, which patching changes.
-    if (String(body.name ?? body.chain).startsWith("fingerprint.")) continue;
+    // The fingerprint marker hashes the table in its own object order, which patching changes; a
+    // generation marker is the kernel's count of transactions, which differs between namespaces.
+    if (/^(fingerprint|generation)\./.test(String(body.name ?? body.chain))) continue;
     const { handle: _h, packets: _p, bytes: _b, ...rest } = body;
     if (kind === "rule") {
       const { chain, expr, comment } = rest as { chain: string; expr: unknown; comment?: string };
@@ -43,19 +45,104 @@ function render(raw: { policies: unknown[]; services: unknown[] }): Ruleset {
   return renderRuleset(state({ policies, services }));
 }
 
+type Count = { packets: number; bytes: number };
+
+/** Element counters of every map of `ruleset`, read with `nft -j list map`, in the order of the ruleset's maps and the kernel's. */
+async function elementCounts(exec: Executor, ruleset: Ruleset): Promise<{ map: string; comment: string | null; packets: number; bytes: number }[]> {
+  const out: { map: string; comment: string | null; packets: number; bytes: number }[] = [];
+  for (const map of ruleset.maps.keys()) {
+    const r = await exec(["nft", "-j", "list", "map", "inet", "firewall", map]);
+    if (r.code !== 0) continue;
+    const doc = JSON.parse(r.stdout) as { nftables: { map?: { elem?: unknown[] } }[] };
+    for (const e of doc.nftables.find((o) => o.map)?.map?.elem ?? []) {
+      const key = (Array.isArray(e) ? e[0] : undefined) as { elem?: { comment?: string; counter?: Count } } | undefined;
+      out.push({ map, comment: key?.elem?.comment ?? null, packets: key?.elem?.counter?.packets ?? 0, bytes: key?.elem?.counter?.bytes ?? 0 });
+    }
+  }
+  return out;
+}
+
+/** Per-owner counts: the element counters summed by the comment each element carries. */
+async function ownerSums(exec: Executor, ruleset: Ruleset): Promise<Map<string, Count>> {
+  const out = new Map<string, Count>();
+  for (const e of await elementCounts(exec, ruleset)) {
+    if (e.comment === null) continue;
+    const t = out.get(e.comment) ?? { packets: 0, bytes: 0 };
+    out.set(e.comment, { packets: t.packets + e.packets, bytes: t.bytes + e.bytes });
+  }
+  return out;
+}
+
+/** The named counters of our table, read with `nft -j list counters`. */
+async function namedCounters(exec: Executor): Promise<Map<string, Count>> {
+  const r = await exec(["nft", "-j", "list", "counters", "table", "inet", "firewall"]);
+  const doc = JSON.parse(r.stdout) as { nftables: { counter?: { name: string; packets: number; bytes: number } }[] };
+  return new Map(doc.nftables.flatMap((o) => (o.counter ? [[o.counter.name, { packets: o.counter.packets, bytes: o.counter.bytes }] as const] : [])));
+}
+
+/**
+ * Gives elements of `ruleset` (by key) counts, as traffic would have: every element of the maps
+ * concerned is deleted and re-added in the ruleset's order (so that the listing, and with it the
+ * fingerprint, stays the same), the seeded ones with their counters.
+ */
+async function seedElements(exec: Executor, ruleset: Ruleset, counts: Record<string, Count>): Promise<void> {
+  const lines: string[] = [];
+  for (const key of Object.keys(counts)) if (![...ruleset.elements.values()].some((els) => els.has(key))) throw new Error(`test setup: no element ${key}`);
+  for (const [map, elements] of ruleset.elements) {
+    if (![...elements.keys()].some((key) => key in counts)) continue;
+    const texts = [...elements].map(([key, owner]) => elementText(key, ruleset.owners.get(owner) as string, ruleset.verdict, counts[key]));
+    lines.push(`delete element inet firewall ${map} { ${[...elements.keys()].join(", ")} }`, `add element inet firewall ${map} { ${texts.join(", ")} }`);
+  }
+  expect(await exec(["nft", "-f", "-"], { stdin: `${lines.join("\n")}\n` })).toMatchObject({ code: 0, stderr: "" });
+}
+
+/** Moves named counters of our table by one real packet each, through a chain that is gone again afterwards. */
+async function seedNamed(exec: Executor, names: readonly string[]): Promise<void> {
+  const rules = names.map((n) => `\t\tudp dport 9 counter name "${n}"\n`).join("");
+  expect((await exec(["nft", "-f", "-"], { stdin: `table inet firewall {\n\tchain seed {\n\t\ttype filter hook output priority 0; policy accept;\n${rules}\t}\n}\n` })).code).toBe(0);
+  await exec(["ip", "link", "set", "lo", "up"]);
+  await exec([process.execPath, "-e", "const s=require('node:dgram').createSocket('udp4');s.send('x',9,'127.0.0.1',()=>s.close())"]);
+  expect((await exec(["nft", "delete", "chain", "inet", "firewall", "seed"])).code).toBe(0);
+}
+
 describe("patching instead of replacing", () => {
   test("a patch adds and deletes only what changed", () => {
-    const a = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] }), policy("gone", { egress: [{ to: [{ cidr: "198.51.100.0/24" }] }] })] }));
-    const b = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] }), policy("new", { egress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: [{ protocol: "UDP", port: 53 }] }] })] }));
+    const keep = policy("keep", { egress: [{ to: [{ cidr: "192.0.2.0/24" }], ports: [{ port: 443 }] }] });
+    const a = renderRuleset(state({ policies: [keep, policy("gone", { egress: [{ to: [{ cidr: "198.51.100.0/24" }] }] })] }));
+    const b = renderRuleset(state({ policies: [keep, policy("new", { egress: [{ to: [{ cidr: "203.0.113.0/24" }], ports: [{ protocol: "UDP", port: 53 }] }] })] }));
     expect(a.skeleton).toBe(b.skeleton);
-    const script = patchScript(a, b, "firewall", { from: "aaaa", to: "bbbb" });
-    expect(script).toContain("add chain inet firewall np.eg.udp.new");
-    expect(script).toContain("delete chain inet firewall np.eg.any.gone");
-    expect(script).toContain("delete counter inet firewall np.eg.any.gone");
-    expect(script).not.toContain("chain inet firewall np.eg.tcp.keep");
-    expect(script).not.toContain("counter inet firewall np.eg.tcp.keep");
-    expect(script).toContain("delete chain inet firewall revision.aaaa");
-    expect(script).toContain("add chain inet firewall revision.bbbb");
+    expect(carriedOwners(a, b)).toEqual({ owners: new Set(), maps: new Set() });
+    // No chains, no named counters per policy: only elements, each with its own counter and its owner's comment.
+    expect(patchScript(a, b, "firewall", { from: "aaaa", to: "bbbb" })).toBe(
+      [
+        "delete element inet firewall egress4_ports { 198.51.100.0/24 . tcp . 0-65535, 198.51.100.0/24 . udp . 0-65535, 198.51.100.0/24 . sctp . 0-65535 }",
+        'add element inet firewall egress4_ports { 203.0.113.0/24 . udp . 53 counter comment "accept traffic for np new udp" : accept }',
+        "delete element inet firewall egress4_any { 198.51.100.0/24 }",
+        "delete chain inet firewall revision.aaaa",
+        "add chain inet firewall revision.bbbb",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("an owner that stays but loses elements has all its elements re-added, the first starting at its count", () => {
+    const split = policy("split", { egress: [{ to: [{ cidr: "198.51.100.0/24" }, { cidr: "2001:db8:80::/48" }], ports: [{ port: 80 }] }] });
+    const a = renderRuleset(state({ policies: [split] }));
+    // An overlapping policy moves split's IPv4 element to the next layer.
+    const b = renderRuleset(state({ policies: [split, policy("overlap", { egress: [{ to: [{ cidr: "198.51.100.64/26" }], ports: [{ port: 80 }] }] })] }));
+    expect(a.skeleton).toBe(b.skeleton);
+    expect(carriedOwners(a, b)).toEqual({ owners: new Set(["np.eg.tcp.split"]), maps: new Set(["egress4_ports", "egress6_ports"]) });
+    const script = patchScript(a, b, "firewall", { from: "aaaa", to: "bbbb" }, new Map([["np.eg.tcp.split", { packets: 10, bytes: 1000 }]]));
+    const lines = script.split("\n").filter((l) => l.includes("element"));
+    expect(lines).toEqual([
+      "delete element inet firewall egress4_ports { 198.51.100.0/24 . tcp . 80 }",
+      'add element inet firewall egress4_ports { 198.51.100.64/26 . tcp . 80 counter comment "accept traffic for np overlap tcp" : accept }',
+      'add element inet firewall egress4_ports_1 { 198.51.100.0/24 . tcp . 80 counter packets 10 bytes 1000 comment "accept traffic for np split tcp" : accept }',
+      // Untouched in itself, but re-added: the owner's count now lives in its first element alone.
+      "delete element inet firewall egress6_ports { 2001:db8:80::/48 . tcp . 80 }",
+      'add element inet firewall egress6_ports { 2001:db8:80::/48 . tcp . 80 counter comment "accept traffic for np split tcp" : accept }',
+    ]);
+    expect(script).toContain("add map inet firewall egress4_ports_1 { type ipv4_addr . inet_proto . inet_service : verdict; flags interval; counter; }");
   });
 });
 
@@ -143,29 +230,75 @@ describe.skipIf(skip)("patching in a real kernel", () => {
     expect((await applyRuleset(c, { nft: nftPatched, table: "firewall" })).mode).toBe("replaced");
   });
 
-  test("a patch keeps the counters of unchanged policies and is refused back to replacement when the kernel was edited", async () => {
-    const a = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] })] }));
-    const b = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] }), policy("more", { egress: [{ ports: [{ port: 80 }] }] })] }));
-    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
-    await applyRuleset(a, { nft: nftPatched, table: "firewall" });
-    // Give the policy's counter a value, as traffic would, without touching its chain.
-    await inPatched(["nft", "-f", "-"], { stdin: "table inet firewall {\n\tchain seed {\n\t\ttype filter hook output priority 0; policy accept;\n\t\tcounter name \"np.eg.tcp.keep\"\n\t}\n}\n" });
-    await inPatched(["ip", "link", "set", "lo", "up"]);
-    await inPatched([process.execPath, "-e", "const s=require('node:dgram').createSocket('udp4');s.send('x',9,'127.0.0.1',()=>s.close())"]);
-    const seeded = (await nftPatched.counters("firewall")).get("np.eg.tcp.keep");
-    expect(seeded?.packets).toBeGreaterThan(0);
-    await inPatched(["nft", "delete", "chain", "inet", "firewall", "seed"]);
-    const r = await applyRuleset(b, { nft: nftPatched, table: "firewall", previous: a });
-    expect(r.mode).toBe("patched");
-    expect((await nftPatched.counters("firewall")).get("np.eg.tcp.keep")).toEqual(seeded);
+  const egress = (name: string, cidrs: string[], port: number) => policy(name, { egress: [{ to: cidrs.map((cidr) => ({ cidr })), ports: [{ port }] }] });
 
-    // Someone flushes a map by hand: the fingerprint no longer matches, so no patch; the replacement repairs.
-    await inPatched(["nft", "flush", "map", "inet", "firewall", "egress4_ports"]);
-    const c = renderRuleset(state({ policies: [policy("keep", { egress: [{ ports: [{ port: 443 }] }] })] }));
-    const r2 = await applyRuleset(c, { nft: nftPatched, table: "firewall", previous: b });
-    expect(r2.mode).toBe("repaired");
-    await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
-    await applyRuleset(c, { nft: nftReplaced, table: "firewall" });
-    expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
+  test.each([
+    ["nft -j list map", "json"],
+    ["netlink", "netlink"],
+  ] as const)("a patch keeps every owner's count exactly, carried ones too (counts read by the applier over %s), and is refused back to replacement when the kernel was edited", async (_how, how) => {
+    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+    const nl = how === "netlink" ? openNetlink({ netns: patched }) : null;
+    const nft = nl ? nftClient("nft", inPatched, nl) : nftPatched;
+    try {
+      const keep = egress("keep", ["192.0.2.0/24"], 443);
+      const split = egress("split", ["198.51.100.0/24", "2001:db8:80::/48"], 80);
+      const a = renderRuleset(state({ policies: [keep, split, egress("change", ["203.0.113.0/24"], 22), egress("gone", ["198.18.0.0/24"], 53)] }));
+      // keep: untouched. split: its IPv4 element moves to the next layer (overlap). change: its element is replaced. gone: goes. more: comes.
+      const b = renderRuleset(state({ policies: [keep, split, egress("overlap", ["198.51.100.64/26"], 80), egress("change", ["203.0.113.0/25"], 22), egress("more", ["198.18.1.0/24"], 8080)] }));
+      expect(carriedOwners(a, b).owners).toEqual(new Set(["np.eg.tcp.split", "np.eg.tcp.change"]));
+      await applyRuleset(a, { nft, table: "firewall" });
+      await seedElements(inPatched, a, {
+        "192.0.2.0/24 . tcp . 443": { packets: 5, bytes: 300 },
+        "198.51.100.0/24 . tcp . 80": { packets: 7, bytes: 700 },
+        "2001:db8:80::/48 . tcp . 80": { packets: 3, bytes: 300 },
+        "203.0.113.0/24 . tcp . 22": { packets: 9, bytes: 900 },
+        "198.18.0.0/24 . tcp . 53": { packets: 2, bytes: 200 },
+      });
+      await seedNamed(inPatched, ["external_in", "accept_established", "drop_total"]);
+      // Seeding was a transaction: by the fingerprint (which leaves counter values out) the table is
+      // still as applied; by the generation it is not, and the repair carries the counts over.
+      expect((await applyRuleset(a, { nft, table: "firewall" })).mode).toBe(how === "json" ? "unchanged" : "repaired");
+      const comment = (p: string) => `accept traffic for np ${p} tcp`;
+      expect(await ownerSums(inPatched, a)).toEqual(
+        new Map([
+          [comment("keep"), { packets: 5, bytes: 300 }],
+          [comment("split"), { packets: 10, bytes: 1000 }],
+          [comment("change"), { packets: 9, bytes: 900 }],
+          [comment("gone"), { packets: 2, bytes: 200 }],
+        ]),
+      );
+      const named = await namedCounters(inPatched);
+      for (const n of ["external_in", "accept_established", "drop_total"]) expect(named.get(n)?.packets).toBe(1);
+
+      const r = await applyRuleset(b, { nft, table: "firewall", previous: a });
+      expect(r.mode).toBe("patched");
+      expect(await ownerSums(inPatched, b)).toEqual(
+        new Map([
+          [comment("keep"), { packets: 5, bytes: 300 }],
+          [comment("more"), { packets: 0, bytes: 0 }],
+          [comment("overlap"), { packets: 0, bytes: 0 }],
+          [comment("change"), { packets: 9, bytes: 900 }],
+          [comment("split"), { packets: 10, bytes: 1000 }],
+        ]),
+      );
+      // The carried count is in the owner's first element alone; the others start at zero.
+      expect((await elementCounts(inPatched, b)).filter((e) => e.comment === comment("split"))).toEqual([
+        { map: "egress4_ports_1", comment: comment("split"), packets: 10, bytes: 1000 },
+        { map: "egress6_ports", comment: comment("split"), packets: 0, bytes: 0 },
+      ]);
+      expect(await namedCounters(inPatched)).toEqual(named);
+
+      // Someone flushes a map by hand: the table is no longer proven, so no patch; the replacement repairs.
+      await inPatched(["nft", "flush", "map", "inet", "firewall", "egress4_ports"]);
+      const c = renderRuleset(state({ policies: [keep] }));
+      const r2 = await applyRuleset(c, { nft, table: "firewall", previous: b });
+      expect(r2.mode).toBe("repaired");
+      expect(await namedCounters(inPatched)).toEqual(named);
+      await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
+      await applyRuleset(c, { nft: nftReplaced, table: "firewall" });
+      expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
+    } finally {
+      nl?.close();
+    }
   }, 60_000);
 });

@@ -30,12 +30,13 @@ describe("parseSnapshot on nft -j output of our table and a base table", () => {
       { family: "inet", table: "metal", name: "dns", handle: 2, rules: 2 },
       { family: "inet", table: "metal", name: "postrouting", handle: 3, rules: 1 },
     ]);
-    expect(s.chains.find((c) => c.name === "forward")).toEqual({ family: "inet", table: "firewall", name: "forward", handle: 9, rules: 25 });
-    expect(s.chains.find((c) => c.name === "svc.shop.web")?.rules).toBe(1);
+    // Our table has one chain: policies and services are map elements, not chains.
+    expect(s.chains.filter((c) => c.table === "firewall")).toEqual([{ family: "inet", table: "firewall", name: "forward", handle: 1, rules: 25 }]);
   });
 
   test("reads named counters with their values", () => {
-    expect(s.counters.length).toBe(19);
+    // Our table's are the fixed ones only (no counter per policy or service), and the base table's.
+    expect(s.counters.length).toBe(10 + 1);
     expect(s.counters.find((c) => c.name === "accept_established")).toEqual({ family: "inet", table: "firewall", name: "accept_established", packets: 39785, bytes: 21211168 });
     expect(s.counters.find((c) => c.table === "metal")).toEqual({ family: "inet", table: "metal", name: "input_ssh", packets: 4, bytes: 240 });
   });
@@ -51,12 +52,41 @@ describe("parseSnapshot on nft -j output of our table and a base table", () => {
   });
 
   test("a rule counting into a named counter carries that counter's values", () => {
-    expect(rule(s, "firewall", 66)).toEqual({
-      family: "inet", table: "firewall", chain: "forward", handle: 66, comment: "accept established connections",
+    expect(rule(s, "firewall", 42)).toEqual({
+      family: "inet", table: "firewall", chain: "forward", handle: 42, comment: "accept established connections",
       counter: { packets: 39785, bytes: 21211168 }, counterName: "accept_established", verdict: "accept", target: null, matches: [],
     });
     expect(rule(s, "metal", 11)?.counter).toEqual({ packets: 4, bytes: 240 });
-    expect(rule(s, "firewall", 48)).toMatchObject({ chain: "svc.shop.web", counterName: "svc.shop.web", counter: { packets: 0, bytes: 0 }, verdict: "accept", comment: "accept traffic for k8s service shop/web" });
+  });
+
+  test("map elements with a counter and a comment are summed by map and comment, as rules of a chain named after the map", () => {
+    const fromElements = s.rules.filter((r) => r.fromElements === true);
+    // Every rule of our table is either the forward chain's or an owner's elements in one map.
+    expect(s.rules.filter((r) => r.table === "firewall" && r.fromElements !== true).every((r) => r.chain === "forward")).toBe(true);
+    expect(fromElements.map((r) => `${r.chain}: ${r.comment}`)).toEqual([
+      "egress4_ports: accept traffic for np allow-monitoring any",
+      "egress4_ports: accept traffic for np allow-app-backends tcp",
+      "egress4_ports: accept traffic for np allow-dns tcp",
+      "egress4_ports: accept traffic for np allow-dns udp",
+      "egress4_ports: accept traffic for np allow-https tcp",
+      "egress4_any: accept traffic for np allow-monitoring any",
+      "ingress4_ports: accept traffic for k8s network policy allow-ssh-from-admins tcp",
+      "services4: accept traffic for k8s service voip/sip",
+      "services4: accept traffic for k8s service shop/web",
+      "egress6_ports: accept traffic for np allow-dns tcp",
+      "egress6_ports: accept traffic for np allow-dns udp",
+      "egress6_ports: accept traffic for np allow-https tcp",
+      "services6: accept traffic for k8s service shop/web",
+    ]);
+    // Two elements of one owner in one map (2001:db8:443::/48 except 2001:db8:443:ff::/64): summed.
+    expect(fromElements.find((r) => r.chain === "egress6_ports" && r.comment === "accept traffic for np allow-https tcp")).toEqual({
+      family: "inet", table: "firewall", chain: "egress6_ports", handle: 0, comment: "accept traffic for np allow-https tcp",
+      counter: { packets: 1 + 2, bytes: 100 + 200 }, counterName: null, verdict: "accept", target: null, matches: [], fromElements: true,
+    });
+    // One owner's three elements (allow-monitoring: tcp, udp, sctp) are one rule per map.
+    expect(fromElements.filter((r) => r.comment === "accept traffic for np allow-monitoring any").map((r) => r.chain)).toEqual(["egress4_ports", "egress4_any"]);
+    expect(fromElements.find((r) => r.chain === "egress4_ports" && r.comment === "accept traffic for np allow-dns udp")?.counter).toEqual({ packets: 12, bytes: 900 });
+    expect(fromElements.find((r) => r.chain === "services4" && r.comment === "accept traffic for k8s service shop/web")?.counter).toEqual({ packets: 0, bytes: 0 });
   });
 
   test("an inline counter carries its own values", () => {
@@ -64,7 +94,7 @@ describe("parseSnapshot on nft -j output of our table and a base table", () => {
   });
 
   test("a rule without a counter has none", () => {
-    expect(rule(s, "firewall", 75)).toMatchObject({ counter: null, counterName: null, verdict: "other", comment: null });
+    expect(rule(s, "firewall", 51)).toMatchObject({ counter: null, counterName: null, verdict: "other", comment: null });
   });
 
   test("keeps != matches with their operator", () => {
@@ -72,7 +102,7 @@ describe("parseSnapshot on nft -j output of our table and a base table", () => {
       { field: "source_addresses", op: "!=", values: ["10.0.0.0/8"] },
       { field: "destination_ports", op: "==", values: ["9100", "9630"] },
     ]);
-    expect(rule(s, "firewall", 53)?.matches).toEqual([
+    expect(rule(s, "firewall", 29)?.matches).toEqual([
       { field: "output_interfaces", op: "==", values: ["vrf42", "vlan42"] },
       { field: "source_addresses", op: "!=", values: ["@internal_prefixes4"] },
     ]);
@@ -115,6 +145,30 @@ describe("parseSnapshot at the edge", () => {
         sets: [],
       },
     });
+  });
+
+  test("map elements: only those with a counter and a comment count; the verdict and its target are the element's", () => {
+    const key = (val: string, extra: Record<string, unknown>) => ({ elem: { val, ...extra } });
+    const r = parseSnapshot({
+      nftables: [
+        { set: { family: "inet", table: "t", name: "s", elem: [key("192.0.2.1", { counter: { packets: 9, bytes: 9 }, comment: "a set's element" })] } },
+        {
+          map: {
+            family: "inet", table: "t", name: "m", elem: [
+              [key("192.0.2.1", { counter: { packets: 1, bytes: 10 }, comment: "a" }), { goto: { target: "accept_log" } }],
+              [key("192.0.2.2", { counter: { packets: 2, bytes: 20 }, comment: "a" }), { goto: { target: "accept_log" } }],
+              [key("192.0.2.3", { comment: "no counter" }), { accept: null }],
+              [key("192.0.2.4", { counter: { packets: 4, bytes: 40 } }), { accept: null }],
+              ["192.0.2.5", { drop: null }],
+            ],
+          },
+        },
+      ],
+    });
+    expect(r.ok && r.value.rules).toEqual([
+      { family: "inet", table: "t", chain: "m", handle: 0, comment: "a", counter: { packets: 3, bytes: 30 }, counterName: null, verdict: "goto", target: "accept_log", matches: [], fromElements: true },
+    ]);
+    expect(r.ok && r.value.sets.map((x) => [x.name, x.kind, x.elements])).toEqual([["s", "set", 1], ["m", "map", 5]]);
   });
 
   test("a reference to a counter that is not listed gives no values", () => {

@@ -1,6 +1,7 @@
 // Accept logging in a real kernel (SPEC §4.7): with the flag flipping between steps and policies
 // coming and going, the applier (patching where the skeleton allows) leaves the same table as a
-// full replacement — the owner chains' log jumps are never lost to a patch.
+// full replacement — every map element goes to the log chain exactly when the flag is on, also
+// the elements a patch adds.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
@@ -9,7 +10,7 @@ import { parseService } from "../../lib/api/service.ts";
 import { runCommand } from "../../lib/exec.ts";
 import { applyRuleset } from "../../lib/nft/apply.ts";
 import { type NftClient, nftClient } from "../../lib/nft/client.ts";
-import { ACCEPT_LOG_JUMP, renderRuleset, type Ruleset } from "../../lib/ruleset/render.ts";
+import { ACCEPT_LOG_CHAIN, renderRuleset, type Ruleset } from "../../lib/ruleset/render.ts";
 import { needs, netnsExecutor } from "../netns/topology.ts";
 import { policiesArb, servicesArb } from "./arbitraries.ts";
 import { state } from "./helpers.ts";
@@ -36,6 +37,36 @@ async function normalized(exec: ReturnType<typeof netnsExecutor>): Promise<Recor
     }
   }
   out.rules = chains;
+  return out;
+}
+
+interface KernelElement {
+  readonly comment: string | undefined;
+  readonly counter: { packets: number; bytes: number } | undefined;
+  /** `accept`, `goto <chain>`, `jump <chain>`, ... */
+  readonly verdict: string;
+}
+
+/** The elements of one map as the kernel holds them (`nft -j list map`): comment, counter, verdict. */
+async function kernelElements(exec: ReturnType<typeof netnsExecutor>, map: string): Promise<KernelElement[]> {
+  const r = await exec(["nft", "-j", "list", "map", "inet", "firewall", map]);
+  expect(r.code).toBe(0);
+  const doc = JSON.parse(r.stdout) as { nftables: { map?: { elem?: [unknown, Record<string, { target?: string } | null>][] } }[] };
+  const body = doc.nftables.find((o) => o.map)?.map;
+  return (body?.elem ?? []).map(([key, verdict]) => {
+    const e = (key as { elem?: { comment?: string; counter?: { packets: number; bytes: number } } }).elem;
+    const [kind, arg] = Object.entries(verdict)[0] as [string, { target?: string } | null];
+    return { comment: e?.comment, counter: e?.counter, verdict: arg?.target ? `${kind} ${arg.target}` : kind };
+  });
+}
+
+/** Owner comment → number of its elements, as rendered. */
+function renderedOwners(r: Ruleset): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const elements of r.elements.values()) for (const owner of elements.values()) {
+    const c = r.owners.get(owner) as string;
+    out.set(c, (out.get(c) ?? 0) + 1);
+  }
   return out;
 }
 
@@ -84,9 +115,27 @@ describe.skipIf(skip)("accept logging: patched equals replaced in a real kernel"
             await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
             const got = await normalized(inPatched);
             expect(got).toEqual(await normalized(inReplaced));
-            // and the kernel holds the jump in every owner chain exactly when the flag is on
-            const listing = (await inPatched(["nft", "list", "table", "inet", "firewall"])).stdout;
-            expect(listing.split("\n").filter((l) => l.trim() === ACCEPT_LOG_JUMP).length).toBe(step.log ? next.chains.size : 0);
+            // and every element the kernel holds counts, carries its owner's comment and goes to the
+            // log chain exactly when the flag is on; the log chain exists exactly then
+            const verdict = step.log ? `goto ${ACCEPT_LOG_CHAIN}` : "accept";
+            const owners = new Map<string, number>();
+            for (const [map, elements] of next.elements) {
+              const got = await kernelElements(inPatched, map);
+              expect(got).toHaveLength(elements.size);
+              for (const e of got) {
+                expect(e.verdict).toBe(verdict);
+                expect(e.counter).toEqual({ packets: 0, bytes: 0 });
+                expect(typeof e.comment).toBe("string");
+                owners.set(e.comment as string, (owners.get(e.comment as string) ?? 0) + 1);
+              }
+            }
+            expect(owners).toEqual(renderedOwners(next));
+            const chains = Object.keys(got)
+              .filter((k) => k.startsWith("chain "))
+              .map((k) => k.slice("chain ".length))
+              .filter((c) => !/^(revision|generation)\./.test(c));
+            expect(chains.toSorted()).toEqual(step.log ? [ACCEPT_LOG_CHAIN, "forward"] : ["forward"]);
+            expect(Object.keys(got.rules as Record<string, unknown>).toSorted()).toEqual(chains.toSorted());
             previous = next;
           }
         }),

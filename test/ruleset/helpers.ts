@@ -74,7 +74,12 @@ type Field = "addr" | "proto" | "port";
 
 export interface Element {
   readonly keys: readonly (readonly [bigint, bigint])[];
-  readonly target: string;
+  /** The owner's comment the element carries (the kernel's record of which policy or service it belongs to). */
+  readonly comment: string;
+  /** The element's own counter: `counter` alone starts at zero. */
+  readonly counter: { readonly packets: number; readonly bytes: number };
+  /** `accept`, or `goto accept_log` with accept logging. */
+  readonly verdict: string;
 }
 
 const PROTO: Record<string, bigint> = { tcp: 6n, udp: 17n, sctp: 132n, icmp: 1n, icmpv6: 58n };
@@ -111,7 +116,10 @@ function fieldSpan(field: Field, text: string): [bigint, bigint] {
   return [BigInt(a as string), BigInt((b ?? a) as string)];
 }
 
-/** The elements of an interval verdict map, parsed by its declared type. */
+/** `<key> counter [packets N bytes M] comment "<comment>" : <verdict>`: an element with its own counter and its owner's comment. */
+const ELEMENT = /^(.+?) counter(?: packets (\d+) bytes (\d+))? comment "([^"]*)" : (.+)$/;
+
+/** The elements of an interval verdict map, parsed by its declared type; throws on an element without counter or comment. */
 export function mapElements(text: string, name: string): Element[] {
   const body = section(text, "map", name);
   const type = /type (.*) : verdict/.exec(body)?.[1];
@@ -124,18 +132,20 @@ export function mapElements(text: string, name: string): Element[] {
     .map((s) => s.trim())
     .filter((s) => s !== "")
     .map((s) => {
-      const [key, verdict] = s.split(" : ") as [string, string];
+      const e = ELEMENT.exec(s);
+      if (!e) throw new Error(`element ${s} has no counter, comment and verdict`);
+      const [, key, packets, bytes, comment, verdict] = e as unknown as [string, string, string | undefined, string | undefined, string, string];
       const parts = key.split(" . ");
       if (parts.length !== fields.length) throw new Error(`element ${s} does not match type ${type}`);
-      return { keys: parts.map((p, i) => fieldSpan(fields[i] as Field, p)), target: verdict.replace(/^jump /, "") };
+      return { keys: parts.map((p, i) => fieldSpan(fields[i] as Field, p)), comment, counter: { packets: Number(packets ?? 0), bytes: Number(bytes ?? 0) }, verdict };
     });
 }
 
-/** Where the map sends `key` (the jump target), or null; throws if two elements match. */
+/** Whose element matches `key` (the owner's comment it carries), or null; throws if two elements match. */
 export function lookup(elements: readonly Element[], key: readonly bigint[]): string | null {
   const hits = elements.filter((e) => e.keys.every(([a, b], i) => (key[i] as bigint) >= a && (key[i] as bigint) <= b));
   if (hits.length > 1) throw new Error(`key ${key.join(" . ")} matches ${hits.length} elements`);
-  return hits[0]?.target ?? null;
+  return hits[0]?.comment ?? null;
 }
 
 export const PROTO_NUMBER = PROTO;

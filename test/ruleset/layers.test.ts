@@ -106,7 +106,7 @@ describe("layer: property", () => {
         }),
         { numRuns: 400 },
       );
-    });
+    }, 30_000);
   }
 
   test("10,000 disjoint boxes stay in one layer", () => {

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import type { Policy, PolicyRule } from "../../lib/api/policy.ts";
 import type { LoadBalancer } from "../../lib/api/service.ts";
-import { policyChain, serviceChain } from "../../lib/ruleset/names.ts";
+import { policyComment, serviceComment } from "../../lib/ruleset/names.ts";
 import { ACCOUNTING_COUNTERS, DROP_LOG_PREFIX, renderRuleset } from "../../lib/ruleset/render.ts";
 import { policiesArb, servicesArb } from "./arbitraries.ts";
 import { addressValue, chainRules, cidr, lookup, lookupLayers, mapElements, mapLayers, PROTO_NUMBER, policy, section, service, state } from "./helpers.ts";
@@ -11,11 +11,17 @@ import { parseService } from "../../lib/api/service.ts";
 
 const render = (...args: Parameters<typeof state>) => renderRuleset(state(...args)).text;
 
+/** The fixed named counters, the only ones the table declares (per-owner counts live in the map elements). */
+const FIXED_COUNTERS = [...ACCOUNTING_COUNTERS, "accept_established", "drop_invalid_ct", "drop_ping_floods", "accept_icmp"];
+
+/** Every map element of the text (all maps, all layers), parsed. */
+const ownElements = (text: string) => [...text.matchAll(/^\tmap (\S+) \{$/gm)].flatMap((m) => mapElements(text, m[1] as string));
+
 const allowDns = policy("allow-dns", {
   egress: [{ to: [{ cidr: "198.51.100.53/32" }, { cidr: "2001:db8:53::53/128" }], ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] }],
 });
 
-/** Where an egress packet from the cluster goes: the jump target, or null (falls through to the drop). */
+/** Where an egress packet from the cluster goes: the comment of the owner whose element matches, or null (falls through to the drop). */
 function egressTarget(text: string, family: 4 | 6, daddr: string, proto: string, dport: number): string | null {
   const p = PROTO_NUMBER[proto] as bigint;
   const a = addressValue(daddr);
@@ -128,8 +134,11 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     ["sctp", { egress: [{ ports: [{ protocol: "SCTP", port: 3868 }] }] }],
     ["any", { egress: [{ to: [{ cidr: "192.0.2.0/24" }] }] }],
   ])("egress comment: accept traffic for np <name> %s", (label, spec) => {
-    const t = render({ policies: [policy("allow-x", spec)] });
-    expect(t).toContain(`counter name "np.eg.${label}.allow-x" accept comment "accept traffic for np allow-x ${label}"`);
+    const r = renderRuleset(state({ policies: [policy("allow-x", spec)] }));
+    const comment = `accept traffic for np allow-x ${label}`;
+    expect([...r.owners]).toEqual([[`np.eg.${label}.allow-x`, comment]]);
+    expect(r.text).toContain(`counter comment "${comment}" : accept`);
+    expect(ownElements(r.text).map((e) => e.comment)).toEqual(Array(r.elementCount).fill(comment));
   });
 
   test.each([
@@ -138,22 +147,48 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     ["sctp", { ingress: [{ ports: [{ protocol: "SCTP" }] }] }],
     ["any", { ingress: [{ from: [{ cidr: "2001:db8::/32" }] }] }],
   ])("ingress comment: accept traffic for k8s network policy <name> %s", (label, spec) => {
-    const t = render({ policies: [policy("allow-y", spec)] });
-    expect(t).toContain(`accept comment "accept traffic for k8s network policy allow-y ${label}"`);
+    const r = renderRuleset(state({ policies: [policy("allow-y", spec)] }));
+    const comment = `accept traffic for k8s network policy allow-y ${label}`;
+    expect([...r.owners]).toEqual([[`np.in.${label}.allow-y`, comment]]);
+    expect(r.text).toContain(`counter comment "${comment}" : accept`);
+    expect(ownElements(r.text).map((e) => e.comment)).toEqual(Array(r.elementCount).fill(comment));
   });
 
-  test("each policy protocol gets its own chain with one counting accept rule", () => {
-    const t = render({ policies: [allowDns] });
-    expect(chainRules(t, "np.eg.udp.allow-dns")).toEqual(['counter name "np.eg.udp.allow-dns" accept comment "accept traffic for np allow-dns udp"']);
-    expect(chainRules(t, "np.eg.tcp.allow-dns")).toEqual(['counter name "np.eg.tcp.allow-dns" accept comment "accept traffic for np allow-dns tcp"']);
-    expect(t).not.toContain("np.eg.any.allow-dns");
+  test("each policy protocol is its own owner: its elements carry its comment and count", () => {
+    const r = renderRuleset(state({ policies: [allowDns] }));
+    const t = r.text;
+    const tcp = "accept traffic for np allow-dns tcp";
+    const udp = "accept traffic for np allow-dns udp";
+    expect([...r.owners]).toEqual([
+      ["np.eg.tcp.allow-dns", tcp],
+      ["np.eg.udp.allow-dns", udp],
+    ]);
+    expect(section(t, "map", "egress4_ports").split("\n").slice(3)).toEqual([
+      "\t\telements = {",
+      `\t\t\t198.51.100.53 . tcp . 53 counter comment "${tcp}" : accept,`,
+      `\t\t\t198.51.100.53 . udp . 53 counter comment "${udp}" : accept`,
+      "\t\t}",
+    ]);
+    expect(section(t, "map", "egress6_ports")).toContain(`\t\t\t2001:db8:53::53 . tcp . 53 counter comment "${tcp}" : accept,\n\t\t\t2001:db8:53::53 . udp . 53 counter comment "${udp}" : accept\n`);
+    expect(r.elements.get("egress4_ports")).toEqual(new Map([["198.51.100.53 . tcp . 53", "np.eg.tcp.allow-dns"], ["198.51.100.53 . udp . 53", "np.eg.udp.allow-dns"]]));
+    // Counted by the sum of its elements: no chain, no named counter of its own.
+    expect(r.countedRules.filter((c) => c.counter === null)).toEqual([
+      { chain: "np.eg.tcp.allow-dns", comment: tcp, counter: null, verdict: "accept" },
+      { chain: "np.eg.udp.allow-dns", comment: udp, counter: null, verdict: "accept" },
+    ]);
+    expect(t.match(/^\tchain \S+ \{$/gm)).toEqual(["\tchain forward {"]);
+    expect(r.counters).toEqual(FIXED_COUNTERS);
+    expect([...(t.match(/^\tcounter \S+ \{$/gm) ?? [])]).toEqual(FIXED_COUNTERS.map((c) => `\tcounter ${c} {`));
+    expect(t).not.toContain("np.eg.");
+    expect(r.owners.has("np.eg.any.allow-dns")).toBe(false);
+    expect(t).not.toContain("allow-dns any");
   });
 
   test("egress matches destination, protocol and port of the policy", () => {
     const t = render({ policies: [allowDns] });
-    expect(egressTarget(t, 4, "198.51.100.53", "udp", 53)).toBe("np.eg.udp.allow-dns");
-    expect(egressTarget(t, 4, "198.51.100.53", "tcp", 53)).toBe("np.eg.tcp.allow-dns");
-    expect(egressTarget(t, 6, "2001:db8:53::53", "udp", 53)).toBe("np.eg.udp.allow-dns");
+    expect(egressTarget(t, 4, "198.51.100.53", "udp", 53)).toBe("accept traffic for np allow-dns udp");
+    expect(egressTarget(t, 4, "198.51.100.53", "tcp", 53)).toBe("accept traffic for np allow-dns tcp");
+    expect(egressTarget(t, 6, "2001:db8:53::53", "udp", 53)).toBe("accept traffic for np allow-dns udp");
     expect(egressTarget(t, 4, "198.51.100.53", "udp", 54)).toBeNull();
     expect(egressTarget(t, 4, "198.51.100.54", "udp", 53)).toBeNull();
     expect(egressTarget(t, 4, "198.51.100.53", "sctp", 53)).toBeNull();
@@ -192,7 +227,7 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
 
   test("ingress matches the source, towards the private interfaces", () => {
     const t = render({ policies: [policy("ssh-in", { ingress: [{ from: [{ cidr: "192.0.2.0/24" }], ports: [{ port: 22 }] }] })] });
-    expect(ingressTarget(t, 4, "192.0.2.9", "tcp", 22)).toBe("np.in.tcp.ssh-in");
+    expect(ingressTarget(t, 4, "192.0.2.9", "tcp", 22)).toBe("accept traffic for k8s network policy ssh-in tcp");
     expect(ingressTarget(t, 4, "192.0.3.9", "tcp", 22)).toBeNull();
     expect(chainRules(t, "forward")).toContain('oifname { "vlan42", "vrf42" } ip saddr . meta l4proto . th dport vmap @ingress4_ports');
     expect(mapElements(t, "egress4_ports")).toEqual([]);
@@ -200,46 +235,46 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
 
   test("missing to: any destination of both families", () => {
     const t = render({ policies: [policy("web-out", { egress: [{ ports: [{ port: 443 }] }] })] });
-    expect(egressTarget(t, 4, "0.0.0.0", "tcp", 443)).toBe("np.eg.tcp.web-out");
-    expect(egressTarget(t, 4, "255.255.255.255", "tcp", 443)).toBe("np.eg.tcp.web-out");
-    expect(egressTarget(t, 6, "2001:db8::1", "tcp", 443)).toBe("np.eg.tcp.web-out");
-    expect(section(t, "map", "egress4_ports")).toContain("0.0.0.0/0 . tcp . 443 : jump np.eg.tcp.web-out");
-    expect(section(t, "map", "egress6_ports")).toContain("::/0 . tcp . 443 : jump np.eg.tcp.web-out");
+    expect(egressTarget(t, 4, "0.0.0.0", "tcp", 443)).toBe("accept traffic for np web-out tcp");
+    expect(egressTarget(t, 4, "255.255.255.255", "tcp", 443)).toBe("accept traffic for np web-out tcp");
+    expect(egressTarget(t, 6, "2001:db8::1", "tcp", 443)).toBe("accept traffic for np web-out tcp");
+    expect(section(t, "map", "egress4_ports")).toContain('0.0.0.0/0 . tcp . 443 counter comment "accept traffic for np web-out tcp" : accept');
+    expect(section(t, "map", "egress6_ports")).toContain('::/0 . tcp . 443 counter comment "accept traffic for np web-out tcp" : accept');
   });
 
   test("missing ports: every protocol and port, including non-port protocols", () => {
     const t = render({ policies: [policy("to-partner", { egress: [{ to: [{ cidr: "203.0.113.0/24" }] }] })] });
-    for (const proto of ["tcp", "udp", "sctp"]) expect(egressTarget(t, 4, "203.0.113.1", proto, 1)).toBe("np.eg.any.to-partner");
-    expect(egressTarget(t, 4, "203.0.113.1", "tcp", 65535)).toBe("np.eg.any.to-partner");
-    expect(egressTarget(t, 4, "203.0.113.1", "icmp", 0)).toBe("np.eg.any.to-partner");
+    for (const proto of ["tcp", "udp", "sctp"]) expect(egressTarget(t, 4, "203.0.113.1", proto, 1)).toBe("accept traffic for np to-partner any");
+    expect(egressTarget(t, 4, "203.0.113.1", "tcp", 65535)).toBe("accept traffic for np to-partner any");
+    expect(egressTarget(t, 4, "203.0.113.1", "icmp", 0)).toBe("accept traffic for np to-partner any");
     expect(egressTarget(t, 4, "203.0.114.1", "icmp", 0)).toBeNull();
   });
 
   test("an empty rule (no to, no ports) accepts everything", () => {
     const t = render({ policies: [policy("open", { egress: [{}] })] });
-    expect(egressTarget(t, 4, "8.8.8.8", "icmp", 0)).toBe("np.eg.any.open");
-    expect(egressTarget(t, 6, "::1", "udp", 9)).toBe("np.eg.any.open");
+    expect(egressTarget(t, 4, "8.8.8.8", "icmp", 0)).toBe("accept traffic for np open any");
+    expect(egressTarget(t, 6, "::1", "udp", 9)).toBe("accept traffic for np open any");
   });
 
   test("endPort renders an inclusive port range", () => {
     const t = render({ policies: [policy("backends", { egress: [{ to: [{ cidr: "198.18.0.0/15" }], ports: [{ port: 8000, endPort: 8100 }] }] })] });
-    expect(section(t, "map", "egress4_ports")).toContain("198.18.0.0/15 . tcp . 8000-8100 : jump np.eg.tcp.backends");
-    expect(egressTarget(t, 4, "198.19.255.255", "tcp", 8100)).toBe("np.eg.tcp.backends");
+    expect(section(t, "map", "egress4_ports")).toContain('198.18.0.0/15 . tcp . 8000-8100 counter comment "accept traffic for np backends tcp" : accept');
+    expect(egressTarget(t, 4, "198.19.255.255", "tcp", 8100)).toBe("accept traffic for np backends tcp");
     expect(egressTarget(t, 4, "198.19.255.255", "tcp", 8101)).toBeNull();
     expect(egressTarget(t, 4, "198.19.255.255", "tcp", 7999)).toBeNull();
   });
 
   test("a protocol-only port entry opens all ports of that protocol only", () => {
     const t = render({ policies: [policy("sctp-all", { egress: [{ to: [{ cidr: "192.0.2.0/24" }], ports: [{ protocol: "SCTP" }] }] })] });
-    expect(section(t, "map", "egress4_ports")).toContain("192.0.2.0/24 . sctp . 0-65535 : jump np.eg.sctp.sctp-all");
+    expect(section(t, "map", "egress4_ports")).toContain('192.0.2.0/24 . sctp . 0-65535 counter comment "accept traffic for np sctp-all sctp" : accept');
     expect(egressTarget(t, 4, "192.0.2.1", "tcp", 80)).toBeNull();
   });
 
   test("an except removes addresses from its block", () => {
     const t = render({ policies: [policy("https", { egress: [{ to: [{ cidr: "203.0.113.0/24", except: ["203.0.113.0/28"] }], ports: [{ port: 443 }] }] })] });
     expect(egressTarget(t, 4, "203.0.113.15", "tcp", 443)).toBeNull();
-    expect(egressTarget(t, 4, "203.0.113.16", "tcp", 443)).toBe("np.eg.tcp.https");
-    expect(egressTarget(t, 4, "203.0.113.255", "tcp", 443)).toBe("np.eg.tcp.https");
+    expect(egressTarget(t, 4, "203.0.113.16", "tcp", 443)).toBe("accept traffic for np https tcp");
+    expect(egressTarget(t, 4, "203.0.113.255", "tcp", 443)).toBe("accept traffic for np https tcp");
     // Excepts are computed into the map elements; no `!=` match is needed for them (SPEC §4.6).
     for (const r of chainRules(t, "forward")) if (r.includes("vmap")) expect(r).not.toContain("!=");
     expect(t).not.toContain("203.0.113.0/28");
@@ -253,24 +288,24 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
         }),
       ],
     });
-    expect(egressTarget(t, 4, "10.128.5.7", "tcp", 443)).toBe("np.eg.tcp.per-block");
-    expect(egressTarget(t, 4, "10.128.6.7", "tcp", 443)).toBe("np.eg.tcp.per-block");
+    expect(egressTarget(t, 4, "10.128.5.7", "tcp", 443)).toBe("accept traffic for np per-block tcp");
+    expect(egressTarget(t, 4, "10.128.6.7", "tcp", 443)).toBe("accept traffic for np per-block tcp");
     expect(egressTarget(t, 4, "192.0.2.7", "tcp", 443)).toBeNull();
-    expect(egressTarget(t, 4, "192.0.2.17", "tcp", 443)).toBe("np.eg.tcp.per-block");
+    expect(egressTarget(t, 4, "192.0.2.17", "tcp", 443)).toBe("accept traffic for np per-block tcp");
   });
 
   test("ingress except applies per block too", () => {
     const t = render({ policies: [policy("in-per-block", { ingress: [{ from: [{ cidr: "198.51.100.0/24", except: ["198.51.100.0/25"] }, { cidr: "198.51.100.0/26" }] }] })] });
-    expect(ingressTarget(t, 4, "198.51.100.1", "udp", 1)).toBe("np.in.any.in-per-block");
+    expect(ingressTarget(t, 4, "198.51.100.1", "udp", 1)).toBe("accept traffic for k8s network policy in-per-block any");
     expect(ingressTarget(t, 4, "198.51.100.100", "udp", 1)).toBeNull();
-    expect(ingressTarget(t, 4, "198.51.100.200", "udp", 1)).toBe("np.in.any.in-per-block");
+    expect(ingressTarget(t, 4, "198.51.100.200", "udp", 1)).toBe("accept traffic for k8s network policy in-per-block any");
   });
 
   test("excepts of one rule do not affect another rule of the same policy", () => {
     const t = render({
       policies: [policy("two-rules", { egress: [{ to: [{ cidr: "192.0.2.0/24", except: ["192.0.2.0/28"] }], ports: [{ port: 80 }] }, { to: [{ cidr: "192.0.2.0/28" }], ports: [{ port: 80 }] }] })],
     });
-    expect(egressTarget(t, 4, "192.0.2.1", "tcp", 80)).toBe("np.eg.tcp.two-rules");
+    expect(egressTarget(t, 4, "192.0.2.1", "tcp", 80)).toBe("accept traffic for np two-rules tcp");
   });
 
   test("an except covering its whole block leaves nothing, not everything", () => {
@@ -290,10 +325,10 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
       expect(mapElements(t, m)).toEqual([]);
       expect(section(t, "map", m)).not.toContain("2001:db8");
     }
-    expect(section(t, "map", "egress6_ports")).toContain("2001:db8:443::-2001:db8:443:fe:ffff:ffff:ffff:ffff . tcp . 443 : jump np.eg.tcp.v6-only");
+    expect(section(t, "map", "egress6_ports")).toContain('2001:db8:443::-2001:db8:443:fe:ffff:ffff:ffff:ffff . tcp . 443 counter comment "accept traffic for np v6-only tcp" : accept');
     expect(egressTarget(t, 6, "2001:db8:443:ff::1", "tcp", 443)).toBeNull();
-    expect(egressTarget(t, 6, "2001:db8:443:100::1", "tcp", 443)).toBe("np.eg.tcp.v6-only");
-    expect(ingressTarget(t, 6, "2001:db8:2::9", "icmpv6", 0)).toBe("np.in.any.v6-only");
+    expect(egressTarget(t, 6, "2001:db8:443:100::1", "tcp", 443)).toBe("accept traffic for np v6-only tcp");
+    expect(ingressTarget(t, 6, "2001:db8:2::9", "icmpv6", 0)).toBe("accept traffic for k8s network policy v6-only any");
     // No rule puts an IPv6 literal behind an `ip` match.
     for (const line of t.split("\n")) if (/\bip (s|d)addr\b/.test(line)) expect(line).not.toMatch(/[0-9a-f]*:[0-9a-f]*:/);
   });
@@ -301,8 +336,8 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
   test("a rule with IPv4 and IPv6 blocks puts each into its own family's map", () => {
     const t = render({ policies: [allowDns] });
     expect(mapElements(t, "egress4_ports").every((e) => e.keys[0]?.[1] !== undefined && (e.keys[0]?.[1] as bigint) < 1n << 32n)).toBe(true);
-    expect(section(t, "map", "egress4_ports")).toContain("198.51.100.53 . udp . 53 : jump np.eg.udp.allow-dns");
-    expect(section(t, "map", "egress6_ports")).toContain("2001:db8:53::53 . udp . 53 : jump np.eg.udp.allow-dns");
+    expect(section(t, "map", "egress4_ports")).toContain('198.51.100.53 . udp . 53 counter comment "accept traffic for np allow-dns udp" : accept');
+    expect(section(t, "map", "egress6_ports")).toContain('2001:db8:53::53 . udp . 53 counter comment "accept traffic for np allow-dns udp" : accept');
   });
 
   test("an overlap between two policies is owned by the policy whose name sorts first, each point once", () => {
@@ -310,9 +345,9 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     const b = policy("b-wide", { egress: [{ to: [{ cidr: "192.0.2.0/24" }], ports: [{ port: 400, endPort: 500 }] }] });
     for (const policies of [[a, b], [b, a]]) {
       const t = render({ policies });
-      expect(egressTarget(t, 4, "192.0.2.1", "tcp", 443)).toBe("np.eg.tcp.a-narrow");
-      expect(egressTarget(t, 4, "192.0.2.1", "tcp", 444)).toBe("np.eg.tcp.b-wide");
-      expect(egressTarget(t, 4, "192.0.2.100", "tcp", 443)).toBe("np.eg.tcp.b-wide");
+      expect(egressTarget(t, 4, "192.0.2.1", "tcp", 443)).toBe("accept traffic for np a-narrow tcp");
+      expect(egressTarget(t, 4, "192.0.2.1", "tcp", 444)).toBe("accept traffic for np b-wide tcp");
+      expect(egressTarget(t, 4, "192.0.2.100", "tcp", 443)).toBe("accept traffic for np b-wide tcp");
     }
   });
 
@@ -322,9 +357,12 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     expect(t).not.toContain("flush");
   });
 
-  test("a policy with no rules renders no chain", () => {
-    const t = render({ policies: [policy("empty", {})] });
-    expect(t).not.toContain("empty");
+  test("a policy with no rules renders nothing: no owner, no element", () => {
+    const r = renderRuleset(state({ policies: [policy("empty", {})] }));
+    expect(r.text).not.toContain("empty");
+    expect(r.owners.size).toBe(0);
+    expect(r.elementCount).toBe(0);
+    expect(r.text).toBe(render({}));
   });
 });
 
@@ -332,31 +370,39 @@ describe("render: LoadBalancer services (SPEC §4.4)", () => {
   const web = service("shop", "web", { ports: [{ port: 443 }, { port: 53, protocol: "UDP" }], loadBalancerSourceRanges: ["198.51.100.0/24", "2001:db8:1::/48"] }, ["203.0.113.80", "2001:db8::80"]);
 
   test("comment: accept traffic for k8s service <namespace>/<name>", () => {
-    const t = render({ services: [web] });
-    expect(chainRules(t, "svc.shop.web")).toEqual(['counter name "svc.shop.web" accept comment "accept traffic for k8s service shop/web"']);
+    const r = renderRuleset(state({ services: [web] }));
+    const comment = "accept traffic for k8s service shop/web";
+    expect([...r.owners]).toEqual([["svc.shop.web", comment]]);
+    expect(section(r.text, "map", "services4")).toContain(`\t\t\t203.0.113.80 . tcp . 443 . 198.51.100.0/24 counter comment "${comment}" : accept`);
+    expect(ownElements(r.text).map((e) => [e.comment, e.verdict])).toEqual(Array(r.elementCount).fill([comment, "accept"]));
+    expect(r.elementCount).toBe(4);
+    expect(r.countedRules.filter((c) => c.counter === null)).toEqual([{ chain: "svc.shop.web", comment, counter: null, verdict: "accept" }]);
+    expect(r.text.match(/^\tchain \S+ \{$/gm)).toEqual(["\tchain forward {"]);
+    expect(r.counters).toEqual(FIXED_COUNTERS);
+    expect(r.text).not.toContain("svc.shop.web");
   });
 
   test("each address, port and source range becomes a services map element", () => {
     const t = render({ services: [web] });
     const v4 = mapElements(t, "services4");
-    expect(lookup(v4, [addressValue("203.0.113.80"), 6n, 443n, addressValue("198.51.100.7")])).toBe("svc.shop.web");
-    expect(lookup(v4, [addressValue("203.0.113.80"), 17n, 53n, addressValue("198.51.100.7")])).toBe("svc.shop.web");
+    expect(lookup(v4, [addressValue("203.0.113.80"), 6n, 443n, addressValue("198.51.100.7")])).toBe("accept traffic for k8s service shop/web");
+    expect(lookup(v4, [addressValue("203.0.113.80"), 17n, 53n, addressValue("198.51.100.7")])).toBe("accept traffic for k8s service shop/web");
     expect(lookup(v4, [addressValue("203.0.113.80"), 6n, 443n, addressValue("192.0.2.1")])).toBeNull();
     expect(lookup(v4, [addressValue("203.0.113.80"), 17n, 443n, addressValue("198.51.100.7")])).toBeNull();
     const v6 = mapElements(t, "services6");
-    expect(lookup(v6, [addressValue("2001:db8::80"), 6n, 443n, addressValue("2001:db8:1::5")])).toBe("svc.shop.web");
+    expect(lookup(v6, [addressValue("2001:db8::80"), 6n, 443n, addressValue("2001:db8:1::5")])).toBe("accept traffic for k8s service shop/web");
     expect(section(t, "map", "services4")).not.toContain("2001:db8");
     expect(chainRules(t, "forward")).toContain('oifname { "vlan42", "vrf42" } ip daddr . meta l4proto . th dport . ip saddr vmap @services4');
   });
 
   test("without source ranges, any source", () => {
     const t = render({ services: [service("shop", "open", { ports: [{ port: 80 }] }, ["203.0.113.81"])] });
-    expect(section(t, "map", "services4")).toContain("203.0.113.81 . tcp . 80 . 0.0.0.0/0 : jump svc.shop.open");
+    expect(section(t, "map", "services4")).toContain('203.0.113.81 . tcp . 80 . 0.0.0.0/0 counter comment "accept traffic for k8s service shop/open" : accept');
   });
 
   test("spec.loadBalancerIP counts as an address", () => {
     const t = render({ services: [service("shop", "fixed", { loadBalancerIP: "203.0.113.82", ports: [{ port: 80 }] })] });
-    expect(section(t, "map", "services4")).toContain("203.0.113.82 . tcp . 80 . 0.0.0.0/0 : jump svc.shop.fixed");
+    expect(section(t, "map", "services4")).toContain('203.0.113.82 . tcp . 80 . 0.0.0.0/0 counter comment "accept traffic for k8s service shop/fixed" : accept');
   });
 
   test("source ranges of only the other family open nothing for that address", () => {
@@ -364,16 +410,20 @@ describe("render: LoadBalancer services (SPEC §4.4)", () => {
     expect(mapElements(t, "services4")).toEqual([]);
   });
 
-  test("a service without addresses or ports opens nothing and has no chain", () => {
-    const t = render({ services: [service("shop", "pending", { ports: [{ port: 80 }] }), service("shop", "portless", {}, ["203.0.113.84"])] });
+  test("a service without addresses or ports opens nothing and has no owner", () => {
+    const r = renderRuleset(state({ services: [service("shop", "pending", { ports: [{ port: 80 }] }), service("shop", "portless", {}, ["203.0.113.84"])] }));
+    const t = r.text;
     expect(mapElements(t, "services4")).toEqual([]);
-    expect(t).not.toContain("svc.shop.pending");
-    expect(t).not.toContain("svc.shop.portless");
+    expect(r.owners.size).toBe(0);
+    expect(r.countedRules.filter((c) => c.counter === null)).toEqual([]);
+    expect(t).not.toContain("shop/pending");
+    expect(t).not.toContain("shop/portless");
+    expect(t).toBe(render({}));
   });
 
   test("two services on one address and port: the first by namespace/name owns it", () => {
     const t = render({ services: [service("b", "x", { ports: [{ port: 80 }] }, ["203.0.113.85"]), service("a", "y", { ports: [{ port: 80 }] }, ["203.0.113.85"])] });
-    expect(lookupLayers(mapLayers(t, "services4"), [addressValue("203.0.113.85"), 6n, 80n, 1n])).toBe("svc.a.y");
+    expect(lookupLayers(mapLayers(t, "services4"), [addressValue("203.0.113.85"), 6n, 80n, 1n])).toBe("accept traffic for k8s service a/y");
   });
 });
 
@@ -391,9 +441,17 @@ describe("render: scale and determinism (SPEC §4.6)", () => {
     const big = renderRuleset(state({ policies: many(500), services: [service("shop", "web", { ports: [{ port: 443 }] }, ["203.0.113.80"])] })).text;
     expect(chainRules(big, "forward").length).toBe(one);
     expect(chainRules(render({}), "forward").length).toBe(one);
-    // Every policy still has its own counting chain.
-    expect(big).toContain("chain np.eg.tcp.p-0499 {");
-    expect(big).toContain("chain np.in.any.p-0499 {");
+    // Every policy is still its own owner, counted by its own elements; no chain or counter per policy.
+    const r = renderRuleset(state({ policies: many(500) }));
+    expect(r.owners.get("np.eg.tcp.p-0499")).toBe("accept traffic for np p-0499 tcp");
+    expect(r.owners.get("np.in.any.p-0499")).toBe("accept traffic for k8s network policy p-0499 any");
+    expect(r.owners.size).toBe(1500);
+    expect(big).toContain('counter comment "accept traffic for np p-0499 tcp" : accept');
+    // p-0499's ingress source is p-0243's as well, which owns it (its name sorts first); p-0255's is its own.
+    expect(big).not.toContain('comment "accept traffic for k8s network policy p-0499 any"');
+    expect(big).toContain('\t\t\t192.0.2.255 counter comment "accept traffic for k8s network policy p-0255 any" : accept');
+    expect(big.match(/^\tchain \S+ \{$/gm)).toEqual(["\tchain forward {"]);
+    expect(big.match(/^\tcounter \S+ \{$/gm)).toHaveLength(FIXED_COUNTERS.length);
   });
 
   test("the same input twice gives the same text", () => {
@@ -423,7 +481,7 @@ function peerMatch(peers: PolicyRule["peers"], family: 4 | 6, addr: bigint): boo
   return peers.some((b) => b.cidr.family === family && b.cidr.first <= addr && addr <= b.cidr.last && !b.except.some((e) => e.first <= addr && addr <= e.last));
 }
 
-/** Direct reading of SPEC §4.2/4.3 (+ §4.6 ownership): first policy by name, its protocol chain before its "any" chain. */
+/** Direct reading of SPEC §4.2/4.3 (+ §4.6 ownership): first policy by name, its protocol owner before its "any" owner; by the owner's comment. */
 function expectedPolicyTarget(policies: readonly Policy[], dir: "egress" | "ingress", family: 4 | 6, addr: bigint, proto: Proto, port: number): string | null {
   for (const p of policies.toSorted((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     let viaPort = false;
@@ -433,8 +491,8 @@ function expectedPolicyTarget(policies: readonly Policy[], dir: "egress" | "ingr
       if (rule.ports === null) viaAny = true;
       else if (rule.ports.some((r) => r.protocol === proto && r.first <= port && port <= r.last)) viaPort = true;
     }
-    if (viaPort) return policyChain(dir, proto as "tcp", p.name);
-    if (viaAny) return policyChain(dir, "any", p.name);
+    if (viaPort) return policyComment(dir, proto as "tcp", p.name);
+    if (viaAny) return policyComment(dir, "any", p.name);
   }
   return null;
 }
@@ -445,7 +503,7 @@ function expectedServiceTarget(services: readonly LoadBalancer[], family: 4 | 6,
     if (!s.addresses.some((a) => a.family === family && a.value === daddr)) continue;
     if (!s.ports.some((p) => p.protocol === proto && p.port === port)) continue;
     const srcOk = s.sourceRanges.length === 0 || s.sourceRanges.some((c) => c.family === family && c.first <= saddr && saddr <= c.last);
-    if (srcOk) return serviceChain(s.namespace, s.name);
+    if (srcOk) return serviceComment(s.namespace, s.name);
   }
   return null;
 }
@@ -492,7 +550,18 @@ describe("render: property", () => {
           if (!r.ok) throw new Error(`generator produced an invalid service: ${JSON.stringify(r.problems)}`);
           return r.value;
         });
-        const t = renderRuleset(state({ policies, services })).text;
+        const r = renderRuleset(state({ policies, services }));
+        const t = r.text;
+        // Every element counts from zero and accepts; its comment is its owner's.
+        const comments = new Set(r.owners.values());
+        expect(comments.size).toBe(r.owners.size);
+        const all = ownElements(t);
+        expect(all).toHaveLength(r.elementCount);
+        for (const e of all) {
+          expect(e.counter).toEqual({ packets: 0, bytes: 0 });
+          expect(e.verdict).toBe("accept");
+          expect(comments.has(e.comment)).toBe(true);
+        }
         const ports = probePorts(policies, services);
         for (const family of [4, 6] as const) {
           const maps = {

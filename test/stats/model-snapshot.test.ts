@@ -1,7 +1,8 @@
 // The cheap statistics path against the full listing, in a real kernel: our
-// ruleset (rendered from the examples, some counters with values) plus a base
-// table; status.stats computed from named counters + the model must equal
-// status.stats computed from `nft -j list ruleset`.
+// ruleset (rendered from the examples, some named and element counters with
+// values) plus a base table; status.stats computed from named counters, the
+// maps' element counters and the model must equal status.stats computed from
+// `nft -j list ruleset`.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -10,10 +11,12 @@ import { parseCidr } from "../../lib/api/address.ts";
 import { buildDesiredState } from "../../lib/desired-state.ts";
 import { runCommand } from "../../lib/exec.ts";
 import { loadManifests } from "../../lib/manifests/load.ts";
+import { nftClient } from "../../lib/nft/client.ts";
+import { netlinkAvailable, openNetlink } from "../../lib/nft/netlink.ts";
 import { readSnapshot } from "../../lib/nft/snapshot.ts";
 import { renderRuleset } from "../../lib/ruleset/render.ts";
 import { deviceStats } from "../../lib/stats/devices.ts";
-import { statsSnapshot } from "../../lib/stats/model-snapshot.ts";
+import { statsSnapshot, type TableModel } from "../../lib/stats/model-snapshot.ts";
 import { ruleStats } from "../../lib/stats/rules.ts";
 import { needs } from "../netns/topology.ts";
 
@@ -23,7 +26,7 @@ const ROOT = join(import.meta.dir, "..", "..");
 describe.skipIf(env.skip)("statistics from named counters and the model", () => {
   const ns = `fct-mstats-${randomBytes(3).toString("hex")}`;
   const exec = (argv: readonly string[], o?: { stdin?: string }) => runCommand(["ip", "netns", "exec", ns, ...argv], o);
-  let countedRules: NonNullable<ReturnType<typeof renderRuleset>["countedRules"]>;
+  let model: TableModel;
 
   beforeAll(async () => {
     expect((await runCommand(["ip", "netns", "add", ns])).code).toBe(0);
@@ -31,13 +34,18 @@ describe.skipIf(env.skip)("statistics from named counters and the model", () => 
     if (!cluster.ok) throw new Error(cluster.message);
     const desired = buildDesiredState(await loadManifests(join(ROOT, "examples")), { firewallName: "firewall", clusterPrefixes: [cluster.value], privateVrf: 42 });
     const rendered = renderRuleset(desired.state);
-    countedRules = rendered.countedRules ?? [];
-    // Values in some counters, so equality means more than zeros.
+    model = { table: "firewall", countedRules: rendered.countedRules, maps: [...rendered.maps.keys()] };
+    // Values in some counters, so equality means more than zeros: named ones, and elements of an
+    // owner with elements in two maps (allow-dns tcp: IPv4 and IPv6).
+    const dns = 'comment "accept traffic for np allow-dns tcp"';
+    expect(rendered.text.split(`counter ${dns}`).length).toBe(3);
     const withValues = rendered.text
       .replace("\tcounter accept_established {\n\t}", "\tcounter accept_established {\n\t\tpackets 100 bytes 10000\n\t}")
       .replace("\tcounter drop_total {\n\t}", "\tcounter drop_total {\n\t\tpackets 7 bytes 420\n\t}")
       .replace("\tcounter external_out {\n\t}", "\tcounter external_out {\n\t\tpackets 3 bytes 999\n\t}")
-      .replace(/\tcounter (np\.eg\.tcp\.[^ ]+) \{\n\t\}/, "\tcounter $1 {\n\t\tpackets 5 bytes 300\n\t}");
+      .replace(`counter ${dns}`, `counter packets 5 bytes 300 ${dns}`)
+      .replace(`counter ${dns}`, `counter packets 2 bytes 120 ${dns}`)
+      .replace('counter comment "accept traffic for k8s service shop/web"', 'counter packets 9 bytes 900 comment "accept traffic for k8s service shop/web"');
     const ours = await exec(["nft", "-f", "-"], { stdin: withValues });
     expect(ours.stderr).toBe("");
     const base = await exec(["nft", "-f", "-"], { stdin: readFileSync(join(ROOT, "test/fixtures/nft/metal.nft"), "utf8") });
@@ -55,10 +63,32 @@ describe.skipIf(env.skip)("statistics from named counters and the model", () => 
       calls.push(argv.join(" "));
       return exec(argv, o);
     };
-    const cheap = await statsSnapshot("nft", recording, { table: "firewall", countedRules });
+    const cheap = await statsSnapshot("nft", recording, model, nftClient("nft", recording));
     expect(ruleStats(cheap)).toEqual(ruleStats(full));
     expect(deviceStats(cheap)).toEqual(deviceStats(full));
     expect(ruleStats(cheap).rules.accept["accept established connections"]).toEqual({ counter: { packets: 200, bytes: 20000 } });
+    // An owner's count is the sum of its elements, over maps.
+    expect(ruleStats(cheap).rules.accept["accept traffic for np allow-dns tcp"]).toEqual({ counter: { packets: 7, bytes: 420 } });
+    expect(ruleStats(cheap).rules.accept["accept traffic for k8s service shop/web"]).toEqual({ counter: { packets: 9, bytes: 900 } });
+    // Of our table: the named counters and each map's elements, never the table (nor its chains).
+    expect(calls.sort()).toEqual(["nft -j list counters", ...model.maps.map((m) => `nft -j list map inet firewall ${m}`), "nft -j list table inet metal", "nft -j list tables"].sort());
+  });
+
+  test.skipIf(!netlinkAvailable())("with the element counters read over netlink, nft lists only the named counters and the other tables", async () => {
+    const full = await readSnapshot("nft", exec);
+    const calls: string[] = [];
+    const recording = (argv: readonly string[], o?: { stdin?: string }) => {
+      calls.push(argv.join(" "));
+      return exec(argv, o);
+    };
+    const nl = openNetlink({ netns: ns });
+    try {
+      const cheap = await statsSnapshot("nft", recording, model, nftClient("nft", recording, nl));
+      expect(ruleStats(cheap)).toEqual(ruleStats(full));
+      expect(ruleStats(cheap).rules.accept["accept traffic for np allow-dns tcp"]).toEqual({ counter: { packets: 7, bytes: 420 } });
+    } finally {
+      nl.close();
+    }
     expect(calls.sort()).toEqual(["nft -j list counters", "nft -j list table inet metal", "nft -j list tables"]);
   });
 

@@ -12,9 +12,15 @@ function captured(): Snapshot {
 
 const c = (bytes: number, packets: number) => ({ counter: { bytes, packets } });
 const only = (rules: SnapshotRule[]): Snapshot => ({ tables: [], chains: [], counters: [], sets: [], rules });
+// A policy's count, as the snapshot has it: its map elements summed, as a rule of a chain named after the map.
 const rule = (over: Partial<SnapshotRule>): SnapshotRule => ({
-  family: "inet", table: "firewall", chain: "np.eg.tcp.x", handle: 1, comment: "c", counter: { packets: 1, bytes: 10 }, counterName: null, verdict: "accept", target: null, matches: [], ...over,
+  family: "inet", table: "firewall", chain: "egress4_ports", handle: 0, comment: "c", counter: { packets: 1, bytes: 10 }, counterName: null, verdict: "accept", target: null, matches: [], fromElements: true, ...over,
 });
+/** A rule of a chain (ours or another table's), not map elements. */
+const chainRule = (over: Partial<SnapshotRule>): SnapshotRule => {
+  const { fromElements: _, ...r } = rule(over);
+  return r;
+};
 
 describe("ruleStats of the captured snapshot", () => {
   const s = ruleStats(captured());
@@ -34,9 +40,11 @@ describe("ruleStats of the captured snapshot", () => {
           "accept traffic for k8s service shop/web": c(0, 0),
           "accept traffic for k8s service voip/sip": c(0, 0),
           "accept traffic for np allow-app-backends tcp": c(0, 0),
-          "accept traffic for np allow-dns tcp": c(1000, 10),
-          "accept traffic for np allow-dns udp": c(1500, 20),
-          "accept traffic for np allow-https tcp": c(0, 0),
+          // an owner's elements in two maps (IPv4 and IPv6): summed
+          "accept traffic for np allow-dns tcp": c(600 + 400, 6 + 4),
+          "accept traffic for np allow-dns udp": c(900 + 600, 12 + 8),
+          // and in one map (two elements) as well
+          "accept traffic for np allow-https tcp": c(100 + 200, 1 + 2),
           "accept traffic for np allow-monitoring any": c(0, 0),
         },
         drop: {
@@ -84,13 +92,13 @@ describe("ruleStats", () => {
     expect(s.rules).toEqual({ accept: { c: c(10, 1) }, drop: { c: c(10, 1) }, other: {} });
   });
 
-  test("sums inline counters sharing a comment, and each named counter once", () => {
+  test("sums element counts (one owner's in two maps) and inline counters sharing a comment, and each named counter once", () => {
     const s = ruleStats(only([
-      rule({ handle: 1, counter: { packets: 1, bytes: 10 } }),
-      rule({ handle: 2, counter: { packets: 2, bytes: 20 } }),
-      rule({ handle: 3, counterName: "n", counter: { packets: 5, bytes: 50 } }),
-      rule({ handle: 4, counterName: "n", counter: { packets: 5, bytes: 50 } }),
-      rule({ handle: 5, table: "metal", counterName: "n", counter: { packets: 7, bytes: 70 } }),
+      rule({ chain: "egress4_ports", counter: { packets: 1, bytes: 10 } }),
+      rule({ chain: "egress6_ports", counter: { packets: 2, bytes: 20 } }),
+      chainRule({ handle: 3, chain: "forward", counterName: "n", counter: { packets: 5, bytes: 50 } }),
+      chainRule({ handle: 4, chain: "forward", counterName: "n", counter: { packets: 5, bytes: 50 } }),
+      chainRule({ handle: 5, table: "metal", chain: "input", counterName: "n", counter: { packets: 7, bytes: 70 } }),
     ]));
     expect(s.rules.accept).toEqual({ c: c(10 + 20 + 50 + 70, 1 + 2 + 5 + 7) });
   });
@@ -109,8 +117,8 @@ describe("ruleStats", () => {
     const s = ruleStats(
       only([
         rule({ handle: 1, comment: "policy big", counter: { packets: 9, bytes: 9000 } }),
-        rule({ handle: 2, comment: "base small", table: "metal", chain: "input", counter: { packets: 0, bytes: 1 } }),
-        rule({ handle: 3, comment: "forward zero", chain: "forward", counter: { packets: 0, bytes: 0 } }),
+        chainRule({ handle: 2, comment: "base small", table: "metal", chain: "input", counter: { packets: 0, bytes: 1 } }),
+        chainRule({ handle: 3, comment: "forward zero", chain: "forward", counter: { packets: 0, bytes: 0 } }),
         rule({ handle: 4, comment: "policy bigger", counter: { packets: 9, bytes: 9001 } }),
         rule({ handle: 5, comment: "policy equal bytes more packets", counter: { packets: 10, bytes: 9000 } }),
       ]),

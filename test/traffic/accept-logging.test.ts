@@ -2,6 +2,7 @@
 // accepted new TCP connection is logged by the kernel with prefix `nftables-firewall-accepted: ` and
 // still works; with the flag off nothing is logged. The lines are read back from /dev/kmsg with the
 // droptailer's own reader (net.netfilter.nf_log_all_netns=1 for the test only, restored after).
+import { ownerCount } from "../owners.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import YAML from "yaml";
@@ -92,8 +93,7 @@ describe.skipIf(env.skip)("accept logging with real traffic (SPEC §3.1, §10)",
   test("the accept still counts: the policy's counter moves with the logged connection", async () => {
     await fc.apply([firewall(true), allow]);
     const counter = async () => {
-      const r = await nft(t, ["-j", "list", "counter", "inet", "firewall", "np.eg.tcp.allow-logged"]);
-      return (JSON.parse(r).nftables as { counter?: { packets: number } }[]).find((o) => o.counter)?.counter?.packets ?? -1;
+      return (await ownerCount((argv) => t.exec("firewall", argv), "np.eg.tcp.allow-logged")).packets;
     };
     const before = await counter();
     expect(await t.tcpConnect("cluster", EXT4, PORT_ON)).toBe(true);

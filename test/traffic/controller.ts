@@ -19,6 +19,7 @@
  * ```
  * @module
  */
+import { ownerCounts } from "../owners.ts";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -222,8 +223,12 @@ export async function counters(t: Topology): Promise<Record<string, CounterValue
   for (const o of doc.nftables ?? []) {
     if (o.counter && o.counter.table === "firewall") out[o.counter.name] = { packets: o.counter.packets, bytes: o.counter.bytes };
   }
+  // Policies and services count in their map elements: summed by the owner comment each carries.
+  for (const [comment, c] of await ownerCounts((argv) => t.exec("firewall", argv))) out[comment] = c;
   return out;
 }
+
+export { ownerComment } from "../owners.ts";
 
 /** Table names (`family name`) in the firewall namespace. */
 export async function tables(t: Topology, ns: NsRef = "firewall"): Promise<string[]> {

@@ -3,7 +3,7 @@
 // drop_total, and that a changed ruleset carries their values over (§4.7).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createTopology, needs, type Topology } from "../netns/topology.ts";
-import { block, type Check, type Controller, controller, type CounterValue, counters, firewall, mismatches, pass, policy } from "./controller.ts";
+import { block, type Check, type Controller, controller, type CounterValue, counters, firewall, mismatches, ownerComment, pass, policy } from "./controller.ts";
 
 const env = needs(["ip", "nft", "ss"]);
 
@@ -14,8 +14,10 @@ const INT6 = "2001:db8:2::10";
 const CL4 = "10.0.1.2";
 
 const ACCOUNTING = ["external_in", "external_out", "internal_in", "internal_out"] as const;
-const POLICY_COUNTER = "np.eg.tcp.allow-count";
-const INGRESS_COUNTER = "np.in.tcp.ssh-in";
+// Per-policy counts: the sum of the policy's map elements, keyed by the comment they carry.
+const POLICY_COUNTER = ownerComment("np.eg.tcp.allow-count");
+const INGRESS_COUNTER = ownerComment("np.in.tcp.ssh-in");
+const EXTRA_COUNTER = ownerComment("np.eg.udp.allow-extra");
 
 const fw = firewall({ internalprefixes: ["198.51.100.0/24", "2001:db8:2::/48"] });
 const allowCount = policy("allow-count", {
@@ -125,7 +127,7 @@ describe.skipIf(env.skip)("counters with real traffic (SPEC §4.1, §4.5, §4.7)
     const r = await fc.apply([fw, allowCount, sshIn, extra]);
     expect(r.stderr).toContain('"rules":"changed"');
     const after = await counters(t);
-    expect(Object.keys(after)).toContain("np.eg.udp.allow-extra");
+    expect(Object.keys(after)).toContain(EXTRA_COUNTER);
     for (const n of kept) {
       // nothing flowed in between: every value is exactly what it was
       expect({ n, ...get(after, n) }).toEqual({ n, ...get(before, n) });
@@ -135,7 +137,7 @@ describe.skipIf(env.skip)("counters with real traffic (SPEC §4.1, §4.5, §4.7)
     const later = await counters(t);
     expect(get(later, POLICY_COUNTER).packets).toBeGreaterThan(get(after, POLICY_COUNTER).packets);
     expect(get(later, "external_out").packets).toBeGreaterThan(get(after, "external_out").packets);
-    expect(get(later, "np.eg.udp.allow-extra").packets).toBeGreaterThanOrEqual(1);
+    expect(get(later, EXTRA_COUNTER).packets).toBeGreaterThanOrEqual(1);
 
     // Taking the policy away again (another change) still keeps the accounting values.
     await fc.apply([fw, allowCount, sshIn]);

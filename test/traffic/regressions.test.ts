@@ -65,7 +65,8 @@ describe.skipIf(env.skip)("regressions found with real traffic", () => {
     await expectTraffic([pass("tcp", "cluster", A, 444)]); // the drift opened everything
     const r = await fc.run([web]);
     expect(r.code).toBe(0);
-    const zero = (s: string) => s.replace(/packets \d+ bytes \d+/g, "packets 0 bytes 0");
+    // The generation marker moves with every transaction (the repair is one): only its name differs.
+    const zero = (s: string) => s.replace(/packets \d+ bytes \d+/g, "packets 0 bytes 0").replace(/chain generation\.\d+ \{/, "chain generation.N {");
     expect(zero(await nft(t, ["list", "table", "inet", "firewall"]))).toBe(zero(rendered));
     await expectTraffic([block("tcp", "cluster", A, 444), pass("tcp", "cluster", A, 443)]);
   });
@@ -87,6 +88,6 @@ describe.skipIf(env.skip)("regressions found with real traffic", () => {
     expect(rejected.some((l) => l.startsWith("rejected ClusterwideNetworkPolicy firewall/allow-web"))).toBe(false);
     expect(rejected[0]).toContain('\\nrejected ClusterwideNetworkPolicy firewall/allow-web');
     expect(r.stderr).not.toContain("\u001b");
-    expect(await nft(t, ["list", "table", "inet", "firewall"])).toContain("np.eg.tcp.allow-web");
+    expect(await nft(t, ["list", "table", "inet", "firewall"])).toContain("accept traffic for np allow-web tcp");
   });
 });
