@@ -1,8 +1,11 @@
 /**
  * Benchmark (SPEC §11): event → rules active in the kernel, with N policies in
  * the cluster. The controller runs in this process against the test API
- * server; its nft commands run in a throwaway network namespace. Each sample
- * creates one policy and polls the kernel for its chain.
+ * server; its nft commands run in a throwaway network namespace, with the
+ * production client (nft for transactions, netlink for reads). Each sample
+ * creates one policy (an IPv4 host beside the N others in the big map, and an
+ * IPv6 host alone in its map) and polls the kernel over netlink until the IPv6
+ * element is in: both arrive in one transaction.
  *
  *   ./node_modules/.bin/bun bench/event-latency.ts [policies=1000] [samples=50]
  *
@@ -22,6 +25,7 @@ import { clusterApi } from "../lib/kube/api.ts";
 import { EventRecorder } from "../lib/kube/events.ts";
 import { createLogger } from "../lib/log.ts";
 import { nftClient } from "../lib/nft/client.ts";
+import { kernelReader } from "../lib/nft/netlink.ts";
 import { TestApiServer } from "../test/apiserver/server.ts";
 
 const N = Number(process.argv[2] ?? 1000);
@@ -33,11 +37,11 @@ const cidr = (s: string) => {
   if (!r.ok) throw new Error(r.message);
   return r.value;
 };
-const policy = (name: string, i: number) => ({
+const policy = (name: string, i: number, v6 = false) => ({
   apiVersion: "metal-stack.io/v1",
   kind: "ClusterwideNetworkPolicy",
   metadata: { name, namespace: "firewall" },
-  spec: { egress: [{ to: [{ cidr: `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32` }], ports: [{ port: 443 }, { protocol: "UDP", port: 53 }] }] },
+  spec: { egress: [{ to: [{ cidr: `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32` }, ...(v6 ? [{ cidr: `2001:db8:ffff::${i.toString(16)}/128` }] : [])], ports: [{ port: 443 }, { protocol: "UDP", port: 53 }] }] },
 });
 
 const ns = `fct-lat-${randomBytes(3).toString("hex")}`;
@@ -55,9 +59,11 @@ try {
   };
   await post("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
   const exec = (argv: readonly string[], o?: { stdin?: string }) => runCommand(["ip", "netns", "exec", ns, ...argv], o);
+  const kernel = kernelReader({ netns: ns });
+  if (!kernel) throw new Error("netlink is not available in this runtime");
   const controller = new Controller(
     { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "r.v4") },
-    { api, nft: nftClient("nft", exec), shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) }, writeFile: writeFileAtomic, removeFile: removeFileIfRegular,
+    { api, nft: nftClient("nft", exec, kernel), shaper: { describe: () => [], reconcile: async () => ({ changed: false, problems: [] }) }, writeFile: writeFileAtomic, removeFile: removeFileIfRegular,
     events: new EventRecorder(api, { component: "bench", host: "bench" }), log: createLogger(process.env.FCT_LOG ?? "silent") },
     stop.signal,
   );
@@ -66,16 +72,22 @@ try {
   await new Promise((r) => setTimeout(r, 200));
   await post("/apis/metal-stack.io/v1/namespaces/firewall/firewalls", { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "1h" } });
   for (let i = 0; i < N; i++) await post(CWNP, policy(`p-${i}`, i));
-  const hasChain = async (name: string) => (await exec(["nft", "list", "chain", "inet", "firewall", name])).code === 0;
-  while (!(await hasChain(`np.eg.tcp.p-${N - 1}`))) await new Promise((r) => setTimeout(r, 50));
+  const inMap = (map: string, name: string) => {
+    try {
+      return kernel.setElementCounters("inet", "firewall", map).some((e) => e.comment === `accept traffic for np ${name} tcp`);
+    } catch {
+      return false; // the table is not there yet
+    }
+  };
+  while (!inMap("egress4_ports", `p-${N - 1}`)) await new Promise((r) => setTimeout(r, 50));
   await controller.idle();
 
   const samples: number[] = [];
   for (let k = 0; k < SAMPLES; k++) {
     const name = `sample-${k}`;
     const t0 = performance.now();
-    await post(CWNP, policy(name, N + k));
-    while (!(await hasChain(`np.eg.tcp.${name}`))) {}
+    await post(CWNP, policy(name, N + k, true));
+    while (!inMap("egress6_ports", name)) await new Promise((r) => setTimeout(r, 1));
     samples.push(performance.now() - t0);
     await controller.idle();
   }

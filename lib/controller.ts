@@ -52,6 +52,7 @@ import type { NftClient } from "./nft/client.ts";
 import { Coalescer } from "./coalescer.ts";
 import { EXIT, exitCodeOf, type ExitCode } from "./exit-code.ts";
 import { reconcile, type ReconcileDeps, type ReconcileResult, type Shaper } from "./reconcile.ts";
+import { IncrementalRenderer } from "./ruleset/incremental.ts";
 import type { Ruleset } from "./ruleset/render.ts";
 
 export interface ControllerOptions {
@@ -170,6 +171,8 @@ export class Controller {
   readonly #coalescer: Coalescer;
   readonly #lastValid = new LastValid<Accepted>();
   #previous: Ruleset | undefined;
+  /** Renders in proportion to the change (lib/ruleset/incremental.ts); a cache, never the source of truth. */
+  readonly #renderer = new IncrementalRenderer();
   /** The fingerprint marker our last apply left; undefined when unknown (then the applier lists first). */
   #previousFingerprint: string | null | undefined;
   /** The generation marker our last apply left (lib/nft/apply.ts). */
@@ -505,6 +508,7 @@ export class Controller {
         ...(this.#previousGeneration === undefined ? {} : { previousGeneration: this.#previousGeneration }),
         ...(vouchedRevision ? { vouchedRevision } : {}),
         verify,
+        render: (s) => this.#renderer.render(s),
       },
       this.#d,
     );

@@ -169,6 +169,50 @@ const rawMeta = (object: unknown) => {
   };
 };
 
+const wrapped = new WeakMap<object, Validated<Accepted>>();
+/** One accepted verdict per validated value, and the value it accepted. */
+const acceptedVerdicts = new WeakMap<object, Verdict>();
+const accepts = new WeakMap<Verdict, Accepted>();
+function acceptedVerdict(r: Extract<Validated<Accepted>, { ok: true }>, ref: ObjectRef): Verdict {
+  let v = acceptedVerdicts.get(r);
+  if (v === undefined || (v.state === "accepted" && v.ref !== ref)) {
+    v = { state: "accepted", ref, notes: r.notes };
+    acceptedVerdicts.set(r, v);
+    accepts.set(v, r.value);
+  }
+  return v;
+}
+
+interface Facts {
+  readonly ref: ObjectRef;
+  readonly meta: ReturnType<typeof rawMeta>;
+  readonly rawKind: unknown;
+  readonly key: string;
+  readonly apiVersion: unknown;
+  readonly group: string | undefined;
+}
+
+// What every reconcile asks of an object before validating it, also by identity: at 10,000
+// policies that is most of a reconcile's classification otherwise.
+const facts = new WeakMap<object, Facts>();
+function factsOf(object: object, source: string | undefined): Facts {
+  const known = source === undefined ? facts.get(object) : undefined;
+  if (known) return known;
+  const meta = rawMeta(object);
+  const rawKind = (object as { kind?: unknown }).kind;
+  const apiVersion = (object as { apiVersion?: unknown }).apiVersion;
+  const f: Facts = {
+    ref: refOf(object, source),
+    meta,
+    rawKind,
+    key: objectKey(typeof rawKind === "string" ? rawKind : "", meta.namespace, meta.name),
+    apiVersion,
+    group: typeof apiVersion === "string" && apiVersion.includes("/") ? apiVersion.split("/")[0] : "",
+  };
+  if (source === undefined) facts.set(object, f);
+  return f;
+}
+
 /** Classifies every object; `source` tells where each came from (manifest mode). */
 export function buildDesiredState(objects: readonly { object: unknown; source?: string }[], options: ClassifyOptions): Classified {
   const accepted: ObjectRef[] = [];
@@ -180,7 +224,7 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
   const services = new Map<string, { service: LoadBalancer; ref: ObjectRef; key: string }>();
   const memory = options.lastValid;
   // Remembered only once the object is really in: one rejected by the total budget never was.
-  const toRemember = new Map<string, { uid: string | undefined; generation: number | undefined; value: Accepted }>();
+  const toRemember = new Map<string, Facts>();
   const budget = options.budget ?? ELEMENT_BUDGET;
   const rulesetDirOption = options.rulesetDir === undefined ? {} : { rulesetDir: options.rulesetDir };
   const live = new Set<string>();
@@ -204,14 +248,15 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
    * A valid object's value, or, for an invalid one, its last valid version
    * when the controller remembers one (the rejection still reported).
    */
-  const take = <K extends Accepted["kind"]>(key: string, ref: ObjectRef, object: unknown, r: Validated<Extract<Accepted, { kind: K }>>): Extract<Accepted, { kind: K }> | undefined => {
-    const meta = rawMeta(object);
+  const take = <K extends Accepted["kind"]>(key: string, ref: ObjectRef, object: object, r: Validated<Extract<Accepted, { kind: K }>>): Extract<Accepted, { kind: K }> | undefined => {
+    const { meta } = factsOf(object, ref.source);
     if (memory) live.add(key);
     if (r.ok) {
       if (r.notes.length > 0) notes.push({ ref, problems: r.notes });
-      if (memory) toRemember.set(key, { uid: meta.uid, generation: meta.generation, value: r.value });
+      const facts = factsOf(object, ref.source);
+      if (memory) toRemember.set(key, facts);
       accepted.push(ref);
-      verdict(key, { state: "accepted", ref, notes: r.notes });
+      verdict(key, acceptedVerdict(r, ref));
       return r.value;
     }
     if (!memory) {
@@ -234,20 +279,20 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
     if (!r.ok) return r;
     const n = count(r.value);
     if (n > budget.perObject) return { ok: false, problems: [budgetProblem(n, budget.perObject, "object")] };
-    return { ok: true, value: wrap(r.value), notes: r.notes };
+    // The same wrapper for the same validated value: the last-valid memory then sees it unchanged.
+    const known = wrapped.get(r) as Validated<Extract<Accepted, { kind: K }>> | undefined;
+    if (known) return known;
+    const w: Validated<Extract<Accepted, { kind: K }>> = { ok: true, value: wrap(r.value), notes: r.notes };
+    wrapped.set(r, w);
+    return w;
   };
 
   for (const { object, source } of objects) {
-    const ref = refOf(object, source);
     if (typeof object !== "object" || object === null || Array.isArray(object)) {
-      reject(objectKey("(none)", "", String(rejected.length)), ref, [{ path: "(object)", message: `${show(object)} is not a Kubernetes object` }]);
+      reject(objectKey("(none)", "", String(rejected.length)), refOf(object, source), [{ path: "(object)", message: `${show(object)} is not a Kubernetes object` }]);
       continue;
     }
-    const meta = rawMeta(object);
-    const rawKind = (object as { kind?: unknown }).kind;
-    const key = objectKey(typeof rawKind === "string" ? rawKind : "", meta.namespace, meta.name);
-    const apiVersion = (object as { apiVersion?: unknown }).apiVersion;
-    const group = typeof apiVersion === "string" && apiVersion.includes("/") ? apiVersion.split("/")[0] : "";
+    const { ref, meta, rawKind, key, apiVersion, group } = factsOf(object, source);
     switch (rawKind) {
       case "ClusterwideNetworkPolicy": {
         if (group !== "metal-stack.io") {
@@ -315,7 +360,10 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
   let elements = 0;
   const withinTotal = <T>(entries: Map<string, { ref: ObjectRef; key: string } & T>, count: (e: T) => number) => {
     const names = [...entries.keys()].sort(byKey);
-    const order = [...names.filter((n) => admittedBefore.has((entries.get(n) as { key: string }).key)), ...names.filter((n) => !admittedBefore.has((entries.get(n) as { key: string }).key))];
+    const first: string[] = [];
+    const then: string[] = [];
+    for (const n of names) (admittedBefore.has((entries.get(n) as { key: string }).key) ? first : then).push(n);
+    const order = [...first, ...then];
     for (const name of order) {
       const e = entries.get(name) as { ref: ObjectRef; key: string } & T;
       const n = count(e);
@@ -338,7 +386,10 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
   withinTotal(policies, (e) => policyElementCount(e.policy));
   withinTotal(services, (e) => serviceElementCount(e.service));
   if (memory) {
-    for (const [key, r] of toRemember) memory.remember(key, r.uid, r.generation, r.value);
+    for (const [key, f] of toRemember) {
+      const v = verdicts.get(key);
+      if (v?.state === "accepted") memory.remember(key, f.meta.uid, f.meta.generation, (accepts.get(v) as Accepted));
+    }
     memory.retain(live);
   }
 

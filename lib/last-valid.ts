@@ -27,6 +27,8 @@ export class LastValid<T> {
   readonly #entries = new Map<string, { uid: string | undefined } & Remembered<T>>();
 
   remember(key: string, uid: string | undefined, generation: number | undefined, value: T): void {
+    const e = this.#entries.get(key);
+    if (e && e.uid === uid && e.generation === generation && e.value === value) return;
     this.#entries.set(key, { uid, generation, value });
   }
 

@@ -48,6 +48,8 @@ export interface ReconcileOptions {
   readonly verify?: boolean;
   /** See `applyRuleset`'s `vouchedRevision`. */
   readonly vouchedRevision?: string;
+  /** Renders the desired state; default {@link renderRuleset} (the controller passes its incremental renderer). */
+  readonly render?: (state: Classified["state"]) => RenderedRuleset;
 }
 
 export type Outcome = "changed" | "unchanged" | "skipped" | "failed";
@@ -76,7 +78,7 @@ const asFirewallError = (e: unknown, code: FirewallError["code"]): FirewallError
 
 export async function reconcile(desired: Classified, options: ReconcileOptions, deps: ReconcileDeps): Promise<ReconcileResult> {
   const t0 = performance.now();
-  const ruleset = renderRuleset(desired.state);
+  const ruleset = (options.render ?? renderRuleset)(desired.state);
   const renderMs = performance.now() - t0;
   const limits = desired.firewall?.rateLimits ?? [];
   const shapingPlan = desired.firewall ? deps.shaper.describe(limits) : ["# shaping: no valid Firewall object; shaping is left as it is"];

@@ -116,12 +116,19 @@ export function carriedOwners(previous: Ruleset, next: Ruleset): { owners: Set<s
   // An owner stays when its name stays with the same comment (the comment is what the kernel keeps).
   const staying = (owner: string) => next.owners.get(owner) === previous.owners.get(owner) && next.owners.has(owner);
   const owners = new Set<string>();
+  const delta = next.delta?.from.deref() === previous ? next.delta : undefined;
+  if (delta) {
+    // The renderer said what left: only those owners can need a carry.
+    for (const d of delta.maps.values()) for (const [, owner] of d.removed) if (staying(owner)) owners.add(owner);
+    if (owners.size === 0) return { owners, maps: new Set() };
+  }
   for (const [map, old] of previous.elements) {
     const now = next.elements.get(map);
+    if (now === old) continue; // handed on unchanged by the incremental renderer
     for (const [key, owner] of old) if (staying(owner) && now?.get(key) !== owner) owners.add(owner);
   }
   const maps = new Set<string>();
-  for (const [map, old] of previous.elements) for (const owner of old.values()) if (owners.has(owner)) maps.add(map);
+  if (owners.size > 0) for (const [map, old] of previous.elements) for (const owner of old.values()) if (owners.has(owner)) maps.add(map);
   return { owners, maps };
 }
 
@@ -140,8 +147,10 @@ export function patchScript(previous: Ruleset, next: Ruleset, table: string, rev
     if (!previous.elements.has(map)) lines.push(`add map ${t} ${map} { type ${type} : verdict; flags interval; counter; }`);
   }
   const pending = new Map(carried);
-  for (const [map, elements] of next.elements) {
+  const delta = next.delta?.from.deref() === previous && carried.size === 0 ? next.delta : undefined;
+  for (const [map, elements] of delta ? [] : next.elements) {
     const old = previous.elements.get(map) ?? new Map<string, string>();
+    if (old === elements && carried.size === 0) continue; // handed on unchanged by the incremental renderer
     // An owner whose comment changed (a name shortened differently) is a different owner.
     const same = (key: string, owner: string | undefined, other: ReadonlyMap<string, string>, rs: Ruleset) =>
       owner !== undefined && other.get(key) === owner && next.owners.get(owner) === previous.owners.get(owner) && rs.owners.has(owner);
@@ -156,6 +165,12 @@ export function patchScript(previous: Ruleset, next: Ruleset, table: string, rev
       });
       lines.push(`add element ${t} ${map} { ${texts.join(", ")} }`);
     }
+  }
+  // The renderer's delta: exactly the elements that changed, without diffing whole maps.
+  for (const [map, d] of delta?.maps ?? []) {
+    if (!next.elements.has(map)) continue; // a layer map that is gone: deleted whole below
+    if (d.removed.length > 0 && previous.elements.has(map)) lines.push(`delete element ${t} ${map} { ${d.removed.map(([key]) => key).join(", ")} }`);
+    if (d.added.length > 0) lines.push(`add element ${t} ${map} { ${d.added.map(([key, owner]) => elementText(key, next.owners.get(owner) as string, next.verdict)).join(", ")} }`);
   }
   // The forward chain's lookups follow the layers; its counters are all named, so rewriting it resets nothing.
   if (next.forwardRules.join("\n") !== previous.forwardRules.join("\n")) {

@@ -61,13 +61,19 @@ function rangeCount(peers: PolicyRule["peers"], family: Family): number {
  * ```
  */
 export function policyElementCount(policy: Policy): number {
+  // Parsed objects are immutable and handed on unchanged while the object is: counted once.
+  const known = policyCounts.get(policy);
+  if (known !== undefined) return known;
   let n = 0;
   for (const rule of [...policy.egress, ...policy.ingress]) {
     const perRange = rule.ports === null ? ANY_RULE_ELEMENTS : rule.ports.length;
     n += (rangeCount(rule.peers, 4) + rangeCount(rule.peers, 6)) * perRange;
   }
+  policyCounts.set(policy, n);
   return n;
 }
+
+const policyCounts = new WeakMap<Policy, number>();
 
 /**
  * Upper bound of the map elements `service` adds: its addresses times its

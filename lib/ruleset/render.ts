@@ -73,15 +73,9 @@ const ALL_PORTS: Span = [0n, 65535n];
 const PROTOCOLS: readonly Protocol[] = ["tcp", "udp", "sctp"];
 const LABELS: readonly ProtocolLabel[] = ["tcp", "udp", "sctp", "any"];
 
-interface Owner {
+export interface Owner {
   readonly chain: string;
   readonly comment: string;
-}
-
-/** Elements of the maps of one family; owners index into the shared owner list. */
-interface MapBoxes {
-  ports: Box[];
-  any: Box[];
 }
 
 const familyName = (f: Family) => (f === 4 ? "ip" : "ip6");
@@ -94,68 +88,95 @@ function peerRanges(peers: PolicyRule["peers"], family: Family): AddressRange[] 
   return peers.filter((b) => b.cidr.family === family).flatMap((b) => subtractRanges(b.cidr, b.except));
 }
 
-function policyBoxes(policies: readonly Policy[], dir: Direction, owners: Owner[]): Record<Family, MapBoxes> {
-  const out: Record<Family, MapBoxes> = { 4: { ports: [], any: [] }, 6: { ports: [], any: [] } };
-  const sorted = policies.toSorted((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const policy of sorted) {
-    const rules = dir === "egress" ? policy.egress : policy.ingress;
-    // One owner (name + comment, the comment on its elements) per protocol label used by this policy, in a fixed order.
-    const ownerOf = new Map<ProtocolLabel, number>();
-    for (const label of LABELS) {
-      const used = rules.some((r) => (label === "any" ? r.ports === null : r.ports?.some((p) => p.protocol === label)));
-      if (!used) continue;
-      ownerOf.set(label, owners.length);
-      owners.push({ chain: policyChain(dir, label, policy.name), comment: policyComment(dir, label, policy.name) });
-    }
-    for (const rule of rules) {
-      for (const family of [4, 6] as const) {
-        const addrs = peerRanges(rule.peers, family);
-        for (const a of addrs) {
-          if (rule.ports === null) {
-            const owner = ownerOf.get("any") as number;
-            out[family].any.push({ dims: [span(a)], owner });
-            for (const p of PROTOCOLS) out[family].ports.push({ dims: [span(a), [PROTO_NUMBER[p], PROTO_NUMBER[p]], ALL_PORTS], owner });
-          } else {
-            for (const p of rule.ports) {
-              const owner = ownerOf.get(p.protocol) as number;
-              const proto = PROTO_NUMBER[p.protocol];
-              out[family].ports.push({ dims: [span(a), [proto, proto], [BigInt(p.first), BigInt(p.last)]], owner });
-            }
+/** The five kinds of verdict map, in the order the table declares them (per family). */
+export const MAP_KINDS = ["egressPorts", "egressAny", "ingressPorts", "ingressAny", "services"] as const;
+export type MapKind = (typeof MAP_KINDS)[number];
+/** One map (layer 0's name aside): a kind and a family, e.g. `egressPorts4`. */
+export type MapKey = `${MapKind}${Family}`;
+export const MAP_KEYS: readonly MapKey[] = [4, 6].flatMap((f) => MAP_KINDS.map((k) => `${k}${f}` as MapKey));
+
+/** What one object contributes: its owners (in their fixed order) and its boxes, each for one map. */
+export interface ObjectBoxes {
+  readonly owners: readonly Owner[];
+  /** In generation order (the order an owner's boxes are merged in); `owner` indexes `owners`. */
+  readonly boxes: readonly { readonly map: MapKey; readonly owner: number; readonly dims: Span[] }[];
+}
+
+/** The boxes of one policy in one direction: one owner per protocol label it uses. */
+export function policyObjectBoxes(policy: Policy, dir: Direction): ObjectBoxes {
+  const rules = dir === "egress" ? policy.egress : policy.ingress;
+  const owners: Owner[] = [];
+  const boxes: { map: MapKey; owner: number; dims: Span[] }[] = [];
+  // One owner (name + comment, the comment on its elements) per protocol label used by this policy, in a fixed order.
+  const ownerOf = new Map<ProtocolLabel, number>();
+  for (const label of LABELS) {
+    const used = rules.some((r) => (label === "any" ? r.ports === null : r.ports?.some((p) => p.protocol === label)));
+    if (!used) continue;
+    ownerOf.set(label, owners.length);
+    owners.push({ chain: policyChain(dir, label, policy.name), comment: policyComment(dir, label, policy.name) });
+  }
+  const ports = (f: Family): MapKey => `${dir}Ports${f}`;
+  const any = (f: Family): MapKey => `${dir}Any${f}`;
+  for (const rule of rules) {
+    for (const family of [4, 6] as const) {
+      for (const a of peerRanges(rule.peers, family)) {
+        if (rule.ports === null) {
+          const owner = ownerOf.get("any") as number;
+          boxes.push({ map: any(family), owner, dims: [span(a)] });
+          for (const p of PROTOCOLS) boxes.push({ map: ports(family), owner, dims: [span(a), [PROTO_NUMBER[p], PROTO_NUMBER[p]], ALL_PORTS] });
+        } else {
+          for (const p of rule.ports) {
+            const proto = PROTO_NUMBER[p.protocol];
+            boxes.push({ map: ports(family), owner: ownerOf.get(p.protocol) as number, dims: [span(a), [proto, proto], [BigInt(p.first), BigInt(p.last)]] });
           }
         }
       }
     }
   }
-  return out;
+  return { owners, boxes };
 }
 
-function serviceBoxes(services: readonly LoadBalancer[], owners: Owner[]): Record<Family, Box[]> {
-  const out: Record<Family, Box[]> = { 4: [], 6: [] };
-  const sorted = services.toSorted((a, b) => {
-    const ka = `${a.namespace}/${a.name}`;
-    const kb = `${b.namespace}/${b.name}`;
-    return ka < kb ? -1 : ka > kb ? 1 : 0;
-  });
-  for (const svc of sorted) {
-    if (svc.addresses.length === 0 || svc.ports.length === 0) continue;
-    const owner = owners.length;
-    owners.push({ chain: serviceChain(svc.namespace, svc.name), comment: serviceComment(svc.namespace, svc.name) });
-    for (const addr of svc.addresses) {
-      const sources = svc.sourceRanges.length === 0 ? [anyAddress(addr.family)] : svc.sourceRanges.filter((c) => c.family === addr.family);
-      for (const port of svc.ports) {
-        const proto = PROTO_NUMBER[port.protocol];
-        for (const src of sources) {
-          out[addr.family].push({ dims: [[addr.value, addr.value], [proto, proto], [BigInt(port.port), BigInt(port.port)], span(src)], owner });
-        }
-      }
+/** The boxes of one LoadBalancer service: one owner; none without addresses or ports (it opens nothing yet). */
+export function serviceObjectBoxes(svc: LoadBalancer): ObjectBoxes {
+  if (svc.addresses.length === 0 || svc.ports.length === 0) return { owners: [], boxes: [] };
+  const boxes: { map: MapKey; owner: number; dims: Span[] }[] = [];
+  for (const addr of svc.addresses) {
+    const sources = svc.sourceRanges.length === 0 ? [anyAddress(addr.family)] : svc.sourceRanges.filter((c) => c.family === addr.family);
+    for (const port of svc.ports) {
+      const proto = PROTO_NUMBER[port.protocol];
+      for (const src of sources) boxes.push({ map: `services${addr.family}`, owner: 0, dims: [[addr.value, addr.value], [proto, proto], [BigInt(port.port), BigInt(port.port)], span(src)] });
     }
   }
-  return out;
+  return { owners: [{ chain: serviceChain(svc.namespace, svc.name), comment: serviceComment(svc.namespace, svc.name) }], boxes };
 }
+
+const byName = (a: Policy, b: Policy) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+export const serviceKey = (s: LoadBalancer): string => `${s.namespace}/${s.name}`;
+const byServiceKey = (a: LoadBalancer, b: LoadBalancer) => (serviceKey(a) < serviceKey(b) ? -1 : serviceKey(a) > serviceKey(b) ? 1 : 0);
+/** Policies in ownership order (name). */
+export const sortedPolicies = (policies: readonly Policy[]): Policy[] => policies.toSorted(byName);
+/** Services in ownership order (namespace/name). */
+export const sortedServices = (services: readonly LoadBalancer[]): LoadBalancer[] => services.toSorted(byServiceKey);
 
 const fmtSpan = (family: Family, s: Span) => formatRange({ family, first: s[0], last: s[1] });
 const fmtPort = (s: Span) => (s[0] === s[1] ? `${s[0]}` : `${s[0]}-${s[1]}`);
 const fmtProto = (s: Span) => PROTO_NAME.get(s[0]) as string;
+
+/** Name of layer 0, key type and how each key dimension prints, of one map. */
+export function mapSpec(key: MapKey): { base: string; type: string; fields: readonly ((s: Span) => string)[] } {
+  const f = Number(key.at(-1)) as Family;
+  const kind = key.slice(0, -1) as MapKind;
+  const a = (s: Span) => fmtSpan(f, s);
+  const t = addrType(f);
+  const l4 = `${t} . inet_proto . inet_service`;
+  switch (kind) {
+    case "egressPorts": return { base: `egress${f}_ports`, type: l4, fields: [a, fmtProto, fmtPort] };
+    case "egressAny": return { base: `egress${f}_any`, type: t, fields: [a] };
+    case "ingressPorts": return { base: `ingress${f}_ports`, type: l4, fields: [a, fmtProto, fmtPort] };
+    case "ingressAny": return { base: `ingress${f}_any`, type: t, fields: [a] };
+    case "services": return { base: `services${f}`, type: `${l4} . ${t}`, fields: [a, fmtProto, fmtPort, a] };
+  }
+}
 
 /** Layers of one kind of map, at most (deeper overlap chains are split in the top layer, see layers.ts). */
 export const MAX_LAYERS = 8;
@@ -163,21 +184,27 @@ export const MAX_LAYERS = 8;
 /** Name of layer `n` of a map: layer 0 keeps the plain name (tests and dashboards know it). */
 export const layerName = (base: string, n: number): string => (n === 0 ? base : `${base}_${n}`);
 
+/** The order pieces are listed in: by the start of each dimension (pieces of one layer never share all starts). */
+export const cmpDims = (a: readonly Span[], b: readonly Span[]): number => {
+  for (let d = 0; d < a.length; d++) {
+    const x = (a[d] as Span)[0];
+    const y = (b[d] as Span)[0];
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+};
+
+/** A piece's key as nft reads it; `fields` says how to print each dimension. */
+export const keyText = (dims: readonly Span[], fields: readonly ((s: Span) => string)[]): string => dims.map((s, i) => (fields[i] as (s: Span) => string)(s)).join(" . ");
+
 /**
- * The elements of one interval verdict map as `key text → owner name`; `fields` says
- * how to print each dimension. Pieces are sorted, so the text is stable.
+ * The elements of one interval verdict map as `key text → owner name`. Pieces are sorted, so the
+ * text is stable.
  */
-function mapElements(pieces: readonly Piece[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[]): Map<string, string> {
-  const sorted = pieces.toSorted((a, b) => {
-    for (let d = 0; d < a.dims.length; d++) {
-      const x = (a.dims[d] as Span)[0];
-      const y = (b.dims[d] as Span)[0];
-      if (x !== y) return x < y ? -1 : 1;
-    }
-    return 0;
-  });
+function mapElements(pieces: readonly Piece[], fields: readonly ((s: Span) => string)[], ownerName: (owner: number) => string): Map<string, string> {
+  const sorted = pieces.toSorted((a, b) => cmpDims(a.dims, b.dims));
   const out = new Map<string, string>();
-  for (const p of sorted) out.set(p.dims.map((s, i) => (fields[i] as (s: Span) => string)(s)).join(" . "), (owners[p.owner] as Owner).chain);
+  for (const p of sorted) out.set(keyText(p.dims, fields), ownerName(p.owner));
   return out;
 }
 
@@ -193,11 +220,32 @@ export function elementText(key: string, comment: string, verdict: string, carri
 /** A map's declaration without elements: every element gets a counter. */
 export const mapDeclaration = (type: string): string => `type ${type} : verdict; flags interval; counter;`;
 
+/**
+ * The elements block of a map, by its elements object: an incremental render hands unchanged maps
+ * on as the same object, so their text is not built again. (An owner's comment is a function of
+ * its name, so the text depends on the elements and the verdict alone.)
+ */
+const elementsText = new WeakMap<ReadonlyMap<string, string>, { verdict: string; text: string }>();
+
+/**
+ * Hands the text of a map's elements over with the elements (each line as {@link elementText}
+ * makes it, in the elements' order), so an incremental render joins kept lines instead of
+ * formatting them all again.
+ */
+export function primeElementsText(elements: ReadonlyMap<string, string>, verdict: string, lines: readonly string[]): void {
+  if (lines.length > 0) elementsText.set(elements, { verdict, text: `\t\telements = {\n\t\t\t${lines.join(",\n\t\t\t")}\n\t\t}` });
+}
+
 function renderMap(name: string, type: string, elements: ReadonlyMap<string, string>, verdict: string, owners: ReadonlyMap<string, string>): string[] {
   const lines = [`\tmap ${name} {`, `\t\ttype ${type} : verdict`, "\t\tflags interval", "\t\tcounter"];
   if (elements.size > 0) {
-    const elems = [...elements].map(([key, owner]) => elementText(key, owners.get(owner) as string, verdict));
-    lines.push(`\t\telements = {\n\t\t\t${elems.join(",\n\t\t\t")}\n\t\t}`);
+    let cached = elementsText.get(elements);
+    if (cached?.verdict !== verdict) {
+      const elems = [...elements].map(([key, owner]) => elementText(key, owners.get(owner) as string, verdict));
+      cached = { verdict, text: `\t\telements = {\n\t\t\t${elems.join(",\n\t\t\t")}\n\t\t}` };
+      elementsText.set(elements, cached);
+    }
+    lines.push(cached.text);
   }
   lines.push("\t}");
   return lines;
@@ -241,11 +289,25 @@ export interface Ruleset {
   /** The text before and after the maps, for {@link tableText}. */
   readonly parts: { readonly head: string; readonly tail: string };
   /**
+   * What changed against `from` (the renderer's previous result), when the renderer knows:
+   * only the maps listed differ, by exactly these elements (a new or gone layer map lists all of
+   * its elements). The applier then diffs nothing itself.
+   */
+  readonly delta?: ElementDelta;
+  /**
    * Every rule with a comment that counts, with where its count lives and its
    * verdict: with this, status.stats of our table come from named counters and
    * the maps' element counters, without listing the table's chains.
    */
   readonly countedRules: readonly CountedRule[];
+}
+
+/** See {@link Ruleset.delta}. */
+export interface ElementDelta {
+  /** Weakly: each result would otherwise keep every earlier one alive. */
+  readonly from: WeakRef<Ruleset>;
+  /** Map name → keys gone (with the owner they had) and keys new (with their owner). */
+  readonly maps: ReadonlyMap<string, { readonly removed: readonly (readonly [string, string])[]; readonly added: readonly (readonly [string, string])[] }>;
 }
 
 /** A counted rule of our table, as `status.stats.rules` keys it. */
@@ -281,19 +343,21 @@ export interface RenderedRuleset extends Ruleset {
 const FIXED_COUNTERS = [...ACCOUNTING_COUNTERS, "accept_established", "drop_invalid_ct", "drop_ping_floods", "accept_icmp"];
 
 /** One kind of map of one family, spread over layers: each layer is one map and one lookup. */
-interface LayeredMap {
+export interface LayeredMap {
   readonly base: string;
   readonly type: string;
   /** Map name → elements, layer 0 first; layer 0 always, further layers only when not empty. */
   readonly layers: readonly { name: string; elements: Map<string, string> }[];
 }
 
-function layeredMap(base: string, type: string, boxes: readonly Box[], fields: readonly ((s: Span) => string)[], owners: readonly Owner[], overflow: string[]): LayeredMap {
+/** Layers one map's boxes (owners index `owners`) from scratch. */
+export function layeredMap(key: MapKey, boxes: readonly Box[], ownerName: (owner: number) => string, overflow: string[]): LayeredMap {
+  const { base, type, fields } = mapSpec(key);
   const report = { overflow: false };
   const pieces = layer(boxes, MAX_LAYERS, ELEMENT_BUDGET.total, report);
   if (report.overflow) overflow.push(base);
   const layers = pieces.length === 0 ? [[]] : pieces;
-  return { base, type, layers: layers.map((l, n) => ({ name: layerName(base, n), elements: mapElements(l, fields, owners) })) };
+  return { base, type, layers: layers.map((l, n) => ({ name: layerName(base, n), elements: mapElements(l, fields, ownerName) })) };
 }
 
 /**
@@ -325,25 +389,33 @@ export function tableText(ruleset: Ruleset, carried?: ReadonlyMap<string, { pack
 /** Renders `table inet firewall` for the desired state. */
 export function renderRuleset(state: DesiredState): RenderedRuleset {
   const owners: Owner[] = [];
-  const egress = policyBoxes(state.policies, "egress", owners);
-  const ingress = policyBoxes(state.policies, "ingress", owners);
-  const services = serviceBoxes(state.services, owners);
-
+  const boxes = Object.fromEntries(MAP_KEYS.map((k) => [k, [] as Box[]])) as Record<MapKey, Box[]>;
+  const add = (o: ObjectBoxes) => {
+    const base = owners.length;
+    owners.push(...o.owners);
+    for (const b of o.boxes) boxes[b.map].push({ dims: b.dims, owner: base + b.owner });
+  };
+  const policies = sortedPolicies(state.policies);
+  for (const p of policies) add(policyObjectBoxes(p, "egress"));
+  for (const p of policies) add(policyObjectBoxes(p, "ingress"));
+  for (const s of sortedServices(state.services)) add(serviceObjectBoxes(s));
   const overflow: string[] = [];
-  const maps: Record<Family, Record<"egressPorts" | "egressAny" | "ingressPorts" | "ingressAny" | "services", LayeredMap>> = {} as never;
-  for (const f of [4, 6] as const) {
-    const a = (s: Span) => fmtSpan(f, s);
-    const t = addrType(f);
-    const l4 = `${t} . inet_proto . inet_service`;
-    maps[f] = {
-      egressPorts: layeredMap(`egress${f}_ports`, l4, egress[f].ports, [a, fmtProto, fmtPort], owners, overflow),
-      egressAny: layeredMap(`egress${f}_any`, t, egress[f].any, [a], owners, overflow),
-      ingressPorts: layeredMap(`ingress${f}_ports`, l4, ingress[f].ports, [a, fmtProto, fmtPort], owners, overflow),
-      ingressAny: layeredMap(`ingress${f}_any`, t, ingress[f].any, [a], owners, overflow),
-      services: layeredMap(`services${f}`, `${l4} . ${t}`, services[f], [a, fmtProto, fmtPort, a], owners, overflow),
-    };
-  }
-  const all = [4, 6].flatMap((f) => Object.values(maps[f as Family]));
+  const ownerName = (i: number) => (owners[i] as Owner).chain;
+  const maps = Object.fromEntries(MAP_KEYS.map((k) => [k, layeredMap(k, boxes[k], ownerName, overflow)])) as Record<MapKey, LayeredMap>;
+  return assemble(state, maps, owners, overflow);
+}
+
+const countedRules = new WeakMap<Owner, CountedRule>();
+/** An owner's counted rule, one object per owner object (an incremental render hands owners on). */
+function countedRuleOf(o: Owner): CountedRule {
+  let r = countedRules.get(o);
+  if (!r) countedRules.set(o, (r = { chain: o.chain, comment: o.comment, counter: null, verdict: "accept" }));
+  return r;
+}
+
+/** The table from its layered maps and owners (in owner order): the text and the model the applier diffs. */
+export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, LayeredMap>>, owners: readonly Owner[], overflow: readonly string[]): RenderedRuleset {
+  const all = MAP_KEYS.map((k) => maps[k]);
   const declared = all.flatMap((m) => m.layers.map((l) => ({ name: l.name, type: m.type, elements: l.elements })));
   const sets: string[] = [];
   for (const f of [4, 6] as const) {
@@ -386,13 +458,13 @@ export function renderRuleset(state: DesiredState): RenderedRuleset {
     forwardRules: forward.slice(2, -1).map((l) => l.trim()),
     verdict,
     parts: { head, tail },
-    countedRules: [...FIXED_COUNTED, ...owners.map((o) => ({ chain: o.chain, comment: o.comment, counter: null, verdict: "accept" as const }))],
+    countedRules: [...FIXED_COUNTED, ...owners.map(countedRuleOf)],
     elementCount: declared.reduce((n, m) => n + m.elements.size, 0),
     overflow,
   };
 }
 
-function forwardChain(state: DesiredState, maps: Record<Family, Record<string, LayeredMap>>): string[] {
+function forwardChain(state: DesiredState, maps: Readonly<Record<MapKey, LayeredMap>>): string[] {
   const priv = state.privateVrf === null ? null : `{ "vlan${state.privateVrf}", "vrf${state.privateVrf}" }`;
   // Direction: out of / into the private interfaces; without them, towards / from the cluster prefixes.
   const toCluster = (f: Family) => (priv ? `oifname ${priv}` : `${familyName(f)} daddr @cluster_prefixes${f}`);
@@ -424,13 +496,12 @@ function forwardChain(state: DesiredState, maps: Record<Family, Record<string, L
   const lookups = (m: LayeredMap, match: string) => m.layers.map((l) => `${match} vmap @${l.name}`);
   for (const f of [4, 6] as const) {
     const ip = familyName(f);
-    const m = maps[f] as Record<"egressPorts" | "egressAny" | "ingressPorts" | "ingressAny" | "services", LayeredMap>;
     fwd.push(
-      ...lookups(m.ingressPorts, `${toCluster(f)} ${ip} saddr . meta l4proto . th dport`),
-      ...lookups(m.ingressAny, `${toCluster(f)} ${ip} saddr`),
-      ...lookups(m.services, `${serviceTo}${ip} daddr . meta l4proto . th dport . ${ip} saddr`),
-      ...lookups(m.egressPorts, `${egressFrom(f)} ${ip} daddr . meta l4proto . th dport`),
-      ...lookups(m.egressAny, `${egressFrom(f)} ${ip} daddr`),
+      ...lookups(maps[`ingressPorts${f}`], `${toCluster(f)} ${ip} saddr . meta l4proto . th dport`),
+      ...lookups(maps[`ingressAny${f}`], `${toCluster(f)} ${ip} saddr`),
+      ...lookups(maps[`services${f}`], `${serviceTo}${ip} daddr . meta l4proto . th dport . ${ip} saddr`),
+      ...lookups(maps[`egressPorts${f}`], `${egressFrom(f)} ${ip} daddr . meta l4proto . th dport`),
+      ...lookups(maps[`egressAny${f}`], `${egressFrom(f)} ${ip} daddr`),
     );
   }
   fwd.push(`counter name "drop_total" limit rate 10/second burst 10 packets log prefix "${DROP_LOG_PREFIX}" comment "count and log dropped packets"`);

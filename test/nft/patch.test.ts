@@ -7,6 +7,7 @@ import { type Executor, runCommand } from "../../lib/exec.ts";
 import { applyRuleset, carriedOwners, patchScript } from "../../lib/nft/apply.ts";
 import { type NftClient, nftClient } from "../../lib/nft/client.ts";
 import { openNetlink } from "../../lib/nft/netlink.ts";
+import { IncrementalRenderer } from "../../lib/ruleset/incremental.ts";
 import { elementText, renderRuleset, type Ruleset } from "../../lib/ruleset/render.ts";
 import { needs, netnsExecutor } from "../netns/topology.ts";
 import { policiesArb, servicesArb } from "../ruleset/arbitraries.ts";
@@ -207,6 +208,36 @@ describe.skipIf(skip)("patching in a real kernel", () => {
       { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
     );
     expect(fast).toBeGreaterThan(10);
+  }, 120_000);
+
+  test("patches made from the incremental renderer's deltas leave the same table as replacing it whole", async () => {
+    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+    let withDelta = 0;
+    await fc.assert(
+      fc.asyncProperty(policiesArb(8), policiesArb(8), servicesArb(3), fc.array(fc.tuple(fc.array(fc.nat(15), { maxLength: 10 }), fc.array(fc.nat(2), { maxLength: 3 })), { minLength: 2, maxLength: 5 }), async (p1, p2, s1, steps) => {
+        // Objects drawn from a pool keep their identity between steps, as the controller's caches hand them on.
+        const pool = [...p1, ...p2].map((p) => parsePolicy(p)).flatMap((r) => (r.ok ? [r.value] : []));
+        const svcs = s1.map((x) => parseService(x)).flatMap((r) => (r.ok ? [r.value] : []));
+        const renderer = new IncrementalRenderer();
+        let previous: Ruleset | undefined;
+        await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+        for (const [pi, si] of steps) {
+          const seen = new Set<string>();
+          const policies = pi.flatMap((i) => (pool.length > 0 ? [pool[i % pool.length] as (typeof pool)[number]] : [])).filter((p) => !seen.has(p.name) && seen.add(p.name) !== undefined);
+          const seenSvc = new Set<string>();
+          const services = si.flatMap((i) => (svcs.length > 0 ? [svcs[i % svcs.length] as (typeof svcs)[number]] : [])).filter((x) => !seenSvc.has(`${x.namespace}/${x.name}`) && seenSvc.add(`${x.namespace}/${x.name}`) !== undefined);
+          const next = renderer.render(state({ policies, services }));
+          if (previous && next.delta?.from.deref() === previous) withDelta++;
+          await applyRuleset(next, { nft: nftPatched, table: "firewall", ...(previous ? { previous } : {}) });
+          await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
+          await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
+          expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
+          previous = next;
+        }
+      }),
+      { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
+    );
+    expect(withDelta).toBeGreaterThan(10);
   }, 120_000);
 
   test("after our own unverified patch, a verifying run fingerprints the vouched revision instead of replacing; unvouched, it replaces", async () => {

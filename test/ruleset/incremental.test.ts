@@ -1,0 +1,134 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import { type Policy, parsePolicy } from "../../lib/api/policy.ts";
+import { type LoadBalancer, parseService } from "../../lib/api/service.ts";
+import { IncrementalRenderer } from "../../lib/ruleset/incremental.ts";
+import { type RenderedRuleset, renderRuleset } from "../../lib/ruleset/render.ts";
+import { policiesArb, servicesArb } from "./arbitraries.ts";
+import { cidr, policy, state } from "./helpers.ts";
+
+const parsedPolicies = (raw: unknown[]): Policy[] =>
+  raw.map((o) => {
+    const r = parsePolicy(o);
+    if (!r.ok) throw new Error(`generator produced an invalid policy: ${JSON.stringify(r.problems)}`);
+    return r.value;
+  });
+const parsedServices = (raw: unknown[]): LoadBalancer[] =>
+  raw.map((o) => {
+    const r = parseService(o);
+    if (!r.ok) throw new Error(`generator produced an invalid service: ${JSON.stringify(r.problems)}`);
+    return r.value;
+  });
+
+/** Everything a render returns, as plain data. */
+const plain = (r: RenderedRuleset) => ({
+  text: r.text,
+  elements: [...r.elements].map(([m, e]) => [m, [...e]]),
+  owners: [...r.owners],
+  maps: [...r.maps],
+  forwardRules: r.forwardRules,
+  countedRules: r.countedRules,
+  counters: r.counters,
+  skeleton: r.skeleton,
+  verdict: r.verdict,
+  elementCount: r.elementCount,
+  overflow: r.overflow,
+});
+
+/** At most one object per name (the first), as the desired state has it. */
+function distinct<T>(items: readonly T[], key: (x: T) => string): T[] {
+  const seen = new Set<string>();
+  return items.filter((x) => !seen.has(key(x)) && seen.add(key(x)) !== undefined);
+}
+
+describe("incremental rendering", () => {
+  test("property: over any sequence of changes, every render equals a render from scratch, and its delta is exact", () => {
+    let deltas = 0;
+    fc.assert(
+      fc.property(
+        // Two versions per name are likely (names collide between the pools): edits, not just adds and removes.
+        policiesArb(8), policiesArb(8), servicesArb(4), servicesArb(4),
+        fc.array(fc.tuple(fc.array(fc.nat(15), { maxLength: 12 }), fc.array(fc.nat(7), { maxLength: 6 }), fc.boolean()), { minLength: 2, maxLength: 8 }),
+        (p1, p2, s1, s2, steps) => {
+          const pool = [...parsedPolicies(p1), ...parsedPolicies(p2)];
+          const svcPool = [...parsedServices(s1), ...parsedServices(s2)];
+          const renderer = new IncrementalRenderer();
+          let last: RenderedRuleset | undefined;
+          for (const [pi, si, logging] of steps) {
+            const policies = distinct(pi.flatMap((i) => (pool.length > 0 ? [pool[i % pool.length] as Policy] : [])), (p) => p.name);
+            const services = distinct(si.flatMap((i) => (svcPool.length > 0 ? [svcPool[i % svcPool.length] as LoadBalancer] : [])), (s) => `${s.namespace}/${s.name}`);
+            const s = state({ policies, services, logAcceptedConnections: logging });
+            const before = last;
+            const r = renderer.render(s);
+            expect(plain(r)).toEqual(plain(renderRuleset(s)));
+            // The delta, applied to the previous result's elements, gives exactly these.
+            if (r.delta) {
+              expect(r.delta.from.deref()).toBe(before as RenderedRuleset);
+              const rebuilt = new Map([...(before as RenderedRuleset).elements].map(([m, e]) => [m, new Map(e)]));
+              for (const [m, d] of r.delta.maps) {
+                const e = rebuilt.get(m) ?? new Map<string, string>();
+                for (const [k, o] of d.removed) {
+                  expect(e.get(k)).toBe(o);
+                  e.delete(k);
+                }
+                for (const [k, o] of d.added) e.set(k, o);
+                rebuilt.set(m, e);
+              }
+              const nonEmpty = (x: Map<string, Map<string, string>>) => [...x].filter(([m, e]) => e.size > 0 || m.match(/_\d+$/) === null).map(([m, e]) => [m, [...e].sort()]).sort();
+              expect(nonEmpty(rebuilt)).toEqual(nonEmpty(new Map([...r.elements].map(([m, e]) => [m, new Map(e)]))));
+              deltas++;
+            }
+            last = r;
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+    // The property is about deltas too: many renders must have had one.
+    expect(deltas).toBeGreaterThan(50);
+  }, 60_000);
+
+  const many = Array.from({ length: 300 }, (_, i) => policy(`p-${String(i).padStart(4, "0")}`, { egress: [{ to: [{ cidr: `198.18.${i >> 8}.${i & 255}/32` }], ports: [{ port: 443 }] }] }));
+  const wide = policy("zz-wide", { egress: [{ to: [{ cidr: "198.18.0.0/25" }], ports: [{ port: 400, endPort: 500 }] }] });
+
+  test("a new policy that overlaps nothing is placed without layering any map from scratch", () => {
+    const renderer = new IncrementalRenderer();
+    renderer.render(state({ policies: many }));
+    expect(renderer.lastRender).toEqual({ scratch: 10, patched: 0 });
+    const added = policy("zz-new", { egress: [{ to: [{ cidr: "203.0.113.7/32" }], ports: [{ port: 22 }] }] });
+    const s = state({ policies: [...many, added] });
+    expect(plain(renderer.render(s))).toEqual(plain(renderRuleset(s)));
+    expect(renderer.lastRender).toEqual({ scratch: 0, patched: 10 });
+  });
+
+  test("an overlapping policy re-layers its group: a wide one sorting after the hosts it covers goes into a second layer, and out again", () => {
+    const renderer = new IncrementalRenderer();
+    renderer.render(state({ policies: many }));
+    const s = state({ policies: [...many, wide] });
+    const r = renderer.render(s);
+    expect(plain(r)).toEqual(plain(renderRuleset(s)));
+    expect(renderer.lastRender).toEqual({ scratch: 0, patched: 10 });
+    expect(r.elements.get("egress4_ports")?.size).toBe(300);
+    expect([...(r.elements.get("egress4_ports_1") ?? [])]).toEqual([["198.18.0.0/25 . tcp . 400-500", "np.eg.tcp.zz-wide"]]);
+    // And back: removing it brings the hosts down again.
+    const back = renderer.render(state({ policies: many }));
+    expect(plain(back)).toEqual(plain(renderRuleset(state({ policies: many }))));
+    expect(back.maps.has("egress4_ports_1")).toBe(false);
+  });
+
+  test("unchanged maps are handed on as the same objects (their text is not built again)", () => {
+    const renderer = new IncrementalRenderer();
+    const a = renderer.render(state({ policies: many }));
+    const b = renderer.render(state({ policies: [...many, policy("zz-v6", { egress: [{ to: [{ cidr: "2001:db8::/64" }], ports: [{ port: 443 }] }] })] }));
+    expect(b.elements.get("egress4_ports")).toBe(a.elements.get("egress4_ports") as ReadonlyMap<string, string>);
+    expect(b.elements.get("egress6_ports")).not.toBe(a.elements.get("egress6_ports") as ReadonlyMap<string, string>);
+  });
+
+  test("a change of settings (cluster prefixes, accept logging) renders from scratch", () => {
+    const renderer = new IncrementalRenderer();
+    renderer.render(state({ policies: many }));
+    const s = state({ policies: many, clusterPrefixes: [cidr("10.0.0.0/16")] });
+    expect(plain(renderer.render(s))).toEqual(plain(renderRuleset(s)));
+    expect(renderer.lastRender).toEqual({ scratch: 10, patched: 0 });
+  });
+});
