@@ -22,6 +22,7 @@ import { nftablesRegistry } from "./lib/metrics/nftables.ts";
 import { nodeRegistry } from "./lib/metrics/node.ts";
 import { readSnapshot } from "./lib/nft/snapshot.ts";
 import { collectStats } from "./lib/stats/collect.ts";
+import { KernelSnapshots } from "./lib/stats/kernel-snapshot.ts";
 import { statsSnapshot, type TableModel } from "./lib/stats/model-snapshot.ts";
 import { nftClient } from "./lib/nft/client.ts";
 import { kernelReader } from "./lib/nft/netlink.ts";
@@ -47,8 +48,9 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const log = createLogger(flags.logLevel);
   for (const note of parsed.notes) log.warn({ code: "bad_flag" }, note);
+  const netlink = kernelReader();
   const kernel = {
-    nft: nftClient(flags.nft, runCommand, kernelReader()),
+    nft: nftClient(flags.nft, runCommand, netlink),
     shaper: tcShaper({ tc: flags.tc, ip: flags.ip, exec: runCommand }),
     writeFile: writeFileAtomic,
     removeFile: removeFileIfRegular,
@@ -75,9 +77,12 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => stop.abort());
   const events = new EventRecorder(api, { component: "firewall-controller", host: hostname() });
   const metrics = new ControllerMetrics({ version: pkg.version });
-  const snapshot = () => readSnapshot(flags.nft, runCommand);
+  // With netlink, statistics and scrapes read our table's counters from the kernel and never list it.
+  const snapshots = netlink ? new KernelSnapshots({ nftPath: flags.nft, exec: runCommand, kernel: netlink }) : undefined;
+  const snapshot = () => (snapshots ? snapshots.read() : readSnapshot(flags.nft, runCommand));
   const suricata = flags.enableIds ? new SuricataClient({ socketPath: flags.suricataSocket, signal: stop.signal }) : undefined;
-  const statistics = (model?: TableModel) => collectStats({ snapshot: () => statsSnapshot(flags.nft, runCommand, model, kernel.nft), ...(suricata ? { ids: () => suricata.collect() } : {}) });
+  const statistics = (model?: TableModel) =>
+    collectStats({ snapshot: () => (snapshots ? snapshots.read() : statsSnapshot(flags.nft, runCommand, model, kernel.nft)), ...(suricata ? { ids: () => suricata.collect() } : {}) });
   const registries = {
     nftables: [nftablesRegistry(() => snapshot().catch(() => null), { perPolicySeries: flags.metricsPerPolicy }), metrics.registry],
     node: [nodeRegistry()],
@@ -96,7 +101,8 @@ async function main(argv: readonly string[]): Promise<number> {
     metrics.droptailerFrom(() => dropLog.status());
     void dropLog.run();
   }
-  return runAgainstCluster(flags, { ...kernel, api, events, log, metrics, statistics, registries, ...(dropLog ? { dropLog } : {}) }, stop.signal);
+  const applied = snapshots ? { applied: (m: Parameters<KernelSnapshots["applied"]>[0]) => snapshots.applied(m) } : {};
+  return runAgainstCluster(flags, { ...kernel, api, events, log, metrics, statistics, registries, ...applied, ...(dropLog ? { dropLog } : {}) }, stop.signal);
 }
 
 process.exitCode = await main(process.argv.slice(2));

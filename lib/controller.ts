@@ -88,6 +88,8 @@ export interface ControllerDeps {
    * are written. `model`: what this process applied, so our table need not be listed.
    */
   readonly statistics?: (model?: TableModel) => Promise<CollectedStats>;
+  /** Told the ruleset now in force after every apply (undefined: none known), for readers of the kernel's counters (lib/stats/kernel-snapshot.ts). */
+  readonly applied?: (model: { readonly table: string; readonly ruleset: Ruleset } | undefined) => void;
 }
 
 const GROUP = "/apis/metal-stack.io/v1";
@@ -514,12 +516,14 @@ export class Controller {
     );
     if (result.rules === "changed" || result.rules === "unchanged") {
       this.#previous = result.ruleset;
+      this.#d.applied?.({ table: TABLE, ruleset: result.ruleset });
       this.#previousFingerprint = result.fingerprint;
       this.#previousGeneration = result.generation;
       this.#admitted = desired.admitted;
       this.#rulesetFiles.add(desired.firewall.rulesetFile ?? this.#o.rulesetFile);
     } else if (result.rules === "failed") {
       this.#previous = undefined;
+      this.#d.applied?.(undefined);
       this.#previousFingerprint = undefined;
       this.#previousGeneration = undefined;
     }
@@ -572,6 +576,7 @@ export class Controller {
     const removed = await removeRuleset({ nft: this.#d.nft, table: TABLE });
     const shaping = await this.#d.shaper.reconcile([]);
     this.#previous = undefined;
+    this.#d.applied?.(undefined);
     this.#previousFingerprint = undefined;
     this.#previousGeneration = undefined;
     if (shaping.problems.length > 0) throw new FirewallError("shaping_failed", `removing shaping for the deleted Firewall: ${shaping.problems.map((p) => `${p.interface}: ${p.message}`).join("; ")}`);

@@ -18,13 +18,16 @@ import type { ClusterApi } from "../lib/kube/api.ts";
 import { EventRecorder } from "../lib/kube/events.ts";
 import { createLogger } from "../lib/log.ts";
 import { type KernelReader, nftClient } from "../lib/nft/client.ts";
+import { type KernelCounters, KernelSnapshots } from "../lib/stats/kernel-snapshot.ts";
 import { statsSnapshot } from "../lib/stats/model-snapshot.ts";
 import { collectStats } from "../lib/stats/collect.ts";
 import { tcShaper } from "../lib/tc/shaper.ts";
 
 /** `kernel`: the netlink reader of the namespace `exec` runs in (lib/nft/netlink.ts), as in production; absent, the client falls back to nft. */
-export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?: string; overrides?: Partial<ControllerDeps>; kernel?: KernelReader } = {}): ControllerDeps {
+export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?: string; overrides?: Partial<ControllerDeps>; kernel?: KernelReader & KernelCounters } = {}): ControllerDeps {
   const nft = nftClient("nft", exec, options.kernel);
+  // With netlink, as main.ts wires it: statistics from the kernel's counters and the applied ruleset.
+  const snapshots = options.kernel ? new KernelSnapshots({ nftPath: "nft", exec, kernel: options.kernel }) : undefined;
   return {
     api,
     nft,
@@ -33,7 +36,8 @@ export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?
     removeFile: removeFileIfRegular,
     events: new EventRecorder(api, { component: "firewall-controller", host: options.host ?? "test" }),
     log: createLogger(process.env.FCT_LOG ?? "silent"),
-    statistics: (model) => collectStats({ snapshot: () => statsSnapshot("nft", exec, model, nft) }),
+    statistics: (model) => collectStats({ snapshot: () => (snapshots ? snapshots.read() : statsSnapshot("nft", exec, model, nft)) }),
+    ...(snapshots ? { applied: (m: Parameters<KernelSnapshots["applied"]>[0]) => snapshots.applied(m) } : {}),
     ...options.overrides,
   };
 }

@@ -251,9 +251,10 @@ function renderMap(name: string, type: string, elements: ReadonlyMap<string, str
   return lines;
 }
 
-function renderSet(name: string, family: Family, prefixes: readonly Cidr[]): string[] {
+function renderSet(name: string, family: Family, prefixes: readonly Cidr[], counts?: Map<string, number>): string[] {
   const lines = [`\tset ${name} {`, `\t\ttype ${addrType(family)}`, "\t\tflags interval"];
   const ranges = partition(prefixes.filter((c) => c.family === family).map((c) => ({ dims: [span(c)], owner: 0 })));
+  counts?.set(name, ranges.length);
   if (ranges.length > 0) lines.push(`\t\telements = { ${ranges.map((r) => fmtSpan(family, r.dims[0] as Span)).join(", ")} }`);
   lines.push("\t\tauto-merge", "\t}");
   return lines;
@@ -286,6 +287,8 @@ export interface Ruleset {
   readonly forwardRules: readonly string[];
   /** The verdict of every map element ({@link elementVerdict}). */
   readonly verdict: string;
+  /** Set name → its elements (the address sets; maps are in {@link Ruleset.elements}). */
+  readonly sets?: ReadonlyMap<string, number>;
   /** The text before and after the maps, for {@link tableText}. */
   readonly parts: { readonly head: string; readonly tail: string };
   /**
@@ -418,9 +421,10 @@ export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, Laye
   const all = MAP_KEYS.map((k) => maps[k]);
   const declared = all.flatMap((m) => m.layers.map((l) => ({ name: l.name, type: m.type, elements: l.elements })));
   const sets: string[] = [];
+  const setCounts = new Map<string, number>();
   for (const f of [4, 6] as const) {
-    sets.push(...renderSet(`cluster_prefixes${f}`, f, state.clusterPrefixes));
-    sets.push(...renderSet(`internal_prefixes${f}`, f, state.internalPrefixes));
+    sets.push(...renderSet(`cluster_prefixes${f}`, f, state.clusterPrefixes, setCounts));
+    sets.push(...renderSet(`internal_prefixes${f}`, f, state.internalPrefixes, setCounts));
   }
   const forward = forwardChain(state, maps);
 
@@ -454,6 +458,7 @@ export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, Laye
     skeleton,
     elements: new Map(declared.map((m) => [m.name, m.elements])),
     owners: ownerComments,
+    sets: setCounts,
     maps: new Map(declared.map((m) => [m.name, m.type])),
     forwardRules: forward.slice(2, -1).map((l) => l.trim()),
     verdict,

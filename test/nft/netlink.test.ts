@@ -154,6 +154,18 @@ describe.skipIf(skip)("nf_tables over netlink, in a namespace", () => {
     }
   });
 
+  test("tables lists every table of the namespace with its family, as nft list tables does", async () => {
+    const listed = (await runCommand(["ip", "netns", "exec", ns, "nft", "list", "tables"])).stdout.trim().split("\n").map((l) => l.replace(/^table /, ""));
+    expect(nl.tables().map((t) => `${t.family} ${t.name}`).sort()).toEqual(listed.sort());
+    await nft(other, "table ip6 extra {\n}\n");
+    const inOther = openNetlink({ netns: other });
+    try {
+      expect(inOther.tables().map((t) => `${t.family} ${t.name}`).sort()).toEqual(["inet firewall", "ip6 extra"]);
+    } finally {
+      inOther.close();
+    }
+  });
+
   test("a change in one namespace leaves the other namespace's generation alone", async () => {
     const inOther = openNetlink({ netns: other });
     try {
