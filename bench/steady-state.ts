@@ -2,9 +2,10 @@
  * Benchmark (SPEC §11): steady state of the built binary at N policies with a
  * 10 s interval and a 15 s scrape of both metrics endpoints — CPU share and
  * RSS over a measured window after it settled.
- * The API server (test/apiserver) runs in this process; the controller is
- * `dist/firewall-controller`, its nft/tc/ip wrapped to act in a throwaway
- * network namespace.
+ * The whole bench runs inside a throwaway network namespace (it re-executes
+ * itself there), so the controller — `dist/firewall-controller`, started as in
+ * production — runs nft, tc and ip, and reads the kernel over netlink, in that
+ * namespace; the API server (test/apiserver) runs in the bench's process.
  *
  *   ./node_modules/.bin/bun bench/steady-state.ts [policies=1000] [seconds=60]
  *
@@ -13,7 +14,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -24,18 +25,23 @@ import { TestApiServer } from "../test/apiserver/server.ts";
 const N = Number(process.argv[2] ?? 1000);
 const SECONDS = Number(process.argv[3] ?? 60);
 const ROOT = join(import.meta.dir, "..");
-const ns = `fct-steady-${randomBytes(3).toString("hex")}`;
+if (process.env.FCT_BENCH_NETNS === undefined) {
+  const ns = `fct-steady-${randomBytes(3).toString("hex")}`;
+  await runCommand(["ip", "netns", "add", ns]);
+  try {
+    await runCommand(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
+    const r = spawn("ip", ["netns", "exec", ns, process.execPath, ...process.argv.slice(1)], { stdio: "inherit", env: { ...process.env, FCT_BENCH_NETNS: ns } });
+    await new Promise((resolve) => r.once("exit", resolve));
+  } finally {
+    await runCommand(["ip", "netns", "del", ns]);
+  }
+  process.exit(0);
+}
 const ports = { nftables: 20000 + Math.floor(Math.random() * 20000), node: 0 };
 ports.node = ports.nftables + 1;
 const dir = mkdtempSync(join(tmpdir(), "fct-steady-"));
-await runCommand(["ip", "netns", "add", ns]);
 const server = await new TestApiServer().start();
 try {
-  for (const tool of ["nft", "tc", "ip"]) {
-    const path = join(dir, tool);
-    writeFileSync(path, `#!/bin/sh\nexec ip netns exec ${ns} /usr/sbin/${tool} "$@"\n`);
-    chmodSync(path, 0o755);
-  }
   const kubeconfig = join(dir, "kubeconfig");
   writeFileSync(kubeconfig, server.kubeconfig());
   const kc = new KubeConfig();
@@ -46,7 +52,7 @@ try {
     if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   };
   await post("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
-  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--nft", join(dir, "nft"), "--tc", join(dir, "tc"), "--ip", join(dir, "ip"), "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn", "--enable-ids=false", "--state-dir", join(dir, "state"), "--nftables-metrics-addr", `127.0.0.1:${ports.nftables}`, "--node-metrics-addr", `127.0.0.1:${ports.node}`], { stdio: ["ignore", "ignore", "inherit"] });
+  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn", "--enable-ids=false", "--state-dir", join(dir, "state"), "--nftables-metrics-addr", `127.0.0.1:${ports.nftables}`, "--node-metrics-addr", `127.0.0.1:${ports.node}`], { stdio: ["ignore", "ignore", "inherit"] });
   while ((await api.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/firewalls.metal-stack.io")).status !== 200) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 500));
   await post("/apis/metal-stack.io/v1/namespaces/firewall/firewalls", { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "10s" } });
@@ -89,5 +95,4 @@ try {
 } finally {
   await server.stop();
   rmSync(dir, { recursive: true, force: true });
-  await runCommand(["ip", "netns", "del", ns]);
 }

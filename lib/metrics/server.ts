@@ -16,7 +16,7 @@
  * @module
  */
 import { createServer } from "node:http";
-import { Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import { escapeText } from "../escape.ts";
 import { listenUntil, parseListenAddr } from "../listen.ts";
 
@@ -30,12 +30,15 @@ const COLLECT_TIMEOUT_MS = 10_000;
 
 export function startMetricsServer(addr: string, registries: readonly Registry[], signal: AbortSignal): Promise<MetricsServer> {
   parseListenAddr(addr); // throws on a bad address before anything is created
-  const merged = registries.length === 1 ? (registries[0] as Registry) : Registry.merge([...registries]);
+  // Each registry prints itself (not Registry.merge, which would drop a registry's own printing,
+  // lib/metrics/nftables.ts); their families are distinct, so the texts concatenate.
+  const contentType = (registries[0] as Registry).contentType;
+  const all = async () => (await Promise.all(registries.map((r) => r.metrics()))).map((t) => (t.endsWith("\n") ? t : `${t}\n`)).join("");
   let inFlight: Promise<string> | undefined;
   const collect = (): Promise<string> => {
     inFlight ??= new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`collecting took longer than ${COLLECT_TIMEOUT_MS / 1000} s`)), COLLECT_TIMEOUT_MS);
-      merged.metrics().then(resolve, reject).finally(() => clearTimeout(timer));
+      all().then(resolve, reject).finally(() => clearTimeout(timer));
     }).finally(() => {
       inFlight = undefined;
     });
@@ -53,7 +56,7 @@ export function startMetricsServer(addr: string, registries: readonly Registry[]
     }
     collect().then(
       (text) => {
-        res.writeHead(200, { "content-type": merged.contentType });
+        res.writeHead(200, { "content-type": contentType });
         res.end(req.method === "HEAD" ? undefined : text);
       },
       (e: unknown) => {

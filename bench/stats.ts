@@ -1,0 +1,85 @@
+/**
+ * Benchmark (SPEC §11): CPU of one interval's statistics (status.stats) and one scrape of the
+ * nftables metrics at N policies, the way the controller reads them (netlink and the applied
+ * ruleset, lib/stats/kernel-snapshot.ts) side by side with a full `nft -j list ruleset` per read
+ * (what the exporter and earlier versions did). CPU is this process's plus the nft it ran.
+ *
+ *   ./node_modules/.bin/bun bench/stats.ts [policies=10000] [rounds=5]
+ *
+ * Needs root and nft. Builds and removes its own namespace.
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { parseCidr } from "../lib/api/address.ts";
+import { type Policy, parsePolicy } from "../lib/api/policy.ts";
+import { runCommand } from "../lib/exec.ts";
+import { nftablesRegistry } from "../lib/metrics/nftables.ts";
+import { kernelReader } from "../lib/nft/netlink.ts";
+import { readSnapshot, type Snapshot } from "../lib/nft/snapshot.ts";
+import { renderRuleset } from "../lib/ruleset/render.ts";
+import { collectStats } from "../lib/stats/collect.ts";
+import { KernelSnapshots } from "../lib/stats/kernel-snapshot.ts";
+
+const N = Number(process.argv[2] ?? 10000);
+const ROUNDS = Number(process.argv[3] ?? 5);
+
+const cidr = (s: string) => {
+  const r = parseCidr(s);
+  if (!r.ok) throw new Error(r.message);
+  return r.value;
+};
+function policy(i: number): Policy {
+  const r = parsePolicy({
+    apiVersion: "metal-stack.io/v1", kind: "ClusterwideNetworkPolicy", metadata: { name: `p-${i}`, namespace: "firewall" },
+    spec: { egress: [{ to: [{ cidr: `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32` }, { cidr: `2001:db8:${i.toString(16)}::/64` }], ports: [{ port: 443 }, { protocol: "UDP", port: 53 }] }] },
+  });
+  if (!r.ok) throw new Error(JSON.stringify(r.problems));
+  return r.value;
+}
+
+/** utime+stime of this process and of the children it waited for, in ms (USER_HZ 100). */
+function cpuMs(): number {
+  const f = readFileSync("/proc/self/stat", "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
+}
+const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+const ruleset = renderRuleset({ policies: Array.from({ length: N }, (_, i) => policy(i)), services: [], clusterPrefixes: [cidr("10.0.0.0/8")], internalPrefixes: [], privateVrf: 42 });
+const BASE = "table inet metal {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 counter accept comment \"ssh\"\n\t}\n}\n";
+const ns = `fct-stats-${randomBytes(3).toString("hex")}`;
+await runCommand(["ip", "netns", "add", ns]);
+try {
+  const exec = (argv: readonly string[], o?: { stdin?: string }) => runCommand(["ip", "netns", "exec", ns, ...argv], { ...o, timeoutMs: 600_000 });
+  const loaded = await exec(["nft", "-f", "-"], { stdin: ruleset.text + BASE });
+  if (loaded.code !== 0) throw new Error(loaded.stderr);
+  const kernel = kernelReader({ netns: ns });
+  if (!kernel) throw new Error("netlink is not available in this runtime");
+  const snapshots = new KernelSnapshots({ nftPath: "nft", exec, kernel });
+  snapshots.applied({ table: "firewall", ruleset });
+  await snapshots.read(); // the one terse listing of our chains, after a change
+
+  /** One interval's statistics and one scrape, each reading its own snapshot (as they run apart in time). */
+  const measure = async (read: () => Promise<Snapshot>) => {
+    const registry = nftablesRegistry(() => read().catch(() => null));
+    const c0 = cpuMs();
+    const t0 = performance.now();
+    const stats = await collectStats({ snapshot: read });
+    const body = await registry.metrics();
+    return { cpu: cpuMs() - c0, wall: performance.now() - t0, series: body.split("\n").filter((l) => l !== "" && !l.startsWith("#")).length, rules: Object.keys(stats.stats.rules.accept ?? {}).length };
+  };
+  const ours: { cpu: number; wall: number; series: number; rules: number }[] = [];
+  const full: typeof ours = [];
+  for (let k = 0; k < ROUNDS; k++) {
+    ours.push(await measure(() => snapshots.read()));
+    full.push(await measure(() => readSnapshot("nft", exec)));
+  }
+  const o = median(ours.map((x) => x.cpu));
+  const f = median(full.map((x) => x.cpu));
+  console.log(`${N} policies, ${ruleset.elementCount} map elements, medians of ${ROUNDS} rounds side by side (CPU of this process and the nft it ran):`);
+  console.log(`  statistics + one scrape, netlink and the applied ruleset: ${o.toFixed(0)} ms CPU (${median(ours.map((x) => x.wall)).toFixed(0)} ms wall), ${ours[0]?.series} series (target <= 100 ms CPU)`);
+  console.log(`  statistics + one scrape, a full nft -j list ruleset each:  ${f.toFixed(0)} ms CPU (${median(full.map((x) => x.wall)).toFixed(0)} ms wall), ${full[0]?.series} series`);
+  console.log(`  ratio: ${(o / f).toFixed(2)}x`);
+} finally {
+  await runCommand(["ip", "netns", "del", ns]);
+}
