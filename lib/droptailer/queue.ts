@@ -1,12 +1,13 @@
 /**
  * The bounded in-memory queue between the kernel reader and the droptailer shipper (SPEC §10).
  * `offer` never blocks: when the queue is full the oldest waiting event is dropped and counted.
- * One sender loop pushes in order, one event at a time; a failed push is retried (the same event,
- * so order is kept) with exponential backoff and jitter until it succeeds or the queue is
- * stopped. After each successful push the event's position is reported through `onShipped`, so
- * the position file is only advanced past events the server has. The loop never throws.
+ * One sender loop starts pushes in order, up to `concurrency` at once; a failed push is retried
+ * (the same event) with exponential backoff and jitter until it succeeds or the queue is stopped.
+ * Positions are reported through `onShipped` in order, each once it and every event before it
+ * were accepted, so the position file is only advanced past events the server has. The loop
+ * never throws.
  *
- * The event in flight counts against the capacity but is never the one dropped (it may already
+ * Events in flight count against the capacity but are never the ones dropped (they may already
  * be at the server); with everything else gone, a newcomer is dropped instead.
  *
  * @example
@@ -51,6 +52,12 @@ export interface DropQueueOptions<P> {
   readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Injected for tests: a number in [0, 1). */
   readonly random?: () => number;
+  /**
+   * Pushes in flight at once (default 1). One unary call at a time ships a few hundred events a
+   * second (each waits a round trip); a window keeps the connection busy. Positions are still
+   * reported in order, each only once every event before it was accepted.
+   */
+  readonly concurrency?: number;
 }
 
 export interface QueueCounters {
@@ -62,6 +69,14 @@ export interface QueueCounters {
   readonly dropped: number;
   /** Events offered. */
   readonly offered: number;
+}
+
+/** One started push: `done` once accepted, `finished` once it ended at all. */
+interface Slot<P> {
+  readonly entry: Entry<P>;
+  done: boolean;
+  finished: boolean;
+  settled: Promise<void>;
 }
 
 interface Entry<P> {
@@ -90,7 +105,8 @@ export class DropQueue<P = unknown> {
   // A ring would do too; an array with a moving head keeps it simple and O(1) amortised.
   #items: (Entry<P> | undefined)[] = [];
   #head = 0;
-  #inFlight: Entry<P> | undefined;
+  /** Started pushes, oldest first; each settles once accepted (or at stop). */
+  #inFlight: Slot<P>[] = [];
   #shipped = 0;
   #retried = 0;
   #dropped = 0;
@@ -110,9 +126,9 @@ export class DropQueue<P = unknown> {
     else s?.addEventListener("abort", () => this.stop(), { once: true });
   }
 
-  /** Events held: waiting plus the one in flight. */
+  /** Events held: waiting plus those in flight. */
   get length(): number {
-    return this.#items.length - this.#head + (this.#inFlight ? 1 : 0);
+    return this.#items.length - this.#head + this.#inFlight.length;
   }
 
   get counters(): QueueCounters {
@@ -172,43 +188,70 @@ export class DropQueue<P = unknown> {
 
   async #loop(): Promise<void> {
     const stop = this.#stop.signal;
-    const random = this.#o.random ?? Math.random;
-    while (!stop.aborted) {
-      const entry = this.#shift();
-      if (!entry) {
-        await new Promise<void>((r) => (this.#wakeItems = r));
-        continue;
-      }
-      this.#inFlight = entry;
-      for (let attempt = 1; !stop.aborted; attempt++) {
-        let result: PushResult;
-        try {
-          result = await this.#o.shipper.push(entry.event);
-        } catch (e) {
-          result = { ok: false, kind: "unavailable", reason: `unavailable: ${e instanceof Error ? e.message : String(e)}` };
+    const window = Math.max(1, Math.floor(this.#o.concurrency ?? 1));
+    try {
+      while (!stop.aborted) {
+        while (this.#inFlight.length < window) {
+          const entry = this.#shift();
+          if (!entry) break;
+          const slot: Slot<P> = { entry, done: false, finished: false, settled: Promise.resolve() };
+          slot.settled = this.#pushUntilAccepted(entry).then((ok) => {
+            slot.done = ok;
+            slot.finished = true;
+          });
+          this.#inFlight.push(slot);
         }
-        if (result.ok) {
-          this.#shipped++;
-          if (entry.hasPosition) {
-            try {
-              this.#o.onShipped?.(entry.position as P);
-            } catch {
-              // a failing position callback must not stop shipping
-            }
+        if (this.#inFlight.length === 0) {
+          await new Promise<void>((r) => (this.#wakeItems = r));
+          continue;
+        }
+        // Wait for any push to settle (or for a new event, to fill the window), then report the
+        // accepted prefix in order.
+        const woken = new Promise<void>((r) => (this.#wakeItems = r));
+        const pending = this.#inFlight.filter((x) => !x.finished).map((x) => x.settled);
+        await Promise.race([...pending, ...(this.#inFlight.length < window ? [woken] : [])]);
+        this.#wakeItems = undefined;
+        while (this.#inFlight[0]?.done) {
+          const { entry } = this.#inFlight.shift() as { entry: Entry<P> };
+          if (!entry.hasPosition) continue;
+          try {
+            this.#o.onShipped?.(entry.position as P);
+          } catch {
+            // a failing position callback must not stop shipping
           }
-          break;
         }
-        if (stop.aborted) break;
-        this.#retried++;
-        try {
-          this.#o.onFailure?.(result, attempt);
-        } catch {
-          // ditto
-        }
-        const both = AbortSignal.any([stop, this.#kick.signal]);
-        await this.#sleep(backoffDelay(attempt, this.#o.backoff, random), both);
       }
-      this.#inFlight = undefined;
+    } finally {
+      await Promise.all(this.#inFlight.map((x) => x.settled));
+      this.#inFlight = [];
     }
+  }
+
+  /** Pushes one event until the server accepts it (true) or the queue stops (false). */
+  async #pushUntilAccepted(entry: Entry<P>): Promise<boolean> {
+    const stop = this.#stop.signal;
+    const random = this.#o.random ?? Math.random;
+    for (let attempt = 1; !stop.aborted; attempt++) {
+      let result: PushResult;
+      try {
+        result = await this.#o.shipper.push(entry.event);
+      } catch (e) {
+        result = { ok: false, kind: "unavailable", reason: `unavailable: ${e instanceof Error ? e.message : String(e)}` };
+      }
+      if (result.ok) {
+        this.#shipped++;
+        return true;
+      }
+      if (stop.aborted) return false;
+      this.#retried++;
+      try {
+        this.#o.onFailure?.(result, attempt);
+      } catch {
+        // ditto
+      }
+      const both = AbortSignal.any([stop, this.#kick.signal]);
+      await this.#sleep(backoffDelay(attempt, this.#o.backoff, random), both);
+    }
+    return false;
   }
 }

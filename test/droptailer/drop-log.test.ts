@@ -67,6 +67,8 @@ describe("drop log: kernel records to the droptailer server", () => {
     await waitUntil("two drops at the server", async () => server.received.length === 2, 10_000);
     expect(dpts()).toEqual(["1001", "1003"]);
     expect(server.received[0]?.fields).toMatchObject({ ACTION: "drop", SRC: "198.51.100.1", DST: "10.0.1.80", PROTO: "TCP", SYN: "" });
+    // The server has them before our side has seen its answers: wait for those, not a guess.
+    await waitUntil("both answered", async () => a.log.status().counters.shipped === 2, 10_000);
     expect(a.log.status()).toMatchObject({ shipping: true, queued: 0 });
     await a.stop();
     expect(existsSync(join(dir, "state", "droptailer-position.json"))).toBe(true);
@@ -80,7 +82,7 @@ describe("drop log: kernel records to the droptailer server", () => {
     await b.stop();
   });
 
-  test("the server away: events wait, then arrive in order; the status says why meanwhile", async () => {
+  test("the server away: events wait, then each arrives once (pushes in flight together may arrive in either order); the status says why meanwhile", async () => {
     const c = start();
     await server.stop();
     appendFileSync(kmsg(), drop(6, 1006) + drop(7, 1007));
@@ -90,7 +92,8 @@ describe("drop log: kernel records to the droptailer server", () => {
     await waitUntil("delivered after the outage", async () => {
       return server.received.length === 6;
     }, 30_000);
-    expect(dpts()).toEqual(["1001", "1003", "1004", "1005", "1006", "1007"]);
+    expect(dpts().slice(0, 4)).toEqual(["1001", "1003", "1004", "1005"]);
+    expect(dpts().slice(4).sort()).toEqual(["1006", "1007"]);
     await c.stop();
   }, 40_000);
 });

@@ -236,6 +236,39 @@ describe("DropQueue", () => {
     await done;
   });
 
+  test("with a window of pushes, completions out of order still report positions in order, each after everything before it arrived", async () => {
+    // Each push waits for its own release; the test releases them in reverse.
+    const releases = new Map<number, () => void>();
+    const arrived: number[] = [];
+    const shipper: Shipper = {
+      push: (e) => new Promise<PushResult>((resolve) => releases.set(Number(e.fields.N), () => {
+        arrived.push(Number(e.fields.N));
+        resolve({ ok: true });
+      })),
+    };
+    const positions: number[] = [];
+    const q = new DropQueue<number>({ capacity: 100, shipper, concurrency: 4, onShipped: (p) => positions.push(p) });
+    const done = q.run();
+    for (let i = 1; i <= 6; i++) q.offer(ev(i), i);
+    await waitUntil("four pushes in flight", async () => releases.size === 4);
+    expect([...releases.keys()]).toEqual([1, 2, 3, 4]);
+    for (const n of [4, 3, 2]) (releases.get(n) as () => void)();
+    await Bun.sleep(10);
+    expect(positions).toEqual([]); // 1 is not at the server yet: no position may move past it
+    (releases.get(1) as () => void)();
+    await waitUntil("positions 1-4", async () => positions.length === 4);
+    expect(positions).toEqual([1, 2, 3, 4]);
+    await waitUntil("5 and 6 started", async () => releases.has(5) && releases.has(6));
+    (releases.get(6) as () => void)();
+    (releases.get(5) as () => void)();
+    await waitUntil("all six", async () => positions.length === 6);
+    expect(positions).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(arrived).toEqual([4, 3, 2, 1, 6, 5]);
+    expect(q.counters).toEqual({ shipped: 6, retried: 0, dropped: 0, offered: 6 });
+    q.stop();
+    await done;
+  });
+
   test("rejects a capacity that is not a positive integer", () => {
     expect(() => new DropQueue({ capacity: 0, shipper: new FakeShipper() })).toThrow(RangeError);
   });

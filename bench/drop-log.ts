@@ -1,0 +1,82 @@
+/**
+ * Benchmark (SPEC §11): the drop log's parse + ship rate. Kernel-format records are appended to a
+ * file standing in for /dev/kmsg at a steady rate (the kernel's own rate limit is 10/s per rule,
+ * so this measures our pipeline, not the kernel); the real reader, parser, queue and gRPC shipper
+ * (mutual TLS) send them to the test droptailer server in this process. Judged by: every event
+ * arrives, none dropped from the queue, at the offered rate.
+ *
+ *   ./node_modules/.bin/bun bench/drop-log.ts [events/s=20000] [seconds=5]
+ *
+ * Needs openssl.
+ * @module
+ */
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DropLog } from "../lib/droptailer/drop-log.ts";
+import { droptailerTarget } from "../lib/droptailer/target.ts";
+import { DroptailerTestServer, makePki } from "../test/droptailer/server.ts";
+
+const RATE = Number(process.argv[2] ?? 20_000);
+const SECONDS = Number(process.argv[3] ?? 5);
+const TICK_MS = 50;
+
+const dir = mkdtempSync(join(tmpdir(), "fct-droplog-bench-"));
+const pki = await makePki(join(dir, "pki"));
+const server = await DroptailerTestServer.start(pki);
+writeFileSync(join(dir, "boot_id"), "3f1c5e2a-9b8d-4c7e-a1f0-0123456789ab\n");
+writeFileSync(join(dir, "uptime"), "7000.00 100.00\n");
+const kmsg = join(dir, "kmsg");
+writeFileSync(kmsg, "");
+const stop = new AbortController();
+try {
+  const log = new DropLog({ stateDir: join(dir, "state"), signal: stop.signal, port: server.port, kmsg: { path: kmsg, bootIdPath: join(dir, "boot_id"), uptimePath: join(dir, "uptime"), pollMs: 5 } });
+  const secret = { metadata: { name: "droptailer-client", namespace: "firewall" }, data: { "ca.crt": pki.ca.toString("base64"), "tls.crt": pki.clientCert.toString("base64"), "tls.key": pki.clientKey.toString("base64") } };
+  const t = droptailerTarget(secret, [{ metadata: { name: "droptailer-0", namespace: "firewall" }, status: { phase: "Running", podIP: "127.0.0.1" } }]);
+  if (!t.ok) throw new Error(t.reason);
+  log.setTarget(t.target);
+  const running = log.run();
+  await log.ready;
+
+  const total = RATE * SECONDS;
+  const perTick = Math.round((RATE * TICK_MS) / 1000);
+  const line = (seq: number) =>
+    `4,${seq},${6_000_000_000 + seq},-;nftables-firewall-dropped: IN=vrf104009 OUT=vlan42 MAC=aa:bb:cc:dd:ee:ff SRC=198.51.100.${seq % 250} DST=10.0.1.80 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=${seq % 65536} DF PROTO=TCP SPT=${1024 + (seq % 60000)} DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0\n`;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let sent = 0;
+  let maxQueue = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.round(((performance.now() - t0) / 1000) * RATE) + perTick);
+    let chunk = "";
+    for (; sent < due; sent++) chunk += line(sent + 1);
+    if (chunk) appendFileSync(kmsg, chunk);
+    maxQueue = Math.max(maxQueue, log.status().queued);
+    await new Promise((r) => setTimeout(r, TICK_MS));
+  }
+  const offeredS = (performance.now() - t0) / 1000;
+  // Until all arrived, or nothing more arrived for a while (the rest was dropped).
+  let lastCount = -1;
+  let lastAt = performance.now();
+  while (server.received.length < total && performance.now() - lastAt < 3000) {
+    if (server.received.length !== lastCount) {
+      lastCount = server.received.length;
+      lastAt = performance.now();
+    }
+    maxQueue = Math.max(maxQueue, log.status().queued);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const doneS = ((server.received.length < total ? lastAt : performance.now()) - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const s = log.status();
+  const seqs = new Set(server.received.map((d) => d.fields.ID + ":" + d.fields.SPT + ":" + d.fields.SRC));
+  console.log(`offered ${total} events at ${RATE}/s over ${offeredS.toFixed(1)} s; received ${server.received.length} (${seqs.size} distinct) after ${doneS.toFixed(1)} s: ${(server.received.length / doneS).toFixed(0)} events/s end to end`);
+  console.log(`queue: shipped ${s.counters.shipped}, dropped ${s.counters.dropped}, retried ${s.counters.retried}, at most ${maxQueue} waiting; CPU of this process (reader, shipper and the test server): ${((cpu.user + cpu.system) / 1000 / doneS / 10).toFixed(0)} % of one core`);
+  console.log(server.received.length === total && s.counters.dropped === 0 ? "no loss" : "LOSS");
+  stop.abort();
+  await running;
+} finally {
+  stop.abort();
+  await server.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
