@@ -47,7 +47,7 @@ import type { CollectedStats } from "./stats/collect.ts";
 import type { TableModel } from "./stats/model-snapshot.ts";
 import { escapeText } from "./escape.ts";
 import type { Logger } from "./log.ts";
-import { removeRuleset, revisionOf } from "./nft/apply.ts";
+import { Applier } from "./nft/applier.ts";
 import type { NftClient } from "./nft/client.ts";
 import { Coalescer } from "./coalescer.ts";
 import { EXIT, exitCodeOf, type ExitCode } from "./exit-code.ts";
@@ -95,12 +95,6 @@ export interface ControllerDeps {
 const GROUP = "/apis/metal-stack.io/v1";
 const TABLE = "firewall";
 const DEFAULT_INTERVAL_MS = 10_000;
-/**
- * How often a periodic reconcile also checks the kernel's table against its
- * fingerprint: a full listing (0.3 s of nft at 1,000 policies), too much for
- * every 10 s tick of a firewall that should idle under 2 % of a core.
- */
-const VERIFY_EVERY_MS = 60_000;
 /**
  * Readiness fails when no list, watch event, write or probe got an answer
  * for this long: three of the default intervals, so one slow answer is no
@@ -172,13 +166,10 @@ export class Controller {
   readonly #dropTargets: { readonly secrets: Reflector; readonly pods: Reflector } | undefined;
   readonly #coalescer: Coalescer;
   readonly #lastValid = new LastValid<Accepted>();
-  #previous: Ruleset | undefined;
+  /** What this process applied, and what it knows of the kernel since (lib/nft/applier.ts). */
+  readonly #applier: Applier;
   /** Renders in proportion to the change (lib/ruleset/incremental.ts); a cache, never the source of truth. */
   readonly #renderer = new IncrementalRenderer();
-  /** The fingerprint marker our last apply left; undefined when unknown (then the applier lists first). */
-  #previousFingerprint: string | null | undefined;
-  /** The generation marker our last apply left (lib/nft/apply.ts). */
-  #previousGeneration: number | null | undefined;
   #periodicDue = true;
   #intervalMs = DEFAULT_INTERVAL_MS;
   #failures = 0;
@@ -197,7 +188,6 @@ export class Controller {
   /** Every ruleset file this process wrote: removed with the table on deletion. */
   readonly #rulesetFiles = new Set<string>();
   #reconciles = 0;
-  #lastVerified = Number.NEGATIVE_INFINITY;
   #periodicTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #probeTimer: ReturnType<typeof setInterval> | undefined;
@@ -209,6 +199,7 @@ export class Controller {
     this.#d = deps;
     this.#signal = signal;
     this.#api = trackContact(deps.api, () => this.#now(), () => deps.metrics?.apiError());
+    this.#applier = new Applier({ nft: deps.nft, table: TABLE });
     deps.metrics?.readinessFrom(() => this.readiness().ok);
     this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 10, signal });
     // Only the long-running controller reconciles on changes: in `--once` the lists would otherwise
@@ -493,40 +484,18 @@ export class Controller {
     this.#sayOnce("firewall", "info", undefined);
 
     const now = performance.now();
-    // After unverified patches the next periodic run fingerprints the table (vouched for, since we
-    // patched it ourselves); otherwise verification comes at most once a minute.
-    const unstamped = this.#previous !== undefined && this.#previousFingerprint === null;
-    const verify = periodic && (unstamped || now - this.#lastVerified >= VERIFY_EVERY_MS);
-    if (verify) this.#lastVerified = now;
-    const vouchedRevision = unstamped && this.#previous ? revisionOf(this.#previous.text) : undefined;
+    // Events patch without verifying; periodic runs verify when the applier says it is due.
     const result = await reconcile(
       desired,
-      {
-        mode: "apply",
-        table: TABLE,
-        rulesetFile: this.#o.rulesetFile,
-        ...(this.#previous ? { previous: this.#previous } : {}),
-        ...(this.#previousFingerprint === undefined ? {} : { previousFingerprint: this.#previousFingerprint }),
-        ...(this.#previousGeneration === undefined ? {} : { previousGeneration: this.#previousGeneration }),
-        ...(vouchedRevision ? { vouchedRevision } : {}),
-        verify,
-        render: (s) => this.#renderer.render(s),
-      },
+      { mode: "apply", table: TABLE, rulesetFile: this.#o.rulesetFile, applier: this.#applier, verify: periodic ? "periodic" : false, render: (s) => this.#renderer.render(s) },
       this.#d,
     );
     if (result.rules === "changed" || result.rules === "unchanged") {
-      this.#previous = result.ruleset;
-      this.#d.applied?.({ table: TABLE, ruleset: result.ruleset });
-      this.#previousFingerprint = result.fingerprint;
-      this.#previousGeneration = result.generation;
       this.#admitted = desired.admitted;
       this.#rulesetFiles.add(desired.firewall.rulesetFile ?? this.#o.rulesetFile);
-    } else if (result.rules === "failed") {
-      this.#previous = undefined;
-      this.#d.applied?.(undefined);
-      this.#previousFingerprint = undefined;
-      this.#previousGeneration = undefined;
     }
+    const applied = this.#applier.applied;
+    this.#d.applied?.(applied ? { table: TABLE, ruleset: applied } : undefined);
 
     // Readiness knows the outcome before anyone can read it in the status written below.
     this.#lastError = result.errors.length > 0 ? result.errors.map((e) => e.message).join("; ") : undefined;
@@ -573,12 +542,9 @@ export class Controller {
 
   /** An observed deletion: remove our table and shaping, then let the object go. */
   async #honourDeletion(fwObject: KubeObject, fwPath: string): Promise<ReconcileSummary> {
-    const removed = await removeRuleset({ nft: this.#d.nft, table: TABLE });
-    const shaping = await this.#d.shaper.reconcile([]);
-    this.#previous = undefined;
+    const removed = await this.#applier.remove();
     this.#d.applied?.(undefined);
-    this.#previousFingerprint = undefined;
-    this.#previousGeneration = undefined;
+    const shaping = await this.#d.shaper.reconcile([]);
     if (shaping.problems.length > 0) throw new FirewallError("shaping_failed", `removing shaping for the deleted Firewall: ${shaping.problems.map((p) => `${p.interface}: ${p.message}`).join("; ")}`);
     // The persisted ruleset too: the OS would otherwise load the deleted rules again at boot.
     for (const file of new Set([this.#o.rulesetFile, ...this.#rulesetFiles])) {
@@ -676,7 +642,8 @@ export class Controller {
       current?.conditions,
     );
     // Statistics come with the interval (counters → status); what could not be read is said.
-    const model = this.#previous ? { table: TABLE, countedRules: this.#previous.countedRules, maps: [...this.#previous.maps.keys()] } : undefined;
+    const applied = this.#applier.applied;
+    const model = applied ? { table: TABLE, countedRules: applied.countedRules, maps: [...applied.maps.keys()] } : undefined;
     const collected = periodic && this.#d.statistics ? await this.#d.statistics(model) : undefined;
     if (collected) {
       this.#lastStatsNotes = collected.notes;

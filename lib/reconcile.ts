@@ -14,7 +14,8 @@ import type { RateLimit } from "./api/firewall.ts";
 import type { Classified } from "./desired-state.ts";
 import { FirewallError } from "./errors.ts";
 import type { WriteOptions } from "./atomic-file.ts";
-import { applyRuleset, PERSISTED_HEADER } from "./nft/apply.ts";
+import { PERSISTED_HEADER } from "./nft/apply.ts";
+import { Applier } from "./nft/applier.ts";
 import type { NftClient } from "./nft/client.ts";
 import { ELEMENT_BUDGET } from "./ruleset/budget.ts";
 import { type RenderedRuleset, renderRuleset, type Ruleset } from "./ruleset/render.ts";
@@ -38,16 +39,13 @@ export interface ReconcileOptions {
   readonly table: string;
   /** Default path of the ruleset file; the Firewall's `ipv4rulefile` wins. */
   readonly rulesetFile: string;
-  /** The ruleset this process applied last, if it still holds it: changes are then patched. */
-  readonly previous?: Ruleset;
-  /** The fingerprint the last apply left (its result's `fingerprint`), for patches that list nothing first. */
-  readonly previousFingerprint?: string | null;
-  /** The generation marker the last apply left (its result's `generation`). */
-  readonly previousGeneration?: number | null;
-  /** Check the kernel's table against its fingerprint (a full listing); default true. */
-  readonly verify?: boolean;
-  /** See `applyRuleset`'s `vouchedRevision`. */
-  readonly vouchedRevision?: string;
+  /**
+   * The applier that knows what this process applied (the controller keeps one, so changes are
+   * patched); default a fresh one over `deps.nft`, as `--once` has it.
+   */
+  readonly applier?: Applier;
+  /** Check the kernel's table is untouched: always (default), never, or when due (see {@link Applier.apply}). */
+  readonly verify?: boolean | "periodic";
   /** Renders the desired state; default {@link renderRuleset} (the controller passes its incremental renderer). */
   readonly render?: (state: Classified["state"]) => RenderedRuleset;
 }
@@ -99,15 +97,8 @@ export async function reconcile(desired: Classified, options: ReconcileOptions, 
   let fingerprint: string | null | undefined;
   let generation: number | null | undefined;
   try {
-    const r = await applyRuleset(ruleset, {
-      nft: deps.nft,
-      table: options.table,
-      ...(options.previous ? { previous: options.previous } : {}),
-      ...(options.previousFingerprint === undefined ? {} : { previousFingerprint: options.previousFingerprint }),
-      ...(options.previousGeneration === undefined ? {} : { previousGeneration: options.previousGeneration }),
-      ...(options.verify === undefined ? {} : { verify: options.verify }),
-      ...(options.vouchedRevision === undefined ? {} : { vouchedRevision: options.vouchedRevision }),
-    });
+    const applier = options.applier ?? new Applier({ nft: deps.nft, table: options.table });
+    const r = await applier.apply(ruleset, { verify: options.verify ?? true });
     rules = r.changed ? "changed" : "unchanged";
     applyMode = r.mode;
     fingerprint = r.fingerprint;
