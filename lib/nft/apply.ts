@@ -266,6 +266,12 @@ export async function applyRuleset(
       // Not the state we left (or nft refused): the careful path below looks first.
     }
   }
+  // Verifying the very state we left: the generation alone proves it, without listing anything.
+  if (previous && deps.previousGeneration !== undefined && deps.previousGeneration !== null && nft.generation && revisionOf(previous.text) === revision) {
+    if ((await nft.generation()) === deps.previousGeneration) {
+      return { changed: false, revision, persisted, mode: "unchanged", fingerprint: deps.previousFingerprint ?? null, generation: deps.previousGeneration };
+    }
+  }
   const inv = await nft.inventory(table);
   const chains = inv?.chains ?? [];
   const fingerprints = chains.filter((c) => c.startsWith(FINGERPRINT_PREFIX));

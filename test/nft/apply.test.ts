@@ -327,6 +327,14 @@ describe.skipIf(noNetlink)("applying with the kernel's generation (netlink reade
     expect(await applyRuleset(b, { nft, table: "firewall", previous: b })).toMatchObject({ mode: "unchanged", generation: p.generation });
     expect(calls.toSorted()).toEqual(INVENTORY);
     expect(runs).toBe(0);
+    // Knowing the generation it left, a verifying run of the same ruleset asks the kernel for nothing but the generation.
+    calls.length = 0;
+    expect(await applyRuleset(b, { nft, table: "firewall", previous: b, previousGeneration: p.generation ?? null })).toMatchObject({ mode: "unchanged", generation: p.generation });
+    expect(calls).toEqual([]);
+    expect(runs).toBe(0);
+    // Once anyone committed anything, it looks again (and repairs).
+    expect((await inNs(["nft", "add", "table", "inet", "another"])).code).toBe(0);
+    expect(await applyRuleset(b, { nft, table: "firewall", previous: b, previousGeneration: p.generation ?? null })).toMatchObject({ mode: "repaired" });
   });
 
   test("a full replacement carries each owner's count read over netlink", async () => {
