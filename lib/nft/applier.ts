@@ -67,11 +67,13 @@ export class Applier {
    */
   async apply(ruleset: Ruleset, options: { verify: boolean | "periodic" }): Promise<ApplyResult> {
     const previous = this.#applied;
-    // After unverified patches the next periodic run checks the table (vouched for, since this
-    // applier patched it itself); otherwise verification comes at most once a minute.
-    const unstamped = previous !== undefined && this.#fingerprint === null;
+    // After its own unproven patch (no marker left) the next periodic run checks the table, vouched
+    // for since this applier patched it; a table proven by its generation is checked on every
+    // periodic run (that costs one netlink read); otherwise verification comes at most once a minute.
+    const unstamped = previous !== undefined && this.#fingerprint === null && this.#generation === null;
+    const cheap = previous !== undefined && this.#generation !== null && this.#generation !== undefined;
     const now = this.#now();
-    const verify = options.verify === "periodic" ? unstamped || now - this.#lastVerified >= this.#verifyEveryMs : options.verify;
+    const verify = options.verify === "periodic" ? unstamped || cheap || now - this.#lastVerified >= this.#verifyEveryMs : options.verify;
     if (verify) this.#lastVerified = now;
     try {
       const r = await applyRuleset(ruleset, {

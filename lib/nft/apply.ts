@@ -256,14 +256,18 @@ export async function applyRuleset(
     const from = revisionOf(previous.text);
     const prevGen = deps.previousGeneration ?? null;
     if (from === revision) return { changed: false, revision, persisted, mode: "unchanged", fingerprint: deps.previousFingerprint, generation: prevGen };
-    try {
-      // Nobody committed anything since our last transaction: the patched table is proven as well.
-      const now = prevGen !== null && nft.generation ? await nft.generation() : null;
-      const proven = now !== null && now === prevGen ? now : null;
-      await patch(from, { old: prevGen === null ? [] : [`${GENERATION_PREFIX}${prevGen}`], proven }, deps.previousFingerprint ? [`${FINGERPRINT_PREFIX}${deps.previousFingerprint}`] : []);
-      return { changed: true, revision, persisted, mode: "patched", fingerprint: null, generation: proven === null ? null : proven + 1 };
-    } catch {
-      // Not the state we left (or nft refused): the careful path below looks first.
+    // Nobody committed anything since our last transaction: the patched table is proven as well.
+    // Someone did (the generation moved on): then it is not the state we left, and nothing is
+    // patched on trust — the careful path below looks first.
+    const now = prevGen !== null && nft.generation ? await nft.generation() : null;
+    if (prevGen === null || now === null || now === prevGen) {
+      try {
+        const proven = now !== null && now === prevGen ? now : null;
+        await patch(from, { old: prevGen === null ? [] : [`${GENERATION_PREFIX}${prevGen}`], proven }, deps.previousFingerprint ? [`${FINGERPRINT_PREFIX}${deps.previousFingerprint}`] : []);
+        return { changed: true, revision, persisted, mode: "patched", fingerprint: null, generation: proven === null ? null : proven + 1 };
+      } catch {
+        // Not the state we left (or nft refused): the careful path below looks first.
+      }
     }
   }
   // Verifying the very state we left: the generation alone proves it, without listing anything.
@@ -279,12 +283,15 @@ export async function applyRuleset(
   const kernelGeneration = nft.generation ? await nft.generation() : null;
   const proven = kernelGeneration !== null && generations.length === 1 && generations[0] === `${GENERATION_PREFIX}${kernelGeneration}`;
   // Is the table still exactly as we left it? Without the generation, asking costs a full listing.
-  // A table without a fingerprint that runs the revision the caller vouches for counts as untouched.
+  // A table without any marker that runs the revision the caller vouches for counts as untouched
+  // (its own unproven patch removed them); a generation marker the kernel has moved past does not.
+  // A generation marker the kernel has moved past is evidence: somebody committed since; nothing is trusted then.
+  const moved = kernelGeneration !== null && generations.length > 0 && !proven;
   const untouched = async (running: string) =>
-    deps.verify === false ||
+    !moved && (deps.verify === false ||
     proven ||
-    (fingerprints.length === 0 && deps.vouchedRevision === running) ||
-    (kernelGeneration === null && fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`);
+    (fingerprints.length === 0 && generations.length === 0 && deps.vouchedRevision === running) ||
+    (kernelGeneration === null && fingerprints.length === 1 && fingerprints[0] === `${FINGERPRINT_PREFIX}${await nft.fingerprint(table, FINGERPRINT_PREFIX)}`));
   const markers = (): { fingerprint: string | null; generation: number | null } => ({
     fingerprint: fingerprints.length === 1 ? (fingerprints[0] as string).slice(FINGERPRINT_PREFIX.length) : null,
     generation: proven ? kernelGeneration : null,

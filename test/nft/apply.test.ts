@@ -316,6 +316,21 @@ describe.skipIf(noNetlink)("applying with the kernel's generation (netlink reade
     expect(runs).toBe(0);
   });
 
+  test("a hand edit after a proven state is never patched over on trust, nor vouched for: the next event's apply repairs it", async () => {
+    const a = rendered(allow("allow-x", "198.18.0.1/32", 443));
+    const b = rendered(allow("allow-x", "198.18.0.1/32", 443), allow("more", "198.18.0.2/32", 80));
+    const first = await applyRuleset(a, { nft, table: "firewall" });
+    expect(first.generation).toBe(nl.generation());
+    // Someone opens everything in our table.
+    expect((await inNs(["nft", "insert", "rule", "inet", "firewall", "forward", "accept"])).code).toBe(0);
+    // An event: unverified, with the markers we left, and vouching for our own revision as the controller would.
+    const r = await applyRuleset(b, { nft, table: "firewall", previous: a, previousFingerprint: first.fingerprint ?? null, previousGeneration: first.generation ?? null, verify: false, vouchedRevision: first.revision });
+    expect(r.mode).toBe("repaired");
+    const chain = (await inNs(["nft", "list", "chain", "inet", "firewall", "forward"])).stdout;
+    expect(chain).not.toMatch(/^\t\taccept$/m);
+    expect(r.generation).toBe(nl.generation());
+  });
+
   test("a patch keeps the table proven: the next unchanged apply again lists only the inventory", async () => {
     const a = rendered(allow("allow-x", "198.18.0.1/32", 443));
     const b = rendered(allow("allow-x", "198.18.0.1/32", 443), allow("more", "198.18.0.2/32", 80));
