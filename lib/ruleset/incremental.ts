@@ -242,7 +242,15 @@ export class IncrementalRenderer {
     const settings = JSON.stringify([state.clusterPrefixes.map((c) => c.text), state.internalPrefixes.map((c) => c.text), state.privateVrf, state.logAcceptedConnections === true]);
     const overflow: string[] = [];
     const verdict = elementVerdict(state.logAcceptedConnections === true);
-    if (settings !== this.#settings || !this.#update(state, overflow)) this.#full(state, overflow, verdict);
+    let updated = false;
+    try {
+      updated = settings === this.#settings && this.#update(state, overflow);
+    } catch {
+      // Its own state may be half changed: a cache, so it is rebuilt rather than trusted.
+      overflow.length = 0;
+      updated = false;
+    }
+    if (!updated) this.#full(state, overflow, verdict);
     this.#settings = settings;
     const owners: Owner[] = [];
     for (const dir of [0, 1]) {

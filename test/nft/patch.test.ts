@@ -117,7 +117,7 @@ describe("patching instead of replacing", () => {
     expect(patchScript(a, b, "firewall", { from: "aaaa", to: "bbbb" })).toBe(
       [
         "delete element inet firewall egress4_ports { 198.51.100.0/24 . tcp . 0-65535, 198.51.100.0/24 . udp . 0-65535, 198.51.100.0/24 . sctp . 0-65535 }",
-        'add element inet firewall egress4_ports { 203.0.113.0/24 . udp . 53 counter comment "accept traffic for np new udp" : accept }',
+        'add element inet firewall egress4_ports { 203.0.113.0/24 . udp . 53 comment "accept traffic for np new udp" : accept }',
         "delete element inet firewall egress4_any { 198.51.100.0/24 }",
         "delete chain inet firewall revision.aaaa",
         "add chain inet firewall revision.bbbb",
@@ -137,11 +137,11 @@ describe("patching instead of replacing", () => {
     const lines = script.split("\n").filter((l) => l.includes("element"));
     expect(lines).toEqual([
       "delete element inet firewall egress4_ports { 198.51.100.0/24 . tcp . 80 }",
-      'add element inet firewall egress4_ports { 198.51.100.64/26 . tcp . 80 counter comment "accept traffic for np overlap tcp" : accept }',
+      'add element inet firewall egress4_ports { 198.51.100.64/26 . tcp . 80 comment "accept traffic for np overlap tcp" : accept }',
       'add element inet firewall egress4_ports_1 { 198.51.100.0/24 . tcp . 80 counter packets 10 bytes 1000 comment "accept traffic for np split tcp" : accept }',
       // Untouched in itself, but re-added: the owner's count now lives in its first element alone.
       "delete element inet firewall egress6_ports { 2001:db8:80::/48 . tcp . 80 }",
-      'add element inet firewall egress6_ports { 2001:db8:80::/48 . tcp . 80 counter comment "accept traffic for np split tcp" : accept }',
+      'add element inet firewall egress6_ports { 2001:db8:80::/48 . tcp . 80 comment "accept traffic for np split tcp" : accept }',
     ]);
     expect(script).toContain("add map inet firewall egress4_ports_1 { type ipv4_addr . inet_proto . inet_service : verdict; flags interval; counter; }");
   });

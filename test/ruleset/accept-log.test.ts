@@ -35,8 +35,8 @@ function legacyText(s: DesiredState): string {
       continue;
     }
     const line = lines[i] as string;
-    // An element line: `<key> counter comment "..." : goto accept_log[,]`.
-    out.push(/^\t\t\t.* counter comment "[^"]*" : goto accept_log,?$/.test(line) ? line.replace(/ : goto accept_log(,?)$/, " : accept$1") : line);
+    // An element line: `<key> comment "..." : goto accept_log[,]`.
+    out.push(/^\t\t\t.* comment "[^"]*" : goto accept_log,?$/.test(line) ? line.replace(/ : goto accept_log(,?)$/, " : accept$1") : line);
   }
   return out.join("\n");
 }
@@ -59,8 +59,8 @@ describe("accept logging off (default): the rendering is unchanged", () => {
     const r = renderRuleset(state({ policies, services }));
     expect(r.verdict).toBe("accept");
     expect(elementVerdict(false)).toBe("accept");
-    expect(section(r.text, "map", "egress4_ports")).toContain('\t\t\t198.51.100.53 . tcp . 53 counter comment "accept traffic for np allow-dns tcp" : accept,\n');
-    expect(section(r.text, "map", "services4")).toContain('\t\t\t10.0.1.80 . tcp . 443 . 0.0.0.0/0 counter comment "accept traffic for k8s service shop/web" : accept\n');
+    expect(section(r.text, "map", "egress4_ports")).toContain('\t\t\t198.51.100.53 . tcp . 53 comment "accept traffic for np allow-dns tcp" : accept,\n');
+    expect(section(r.text, "map", "services4")).toContain('\t\t\t10.0.1.80 . tcp . 443 . 0.0.0.0/0 comment "accept traffic for k8s service shop/web" : accept\n');
     expect(r.text.match(/^\tchain \S+ \{$/gm)).toEqual(["\tchain forward {"]);
     expect([...(r.text.match(/^\tcounter \S+ \{$/gm) ?? [])]).toEqual(r.counters.map((c) => `\tcounter ${c} {`));
     for (const owner of OWNERS) expect(r.counters).not.toContain(owner);
@@ -94,8 +94,8 @@ describe("accept logging on", () => {
     expect(onElements.map(({ verdict: _, ...e }) => e)).toEqual(offElements.map(({ verdict: _, ...e }) => e));
     // every owner has elements, each carrying the owner's comment
     expect(new Set(onElements.map((e) => e.comment))).toEqual(new Set(on.owners.values()));
-    expect(section(on.text, "map", "egress4_ports")).toContain(`\t\t\t198.51.100.53 . tcp . 53 counter comment "accept traffic for np allow-dns tcp" : goto ${ACCEPT_LOG_CHAIN},\n`);
-    expect(section(on.text, "map", "services4")).toContain(`\t\t\t10.0.1.80 . tcp . 443 . 0.0.0.0/0 counter comment "accept traffic for k8s service shop/web" : goto ${ACCEPT_LOG_CHAIN}\n`);
+    expect(section(on.text, "map", "egress4_ports")).toContain(`\t\t\t198.51.100.53 . tcp . 53 comment "accept traffic for np allow-dns tcp" : goto ${ACCEPT_LOG_CHAIN},\n`);
+    expect(section(on.text, "map", "services4")).toContain(`\t\t\t10.0.1.80 . tcp . 443 . 0.0.0.0/0 comment "accept traffic for k8s service shop/web" : goto ${ACCEPT_LOG_CHAIN}\n`);
     // still no chain per owner: the log chain and forward only
     expect(on.text.match(/^\tchain \S+ \{$/gm)).toEqual([`\tchain ${ACCEPT_LOG_CHAIN} {`, "\tchain forward {"]);
   });

@@ -76,7 +76,7 @@ export interface Element {
   readonly keys: readonly (readonly [bigint, bigint])[];
   /** The owner's comment the element carries (the kernel's record of which policy or service it belongs to). */
   readonly comment: string;
-  /** The element's own counter: `counter` alone starts at zero. */
+  /** Where the element's counter starts (zero unless given). */
   readonly counter: { readonly packets: number; readonly bytes: number };
   /** `accept`, or `goto accept_log` with accept logging. */
   readonly verdict: string;
@@ -116,14 +116,19 @@ function fieldSpan(field: Field, text: string): [bigint, bigint] {
   return [BigInt(a as string), BigInt((b ?? a) as string)];
 }
 
-/** `<key> counter [packets N bytes M] comment "<comment>" : <verdict>`: an element with its own counter and its owner's comment. */
-const ELEMENT = /^(.+?) counter(?: packets (\d+) bytes (\d+))? comment "([^"]*)" : (.+)$/;
+/**
+ * `<key>[ counter packets N bytes M] comment "<comment>" : <verdict>`: an element with its owner's
+ * comment; its counter comes from the map's `counter` flag (checked by the caller), starting at the
+ * values given, else at zero.
+ */
+const ELEMENT = /^(.+?)(?: counter packets (\d+) bytes (\d+))? comment "([^"]*)" : (.+)$/;
 
 /** The elements of an interval verdict map, parsed by its declared type; throws on an element without counter or comment. */
 export function mapElements(text: string, name: string): Element[] {
   const body = section(text, "map", name);
   const type = /type (.*) : verdict/.exec(body)?.[1];
   if (!type) throw new Error(`map ${name} has no verdict type`);
+  if (!/\n\t\tcounter(\n|$)/.test(body)) throw new Error(`map ${name} does not give its elements counters (no counter flag)`);
   const fields: Field[] = type.split(" . ").map((t) => (t.endsWith("_addr") ? "addr" : t === "inet_proto" ? "proto" : "port"));
   const m = /elements = \{([\s\S]*?)\n\t\t\}/.exec(body) ?? /elements = \{([^}]*)\}/.exec(body);
   if (!m) return [];

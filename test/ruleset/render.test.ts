@@ -137,7 +137,7 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     const r = renderRuleset(state({ policies: [policy("allow-x", spec)] }));
     const comment = `accept traffic for np allow-x ${label}`;
     expect([...r.owners]).toEqual([[`np.eg.${label}.allow-x`, comment]]);
-    expect(r.text).toContain(`counter comment "${comment}" : accept`);
+    expect(r.text).toContain(`comment "${comment}" : accept`);
     expect(ownElements(r.text).map((e) => e.comment)).toEqual(Array(r.elementCount).fill(comment));
   });
 
@@ -150,7 +150,7 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     const r = renderRuleset(state({ policies: [policy("allow-y", spec)] }));
     const comment = `accept traffic for k8s network policy allow-y ${label}`;
     expect([...r.owners]).toEqual([[`np.in.${label}.allow-y`, comment]]);
-    expect(r.text).toContain(`counter comment "${comment}" : accept`);
+    expect(r.text).toContain(`comment "${comment}" : accept`);
     expect(ownElements(r.text).map((e) => e.comment)).toEqual(Array(r.elementCount).fill(comment));
   });
 
@@ -165,11 +165,11 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     ]);
     expect(section(t, "map", "egress4_ports").split("\n").slice(3)).toEqual([
       "\t\telements = {",
-      `\t\t\t198.51.100.53 . tcp . 53 counter comment "${tcp}" : accept,`,
-      `\t\t\t198.51.100.53 . udp . 53 counter comment "${udp}" : accept`,
+      `\t\t\t198.51.100.53 . tcp . 53 comment "${tcp}" : accept,`,
+      `\t\t\t198.51.100.53 . udp . 53 comment "${udp}" : accept`,
       "\t\t}",
     ]);
-    expect(section(t, "map", "egress6_ports")).toContain(`\t\t\t2001:db8:53::53 . tcp . 53 counter comment "${tcp}" : accept,\n\t\t\t2001:db8:53::53 . udp . 53 counter comment "${udp}" : accept\n`);
+    expect(section(t, "map", "egress6_ports")).toContain(`\t\t\t2001:db8:53::53 . tcp . 53 comment "${tcp}" : accept,\n\t\t\t2001:db8:53::53 . udp . 53 comment "${udp}" : accept\n`);
     expect(r.elements.get("egress4_ports")).toEqual(new Map([["198.51.100.53 . tcp . 53", "np.eg.tcp.allow-dns"], ["198.51.100.53 . udp . 53", "np.eg.udp.allow-dns"]]));
     // Counted by the sum of its elements: no chain, no named counter of its own.
     expect(r.countedRules.filter((c) => c.counter === null)).toEqual([
@@ -238,8 +238,8 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
     expect(egressTarget(t, 4, "0.0.0.0", "tcp", 443)).toBe("accept traffic for np web-out tcp");
     expect(egressTarget(t, 4, "255.255.255.255", "tcp", 443)).toBe("accept traffic for np web-out tcp");
     expect(egressTarget(t, 6, "2001:db8::1", "tcp", 443)).toBe("accept traffic for np web-out tcp");
-    expect(section(t, "map", "egress4_ports")).toContain('0.0.0.0/0 . tcp . 443 counter comment "accept traffic for np web-out tcp" : accept');
-    expect(section(t, "map", "egress6_ports")).toContain('::/0 . tcp . 443 counter comment "accept traffic for np web-out tcp" : accept');
+    expect(section(t, "map", "egress4_ports")).toContain('0.0.0.0/0 . tcp . 443 comment "accept traffic for np web-out tcp" : accept');
+    expect(section(t, "map", "egress6_ports")).toContain('::/0 . tcp . 443 comment "accept traffic for np web-out tcp" : accept');
   });
 
   test("missing ports: every protocol and port, including non-port protocols", () => {
@@ -258,7 +258,7 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
 
   test("endPort renders an inclusive port range", () => {
     const t = render({ policies: [policy("backends", { egress: [{ to: [{ cidr: "198.18.0.0/15" }], ports: [{ port: 8000, endPort: 8100 }] }] })] });
-    expect(section(t, "map", "egress4_ports")).toContain('198.18.0.0/15 . tcp . 8000-8100 counter comment "accept traffic for np backends tcp" : accept');
+    expect(section(t, "map", "egress4_ports")).toContain('198.18.0.0/15 . tcp . 8000-8100 comment "accept traffic for np backends tcp" : accept');
     expect(egressTarget(t, 4, "198.19.255.255", "tcp", 8100)).toBe("accept traffic for np backends tcp");
     expect(egressTarget(t, 4, "198.19.255.255", "tcp", 8101)).toBeNull();
     expect(egressTarget(t, 4, "198.19.255.255", "tcp", 7999)).toBeNull();
@@ -266,7 +266,7 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
 
   test("a protocol-only port entry opens all ports of that protocol only", () => {
     const t = render({ policies: [policy("sctp-all", { egress: [{ to: [{ cidr: "192.0.2.0/24" }], ports: [{ protocol: "SCTP" }] }] })] });
-    expect(section(t, "map", "egress4_ports")).toContain('192.0.2.0/24 . sctp . 0-65535 counter comment "accept traffic for np sctp-all sctp" : accept');
+    expect(section(t, "map", "egress4_ports")).toContain('192.0.2.0/24 . sctp . 0-65535 comment "accept traffic for np sctp-all sctp" : accept');
     expect(egressTarget(t, 4, "192.0.2.1", "tcp", 80)).toBeNull();
   });
 
@@ -325,7 +325,7 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
       expect(mapElements(t, m)).toEqual([]);
       expect(section(t, "map", m)).not.toContain("2001:db8");
     }
-    expect(section(t, "map", "egress6_ports")).toContain('2001:db8:443::-2001:db8:443:fe:ffff:ffff:ffff:ffff . tcp . 443 counter comment "accept traffic for np v6-only tcp" : accept');
+    expect(section(t, "map", "egress6_ports")).toContain('2001:db8:443::-2001:db8:443:fe:ffff:ffff:ffff:ffff . tcp . 443 comment "accept traffic for np v6-only tcp" : accept');
     expect(egressTarget(t, 6, "2001:db8:443:ff::1", "tcp", 443)).toBeNull();
     expect(egressTarget(t, 6, "2001:db8:443:100::1", "tcp", 443)).toBe("accept traffic for np v6-only tcp");
     expect(ingressTarget(t, 6, "2001:db8:2::9", "icmpv6", 0)).toBe("accept traffic for k8s network policy v6-only any");
@@ -336,8 +336,8 @@ describe("render: policies (SPEC §4.2, §4.3)", () => {
   test("a rule with IPv4 and IPv6 blocks puts each into its own family's map", () => {
     const t = render({ policies: [allowDns] });
     expect(mapElements(t, "egress4_ports").every((e) => e.keys[0]?.[1] !== undefined && (e.keys[0]?.[1] as bigint) < 1n << 32n)).toBe(true);
-    expect(section(t, "map", "egress4_ports")).toContain('198.51.100.53 . udp . 53 counter comment "accept traffic for np allow-dns udp" : accept');
-    expect(section(t, "map", "egress6_ports")).toContain('2001:db8:53::53 . udp . 53 counter comment "accept traffic for np allow-dns udp" : accept');
+    expect(section(t, "map", "egress4_ports")).toContain('198.51.100.53 . udp . 53 comment "accept traffic for np allow-dns udp" : accept');
+    expect(section(t, "map", "egress6_ports")).toContain('2001:db8:53::53 . udp . 53 comment "accept traffic for np allow-dns udp" : accept');
   });
 
   test("an overlap between two policies is owned by the policy whose name sorts first, each point once", () => {
@@ -373,7 +373,7 @@ describe("render: LoadBalancer services (SPEC §4.4)", () => {
     const r = renderRuleset(state({ services: [web] }));
     const comment = "accept traffic for k8s service shop/web";
     expect([...r.owners]).toEqual([["svc.shop.web", comment]]);
-    expect(section(r.text, "map", "services4")).toContain(`\t\t\t203.0.113.80 . tcp . 443 . 198.51.100.0/24 counter comment "${comment}" : accept`);
+    expect(section(r.text, "map", "services4")).toContain(`\t\t\t203.0.113.80 . tcp . 443 . 198.51.100.0/24 comment "${comment}" : accept`);
     expect(ownElements(r.text).map((e) => [e.comment, e.verdict])).toEqual(Array(r.elementCount).fill([comment, "accept"]));
     expect(r.elementCount).toBe(4);
     expect(r.countedRules.filter((c) => c.counter === null)).toEqual([{ chain: "svc.shop.web", comment, counter: null, verdict: "accept" }]);
@@ -397,12 +397,12 @@ describe("render: LoadBalancer services (SPEC §4.4)", () => {
 
   test("without source ranges, any source", () => {
     const t = render({ services: [service("shop", "open", { ports: [{ port: 80 }] }, ["203.0.113.81"])] });
-    expect(section(t, "map", "services4")).toContain('203.0.113.81 . tcp . 80 . 0.0.0.0/0 counter comment "accept traffic for k8s service shop/open" : accept');
+    expect(section(t, "map", "services4")).toContain('203.0.113.81 . tcp . 80 . 0.0.0.0/0 comment "accept traffic for k8s service shop/open" : accept');
   });
 
   test("spec.loadBalancerIP counts as an address", () => {
     const t = render({ services: [service("shop", "fixed", { loadBalancerIP: "203.0.113.82", ports: [{ port: 80 }] })] });
-    expect(section(t, "map", "services4")).toContain('203.0.113.82 . tcp . 80 . 0.0.0.0/0 counter comment "accept traffic for k8s service shop/fixed" : accept');
+    expect(section(t, "map", "services4")).toContain('203.0.113.82 . tcp . 80 . 0.0.0.0/0 comment "accept traffic for k8s service shop/fixed" : accept');
   });
 
   test("source ranges of only the other family open nothing for that address", () => {
@@ -446,10 +446,10 @@ describe("render: scale and determinism (SPEC §4.6)", () => {
     expect(r.owners.get("np.eg.tcp.p-0499")).toBe("accept traffic for np p-0499 tcp");
     expect(r.owners.get("np.in.any.p-0499")).toBe("accept traffic for k8s network policy p-0499 any");
     expect(r.owners.size).toBe(1500);
-    expect(big).toContain('counter comment "accept traffic for np p-0499 tcp" : accept');
+    expect(big).toContain(' comment "accept traffic for np p-0499 tcp" : accept');
     // p-0499's ingress source is p-0243's as well, which owns it (its name sorts first); p-0255's is its own.
     expect(big).not.toContain('comment "accept traffic for k8s network policy p-0499 any"');
-    expect(big).toContain('\t\t\t192.0.2.255 counter comment "accept traffic for k8s network policy p-0255 any" : accept');
+    expect(big).toContain('\t\t\t192.0.2.255 comment "accept traffic for k8s network policy p-0255 any" : accept');
     expect(big.match(/^\tchain \S+ \{$/gm)).toEqual(["\tchain forward {"]);
     expect(big.match(/^\tcounter \S+ \{$/gm)).toHaveLength(FIXED_COUNTERS.length);
   });
