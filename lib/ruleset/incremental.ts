@@ -153,6 +153,8 @@ interface MapState {
   map: LayeredMap;
   /** Overflowed or used the top layer when layered: always layered from scratch. */
   fragile: boolean;
+  /** Its overlaps were too deep to render within the budget: the whole ruleset must not be applied. */
+  readonly overflowed: boolean;
 }
 
 /** How one owner of one map changed: its boxes before (absent: new) and now (absent: gone). */
@@ -258,7 +260,10 @@ export class IncrementalRenderer {
     }
     for (const s of this.#services) for (const o of ((this.#objects.get(s) as readonly Grouped[])[0] as Grouped).owners) owners.push(o);
     const maps = Object.fromEntries(MAP_KEYS.map((k) => [k, (this.#maps.get(k) as MapState).map])) as Record<MapKey, LayeredMap>;
-    const out = assemble(state, maps, owners, overflow);
+    // Every map that overflowed when it was last layered, changed in this render or not: an
+    // incomplete ruleset must be reported as such on every render, as renderRuleset does.
+    const incomplete = MAP_KEYS.filter((k) => (this.#maps.get(k) as MapState).overflowed).map((k) => (this.#maps.get(k) as MapState).map.base);
+    const out = assemble(state, maps, owners, incomplete);
     const from = this.#last;
     const delta = this.#delta;
     this.#last = out;
@@ -370,7 +375,7 @@ function scratch(key: MapKey, owners: Map<string, OwnerBoxes>, overflow: string[
   const map: LayeredMap = { base, type, layers: layers.map((l, n) => ({ name: layerName(base, n), elements: elementsOf(l, verdict) })) };
   const index = new OwnerIndex(Number(key.at(-1)) as 4 | 6);
   for (const [name, o] of owners) index.add(name, o);
-  return { owners, index, verdict, pieces, layers, map, fragile: report.overflow || layered.length >= MAX_LAYERS };
+  return { owners, index, verdict, pieces, layers, map, fragile: report.overflow || layered.length >= MAX_LAYERS, overflowed: report.overflow };
 }
 
 /**

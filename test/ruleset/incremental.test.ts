@@ -124,6 +124,25 @@ describe("incremental rendering", () => {
     expect(b.elements.get("egress6_ports")).not.toBe(a.elements.get("egress6_ports") as ReadonlyMap<string, string>);
   });
 
+  test("a map too deep to render within the budget is reported on every render, also one that changed only other maps", () => {
+    // Alternating all-address single-port and single-address all-port policies: each crosses every
+    // earlier one, the chain goes past the layers, and the top layer's split passes the total budget.
+    const crossing = Array.from({ length: 640 }, (_, i) => {
+      const name = `p-${String(i).padStart(4, "0")}`;
+      return i % 2 === 0
+        ? policy(name, { egress: [{ ports: [{ port: 1000 + i }] }] })
+        : policy(name, { egress: [{ to: [{ cidr: `198.18.${i >> 8}.${i & 255}/32` }], ports: [{ port: 1, endPort: 65535 }] }] });
+    });
+    const renderer = new IncrementalRenderer();
+    expect(renderer.render(state({ policies: crossing })).overflow).toEqual(["egress4_ports"]);
+    const v6 = policy("zz-v6", { egress: [{ to: [{ cidr: "2001:db8::/64" }], ports: [{ port: 443 }] }] });
+    const s = state({ policies: [...crossing, v6] });
+    const r = renderer.render(s);
+    expect(renderer.lastRender).toEqual({ scratch: 0, patched: 10 });
+    expect(r.overflow).toEqual(["egress4_ports"]);
+    expect(r.overflow).toEqual(renderRuleset(s).overflow);
+  }, 30_000);
+
   test("a change of settings (cluster prefixes, accept logging) renders from scratch", () => {
     const renderer = new IncrementalRenderer();
     renderer.render(state({ policies: many }));
