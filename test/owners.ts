@@ -4,6 +4,7 @@
  * @module
  */
 import type { CommandResult } from "../lib/exec.ts";
+import type { Ruleset } from "../lib/ruleset/render.ts";
 import { policyComment, type ProtocolLabel } from "../lib/ruleset/names.ts";
 
 type Exec = (argv: readonly string[]) => Promise<CommandResult>;
@@ -42,4 +43,32 @@ export async function hasOwner(exec: Exec, owner: string): Promise<boolean> {
 /** The owner's count: the sum of its elements' counters (zero when it has none). */
 export async function ownerCount(exec: Exec, owner: string): Promise<{ packets: number; bytes: number }> {
   return (await ownerCounts(exec)).get(ownerComment(owner)) ?? { packets: 0, bytes: 0 };
+}
+
+type Count = { packets: number; bytes: number };
+
+/** Element counters of every map of `ruleset`, read with `nft -j list map`, in the order of the ruleset's maps and the kernel's. */
+export async function elementCounts(exec: Exec, ruleset: Ruleset): Promise<{ map: string; comment: string | null; packets: number; bytes: number }[]> {
+  const out: { map: string; comment: string | null; packets: number; bytes: number }[] = [];
+  for (const map of ruleset.maps.keys()) {
+    const r = await exec(["nft", "-j", "list", "map", "inet", "firewall", map]);
+    if (r.code !== 0) continue;
+    const doc = JSON.parse(r.stdout) as { nftables: { map?: { elem?: unknown[] } }[] };
+    for (const e of doc.nftables.find((o) => o.map)?.map?.elem ?? []) {
+      const key = (Array.isArray(e) ? e[0] : undefined) as { elem?: { comment?: string; counter?: Count } } | undefined;
+      out.push({ map, comment: key?.elem?.comment ?? null, packets: key?.elem?.counter?.packets ?? 0, bytes: key?.elem?.counter?.bytes ?? 0 });
+    }
+  }
+  return out;
+}
+
+/** Per-owner counts over `ruleset`'s maps: the element counters summed by the comment each element carries. */
+export async function ownerSums(exec: Exec, ruleset: Ruleset): Promise<Map<string, Count>> {
+  const out = new Map<string, Count>();
+  for (const e of await elementCounts(exec, ruleset)) {
+    if (e.comment === null) continue;
+    const t = out.get(e.comment) ?? { packets: 0, bytes: 0 };
+    out.set(e.comment, { packets: t.packets + e.packets, bytes: t.bytes + e.bytes });
+  }
+  return out;
 }

@@ -33,7 +33,7 @@
 import type { Policy } from "../api/policy.ts";
 import type { LoadBalancer } from "../api/service.ts";
 import { ELEMENT_BUDGET } from "./budget.ts";
-import { layer } from "./layers.ts";
+import { hullOfDims as hullOf, layer, overlaps } from "./layers.ts";
 import type { Box, Span } from "./partition.ts";
 import {
   assemble,
@@ -163,29 +163,6 @@ interface Change {
   now?: OwnerBoxes;
 }
 
-const overlaps = (a: readonly Span[], b: readonly Span[]): boolean => {
-  for (let d = 0; d < a.length; d++) {
-    const x = a[d] as Span;
-    const y = b[d] as Span;
-    if (x[1] < y[0] || y[1] < x[0]) return false;
-  }
-  return true;
-};
-
-function hullOf(boxes: readonly Span[][]): Span[] {
-  const first = boxes[0] as Span[];
-  return first.map((_, d) => {
-    let lo = (first[d] as Span)[0];
-    let hi = (first[d] as Span)[1];
-    for (const b of boxes) {
-      const s = b[d] as Span;
-      if (s[0] < lo) lo = s[0];
-      if (s[1] > hi) hi = s[1];
-    }
-    return [lo, hi] as Span;
-  });
-}
-
 const meets = (a: OwnerBoxes, b: OwnerBoxes): boolean => overlaps(a.hull, b.hull) && a.boxes.some((x) => b.boxes.some((y) => overlaps(x, y)));
 const byOrder = (a: readonly [string, OwnerBoxes], b: readonly [string, OwnerBoxes]) => (a[1].order < b[1].order ? -1 : a[1].order > b[1].order ? 1 : 0);
 
@@ -231,6 +208,8 @@ export class IncrementalRenderer {
   /** The last result, and what this render changed against it (only when every map was patched). */
   #last: RenderedRuleset | undefined;
   #delta: Map<string, { removed: [string, string][]; added: [string, string][] }> | undefined;
+  /** The last {@link #update} found no object added, removed or changed. */
+  #unchanged = false;
   /** Maps layered from scratch and patched in the last render (for tests and logs). */
   lastRender: { readonly scratch: number; readonly patched: number } = { scratch: 0, patched: 0 };
 
@@ -254,6 +233,13 @@ export class IncrementalRenderer {
     }
     if (!updated) this.#full(state, overflow, verdict);
     this.#settings = settings;
+    // Nothing changed (a periodic run, an event that changed nothing here): the same result, not a
+    // second copy of a 6 MB text built again.
+    if (updated && this.#unchanged && this.#last) {
+      const same: RenderedRuleset = { ...this.#last, delta: { from: new WeakRef(this.#last), maps: new Map() } };
+      this.#last = same;
+      return same;
+    }
     const owners: Owner[] = [];
     for (const dir of [0, 1]) {
       for (const p of this.#policies) for (const o of ((this.#objects.get(p) as readonly Grouped[])[dir] as Grouped).owners) owners.push(o);
@@ -297,6 +283,7 @@ export class IncrementalRenderer {
     const addedPolicies = state.policies.filter((p) => !this.#objects.has(p));
     const addedServices = state.services.filter((s) => !this.#objects.has(s));
     if (removed.length + addedPolicies.length + addedServices.length > MAX_CHANGED_OBJECTS) return false;
+    this.#unchanged = removed.length + addedPolicies.length + addedServices.length === 0;
 
     const changes = new Map<MapKey, Map<string, Change>>();
     const change = (map: MapKey, owner: string): Change => {

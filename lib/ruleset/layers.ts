@@ -45,7 +45,8 @@ interface Placed {
   dropped: boolean;
 }
 
-const overlaps = (a: readonly Span[], b: readonly Span[]): boolean => {
+/** Whether two boxes meet in every dimension. */
+export const overlaps = (a: readonly Span[], b: readonly Span[]): boolean => {
   for (let d = 0; d < a.length; d++) {
     const x = a[d] as Span;
     const y = b[d] as Span;
@@ -143,18 +144,22 @@ interface Group {
   readonly placed: Placed[];
 }
 
-function hullOf(boxes: readonly Box[]): Span[] {
-  return (boxes[0] as Box).dims.map((_, d) => {
-    let lo = (boxes[0] as Box).dims[d]?.[0] as bigint;
-    let hi = (boxes[0] as Box).dims[d]?.[1] as bigint;
+/** The smallest box holding all of `boxes` (their dims; at least one). */
+export function hullOfDims(boxes: readonly (readonly Span[])[]): Span[] {
+  const first = boxes[0] as readonly Span[];
+  return first.map((_, d) => {
+    let lo = (first[d] as Span)[0];
+    let hi = (first[d] as Span)[1];
     for (const b of boxes) {
-      const s = b.dims[d] as Span;
+      const s = b[d] as Span;
       if (s[0] < lo) lo = s[0];
       if (s[1] > hi) hi = s[1];
     }
     return [lo, hi] as Span;
   });
 }
+
+const hullOf = (boxes: readonly Box[]): Span[] => hullOfDims(boxes.map((b) => b.dims));
 
 /** Each owner's boxes, merged into fewer disjoint ones when the split is smaller; in owner order. */
 function groupByOwner(boxes: readonly Box[]): Group[] {

@@ -7,6 +7,7 @@ import { type NftClient, nftClient } from "../../lib/nft/client.ts";
 import { netlinkAvailable, type NftNetlink, openNetlink } from "../../lib/nft/netlink.ts";
 import { elementText, renderRuleset, type Ruleset } from "../../lib/ruleset/render.ts";
 import { needs, netnsExecutor } from "../netns/topology.ts";
+import { elementCounts, ownerSums } from "../owners.ts";
 import { policy, state } from "../ruleset/helpers.ts";
 
 const skip = needs(["ip", "nft"]).skip;
@@ -29,31 +30,6 @@ type Count = { packets: number; bytes: number };
 
 const GARBAGE = "table inet firewall {\n\tchain forward {\n\t\tthis is not nft\n\t}\n}";
 
-/** Element counters of every map of `ruleset`, read with `nft -j list map`, in the kernel's order. */
-async function elementCounts(exec: Executor, ruleset: Ruleset): Promise<{ map: string; comment: string | null; packets: number; bytes: number }[]> {
-  const out: { map: string; comment: string | null; packets: number; bytes: number }[] = [];
-  for (const map of ruleset.maps.keys()) {
-    const r = await exec(["nft", "-j", "list", "map", "inet", "firewall", map]);
-    if (r.code !== 0) continue;
-    const doc = JSON.parse(r.stdout) as { nftables: { map?: { elem?: unknown[] } }[] };
-    for (const e of doc.nftables.find((o) => o.map)?.map?.elem ?? []) {
-      const key = (Array.isArray(e) ? e[0] : undefined) as { elem?: { comment?: string; counter?: Count } } | undefined;
-      out.push({ map, comment: key?.elem?.comment ?? null, packets: key?.elem?.counter?.packets ?? 0, bytes: key?.elem?.counter?.bytes ?? 0 });
-    }
-  }
-  return out;
-}
-
-/** Per-owner counts: the element counters summed by the comment each element carries. */
-async function ownerSums(exec: Executor, ruleset: Ruleset): Promise<Map<string, Count>> {
-  const out = new Map<string, Count>();
-  for (const e of await elementCounts(exec, ruleset)) {
-    if (e.comment === null) continue;
-    const t = out.get(e.comment) ?? { packets: 0, bytes: 0 };
-    out.set(e.comment, { packets: t.packets + e.packets, bytes: t.bytes + e.bytes });
-  }
-  return out;
-}
 
 /**
  * Gives elements of `ruleset` (by key) counts, as traffic would have: every element of the maps
