@@ -3,7 +3,9 @@
  * queue → the droptailer server, exactly once across restarts: the position
  * of the last *shipped* event is persisted (at most once a second, so after
  * a crash at most that second's events repeat), and a restart resumes after
- * it. The reader never blocks reconciling; the sender never throws.
+ * it. A shutdown waits up to {@link STOP_GRACE_MS} for the answers of pushes in
+ * flight, so what the server has is not shipped again. The reader never blocks
+ * reconciling; the sender never throws.
  *
  * @example
  * ```ts
@@ -50,10 +52,17 @@ export interface DropLogStatus {
 }
 
 const POSITION_EVERY_MS = 1_000;
+/**
+ * On shutdown, pushes in flight get this long for their answers before they are cancelled: an
+ * event the server has but whose answer was cut off would be shipped again after the restart.
+ */
+export const STOP_GRACE_MS = 2_000;
 
 export class DropLog {
   readonly #o: DropLogOptions;
   readonly #shipper: DropShipper;
+  /** Closes the shipper: once the sender ended, or {@link STOP_GRACE_MS} after the signal. */
+  readonly #shipperStop = new AbortController();
   readonly #queue: DropQueue<Position>;
   #reader: KmsgReader | undefined;
   #targetProblem: string | undefined = "no target yet";
@@ -68,7 +77,10 @@ export class DropLog {
 
   constructor(options: DropLogOptions) {
     this.#o = options;
-    this.#shipper = new DropShipper({ signal: options.signal });
+    this.#shipper = new DropShipper({ signal: this.#shipperStop.signal });
+    const cut = () => setTimeout(() => this.#shipperStop.abort(), STOP_GRACE_MS).unref();
+    if (options.signal.aborted) this.#shipperStop.abort();
+    else options.signal.addEventListener("abort", cut, { once: true });
     this.#queue = new DropQueue<Position>({
       capacity: options.capacity ?? 10_000,
       shipper: this.#shipper,
@@ -134,6 +146,7 @@ export class DropLog {
       clearInterval(this.#timer);
       this.#queue.stop();
       await sender;
+      this.#shipperStop.abort();
       await this.#flushPosition();
       this.#reader.close();
     }
@@ -157,6 +170,7 @@ export class DropLog {
       clearInterval(this.#timer);
       this.#queue.stop();
       await sender;
+      this.#shipperStop.abort();
       await this.#flushPosition();
       reader.close();
     }

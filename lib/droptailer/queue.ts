@@ -211,19 +211,27 @@ export class DropQueue<P = unknown> {
         const pending = this.#inFlight.filter((x) => !x.finished).map((x) => x.settled);
         await Promise.race([...pending, ...(this.#inFlight.length < window ? [woken] : [])]);
         this.#wakeItems = undefined;
-        while (this.#inFlight[0]?.done) {
-          const { entry } = this.#inFlight.shift() as { entry: Entry<P> };
-          if (!entry.hasPosition) continue;
-          try {
-            this.#o.onShipped?.(entry.position as P);
-          } catch {
-            // a failing position callback must not stop shipping
-          }
-        }
+        this.#reportAccepted();
       }
     } finally {
+      // Pushes the server answered while stopping are at the server: their positions move too,
+      // or a restart would ship them again.
       await Promise.all(this.#inFlight.map((x) => x.settled));
+      this.#reportAccepted();
       this.#inFlight = [];
+    }
+  }
+
+  /** Reports the positions of the accepted prefix of the pushes in flight, in order, and drops them. */
+  #reportAccepted(): void {
+    while (this.#inFlight[0]?.done) {
+      const { entry } = this.#inFlight.shift() as { entry: Entry<P> };
+      if (!entry.hasPosition) continue;
+      try {
+        this.#o.onShipped?.(entry.position as P);
+      } catch {
+        // a failing position callback must not stop shipping
+      }
     }
   }
 

@@ -96,6 +96,22 @@ describe("drop log: kernel records to the droptailer server", () => {
     expect(dpts().slice(4).sort()).toEqual(["1006", "1007"]);
     await c.stop();
   }, 40_000);
+
+  test("stopped while the server's answers are on their way: the answered drops are not shipped again after the restart", async () => {
+    server.answerDelayMs = 300;
+    const d = start();
+    await d.log.ready;
+    appendFileSync(kmsg(), drop(8, 1008) + drop(9, 1009));
+    await waitUntil("both at the server", async () => server.received.length === 8, 10_000);
+    await d.stop(); // the answers are 300 ms away
+    server.answerDelayMs = 0;
+    appendFileSync(kmsg(), drop(10, 1010));
+    const e = start();
+    await waitUntil("the drop after the restart", async () => server.received.length >= 9, 10_000);
+    await waitUntil("answered", async () => e.log.status().counters.shipped === 1, 10_000);
+    await e.stop();
+    expect(dpts().slice(6)).toEqual(["1008", "1009", "1010"]);
+  });
 });
 
 describe.skipIf(needsJournalTools())("drop log from the systemd journal", () => {

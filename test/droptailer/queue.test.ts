@@ -269,6 +269,24 @@ describe("DropQueue", () => {
     await done;
   });
 
+  test("pushes the server accepts while the queue stops still report their positions, in order (a restart must not ship them again)", async () => {
+    const releases = new Map<number, () => void>();
+    const shipper: Shipper = {
+      push: (e) => new Promise<PushResult>((resolve) => releases.set(Number(e.fields.N), () => resolve({ ok: true }))),
+    };
+    const positions: number[] = [];
+    const q = new DropQueue<number>({ capacity: 100, shipper, concurrency: 4, onShipped: (p) => positions.push(p) });
+    const done = q.run();
+    for (let i = 1; i <= 3; i++) q.offer(ev(i), i);
+    await waitUntil("three pushes in flight", async () => releases.size === 3);
+    q.stop();
+    // The answers arrive after the stop, as they do when a shutdown races the server's replies.
+    for (const n of [2, 1, 3]) (releases.get(n) as () => void)();
+    await done;
+    expect(positions).toEqual([1, 2, 3]);
+    expect(q.counters.shipped).toBe(3);
+  });
+
   test("rejects a capacity that is not a positive integer", () => {
     expect(() => new DropQueue({ capacity: 0, shipper: new FakeShipper() })).toThrow(RangeError);
   });

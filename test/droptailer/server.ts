@@ -95,6 +95,8 @@ const serviceDefinition: grpc.ServiceDefinition = {
 export class DroptailerTestServer {
   /** Every drop received, across restarts, in arrival order. */
   readonly received: ReceivedDrop[] = [];
+  /** Holds each answer this long after the drop was received (a slow server, answers on their way). */
+  answerDelayMs = 0;
   #server: grpc.Server | undefined;
   #port = 0;
 
@@ -128,7 +130,8 @@ export class DroptailerTestServer {
         const ts = d.timestamp;
         const timestampUs = ts ? ts.seconds * 1_000_000n + BigInt(Math.floor(ts.nanos / 1000)) : -1n;
         this.received.push({ timestampUs, fields: { ...d.fields } });
-        callback(null, {});
+        if (this.answerDelayMs > 0) setTimeout(() => callback(null, {}), this.answerDelayMs);
+        else callback(null, {});
       },
     });
     const creds = grpc.ServerCredentials.createSsl(this.pki.ca,
