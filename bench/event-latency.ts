@@ -1,7 +1,8 @@
 /**
  * Benchmark (SPEC §11): event → rules active in the kernel, with N policies in
  * the cluster. The controller runs in this process against the test API
- * server; its nft commands run in a throwaway network namespace, with the
+ * server in a process of its own (bench/apiserver-process.ts: as in production, the API
+ * server's work is not the controller's); its nft commands run in a throwaway network namespace, with the
  * production client (nft for transactions, netlink for reads). Each sample
  * creates one policy (an IPv4 host beside the N others in the big map, and an
  * IPv6 host alone in its map) and polls the kernel over netlink until the IPv6
@@ -26,7 +27,6 @@ import { EventRecorder } from "../lib/kube/events.ts";
 import { createLogger } from "../lib/log.ts";
 import { nftClient } from "../lib/nft/client.ts";
 import { kernelReader } from "../lib/nft/netlink.ts";
-import { TestApiServer } from "../test/apiserver/server.ts";
 
 const N = Number(process.argv[2] ?? 1000);
 const SAMPLES = Number(process.argv[3] ?? 50);
@@ -46,12 +46,23 @@ const policy = (name: string, i: number, v6 = false) => ({
 
 const ns = `fct-lat-${randomBytes(3).toString("hex")}`;
 await runCommand(["ip", "netns", "add", ns]);
-const server = await new TestApiServer().start();
+const apiserver = Bun.spawn([process.execPath, join(import.meta.dir, "apiserver-process.ts")], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+const firstLine = async () => {
+  const reader = apiserver.stdout.getReader();
+  let text = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error("the API server process ended before it listened");
+    text += new TextDecoder().decode(value);
+    if (text.includes("\n")) return text.slice(0, text.indexOf("\n"));
+  }
+};
+const kubeconfig = JSON.parse(await firstLine()) as string;
 const dir = mkdtempSync(join(tmpdir(), "fct-lat-"));
 const stop = new AbortController();
 try {
   const kc = new KubeConfig();
-  kc.loadFromString(server.kubeconfig());
+  kc.loadFromString(kubeconfig);
   const api = clusterApi(kc);
   const post = async (path: string, body: unknown) => {
     const r = await api.request("POST", path, { body });
@@ -94,12 +105,13 @@ try {
   samples.sort((a, b) => a - b);
   const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] as number;
   console.log(`event → elements in the kernel, ${N} policies, ${SAMPLES} samples: p50 ${q(0.5).toFixed(0)} ms, p90 ${q(0.9).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, max ${q(1).toFixed(0)} ms; slowest five ${samples.slice(-5).map((x) => x.toFixed(0)).join(", ")} ms`);
-  console.log(`rss: ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB (controller, API server and bench in one process)`);
+  console.log(`rss: ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB (controller and bench in one process)`);
   stop.abort();
   await running;
 } finally {
   stop.abort();
-  await server.stop();
+  apiserver.stdin.end();
+  await apiserver.exited;
   rmSync(dir, { recursive: true, force: true });
   await runCommand(["ip", "netns", "del", ns]);
 }

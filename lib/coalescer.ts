@@ -1,8 +1,10 @@
 /**
- * Turns bursts of "something changed" into single runs of a task: a notify
- * schedules a run after a short quiet delay; notifies during a run make
- * exactly one more run after it; runs never overlap. This is how a flood of
- * 1,000 watch events becomes one or two reconciles.
+ * Turns bursts of "something changed" into single runs of a task: the first
+ * notify after a quiet spell runs the task at once (on the next turn of the
+ * event loop, so the rest of the batch being delivered joins it); notifies
+ * during a run make exactly one more run, no sooner than `delayMs` after it
+ * ended; runs never overlap. So a lone event costs no waiting, and a flood of
+ * 1,000 watch events becomes two or three reconciles.
  *
  * @example
  * ```ts
@@ -23,6 +25,8 @@ export class Coalescer {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
   #again = false;
+  /** When the last run ended (performance.now()); a notify within `delayMs` of it waits out the rest. */
+  #lastEnd = Number.NEGATIVE_INFINITY;
   #idleWaiters: (() => void)[] = [];
 
   constructor(task: () => Promise<void>, options: { delayMs: number; signal: AbortSignal }) {
@@ -37,7 +41,7 @@ export class Coalescer {
     }, { once: true });
   }
 
-  /** Something changed: run the task soon (once for the whole burst). */
+  /** Something changed: run the task soon (once for the whole burst): now after a quiet spell, else `delayMs` after the last run. */
   notify(): void {
     if (this.#signal.aborted) return;
     if (this.#running) {
@@ -45,10 +49,11 @@ export class Coalescer {
       return;
     }
     if (this.#timer) return;
+    const wait = Math.max(0, this.#delayMs - (performance.now() - this.#lastEnd));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#run();
-    }, this.#delayMs);
+    }, wait);
   }
 
   /** Resolves when no run is scheduled or running. */
@@ -70,6 +75,7 @@ export class Coalescer {
     })().finally(() => {
       release();
       this.#running = undefined;
+      this.#lastEnd = performance.now();
       if (this.#again && !this.#signal.aborted) {
         this.#again = false;
         this.notify();

@@ -63,7 +63,11 @@ export interface ControllerOptions {
   readonly rulesetFile: string;
   /** Where a Firewall's `ipv4rulefile` may point (`--ruleset-dir`). */
   readonly rulesetDir?: string;
-  /** Quiet time that gathers a burst of events into one reconcile. */
+  /**
+   * Least time between the end of a reconcile and the next one; default 0: an event runs at once,
+   * and events during a run gather into one run right after it (the run's own duration is the
+   * coalescing window, long exactly when the table is large).
+   */
   readonly coalesceMs?: number;
   /** Not ready once the API server has not answered for this long; default {@link API_STALE_AFTER_MS}. */
   readonly apiStaleAfterMs?: number;
@@ -201,7 +205,7 @@ export class Controller {
     this.#api = trackContact(deps.api, () => this.#now(), () => deps.metrics?.apiError());
     this.#applier = new Applier({ nft: deps.nft, table: TABLE });
     deps.metrics?.readinessFrom(() => this.readiness().ok);
-    this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 10, signal });
+    this.#coalescer = new Coalescer(() => this.#tick(), { delayMs: options.coalesceMs ?? 0, signal });
     // Only the long-running controller reconciles on changes: in `--once` the lists would otherwise
     // start a second reconcile beside the one runOnce runs itself.
     const notify = () => {

@@ -37,6 +37,22 @@ describe("Coalescer", () => {
     ac.abort();
   });
 
+  test("a lone event after a quiet spell runs at once; one right after a run waits out the delay", async () => {
+    const ac = new AbortController();
+    const started: number[] = [];
+    const c = new Coalescer(async () => {
+      started.push(performance.now());
+    }, { delayMs: 1000, signal: ac.signal });
+    const t0 = performance.now();
+    c.notify();
+    await c.idle();
+    expect((started[0] as number) - t0).toBeLessThan(500); // not the 1,000 ms delay
+    c.notify(); // just after the run ended: coalesced behind the delay
+    await c.idle();
+    expect((started[1] as number) - (started[0] as number)).toBeGreaterThanOrEqual(999);
+    ac.abort();
+  });
+
   test("a failing run does not stop later runs", async () => {
     const ac = new AbortController();
     let runs = 0;
