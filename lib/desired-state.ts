@@ -213,6 +213,77 @@ function factsOf(object: object, source: string | undefined): Facts {
   return f;
 }
 
+/**
+ * Where one object goes on its own, before any other object or the memory of valid versions has a
+ * say: ignored (and why), or a policy, Service or Firewall with its validated (and budget-checked)
+ * value. A function of the object and of the options in {@link routeSignature}.
+ */
+type Route =
+  | { readonly t: "ignore"; readonly ignored: Ignored; readonly verdict: Verdict }
+  | { readonly t: "policy"; readonly name: string; readonly r: Validated<Extract<Accepted, { kind: "ClusterwideNetworkPolicy" }>> }
+  | { readonly t: "service"; readonly skey: string; readonly r: Validated<Extract<Accepted, { kind: "Service" }>> }
+  | { readonly t: "firewall"; readonly r: Validated<Extract<Accepted, { kind: "Firewall" }>> };
+
+/** An object's facts and route, and for a valid one its verdict and state entry, made once. */
+interface Routed {
+  readonly facts: Facts;
+  readonly signature: string;
+  readonly route: Route;
+  /** The accepted verdict of a valid object. */
+  readonly verdict?: Verdict;
+}
+
+/** The options a route depends on. */
+const routeSignature = (options: ClassifyOptions, perObject: number): string =>
+  JSON.stringify([options.firewallName, options.rulesetDir ?? null, perObject]);
+
+// Every reconcile routes every object; by identity, an unchanged object costs one lookup.
+const routes = new WeakMap<object, Routed>();
+
+/** A valid object's value, unless it alone is over the per-object budget: then it is rejected like any invalid object. */
+function withinObjectBudget<K extends Accepted["kind"], T>(wrap: (t: T) => Extract<Accepted, { kind: K }>, r: Validated<T>, count: (t: T) => number, perObject: number): Validated<Extract<Accepted, { kind: K }>> {
+  if (!r.ok) return r;
+  const n = count(r.value);
+  if (n > perObject) return { ok: false, problems: [budgetProblem(n, perObject, "object")] };
+  // The same wrapper for the same validated value: the last-valid memory then sees it unchanged.
+  const known = wrapped.get(r) as Validated<Extract<Accepted, { kind: K }>> | undefined;
+  if (known) return known;
+  const w: Validated<Extract<Accepted, { kind: K }>> = { ok: true, value: wrap(r.value), notes: r.notes };
+  wrapped.set(r, w);
+  return w;
+}
+
+function routeOf(object: object, f: Facts, options: ClassifyOptions, perObject: number): Route {
+  const { meta, rawKind, apiVersion, group, ref } = f;
+  const ignore = (reason: string): Route => ({ t: "ignore", ignored: { ref, reason }, verdict: { state: "ignored", ref, reason } });
+  switch (rawKind) {
+    case "ClusterwideNetworkPolicy":
+      if (group !== "metal-stack.io") return ignore(`apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
+      if (meta.namespace !== FIREWALL_NAMESPACE) return ignore(`namespace ${show(meta.namespace)} is not ${FIREWALL_NAMESPACE}; only policies there take effect`);
+      return { t: "policy", name: meta.name, r: withinObjectBudget((policy: Policy) => ({ kind: "ClusterwideNetworkPolicy", policy }), memo(object, parsePolicy), policyElementCount, perObject) };
+    case "Firewall":
+      if (group !== "metal-stack.io") return ignore(`apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
+      if (meta.namespace !== FIREWALL_NAMESPACE || meta.name !== options.firewallName) return ignore(`only Firewall ${FIREWALL_NAMESPACE}/${options.firewallName} configures this firewall`);
+      return { t: "firewall", r: withinObjectBudget((fw: FirewallSpec) => ({ kind: "Firewall", firewall: fw }), parseFirewall(object, options.rulesetDir === undefined ? {} : { rulesetDir: options.rulesetDir }), () => 0, perObject) };
+    case "Service":
+      if (apiVersion !== "v1") return ignore(`apiVersion ${show(apiVersion)} is not v1`);
+      if (!isLoadBalancer(object)) return ignore("not of type LoadBalancer; opens nothing");
+      return { t: "service", skey: `${meta.namespace}/${meta.name}`, r: withinObjectBudget((service: LoadBalancer) => ({ kind: "Service", service }), memo(object, parseService), serviceElementCount, perObject) };
+    default:
+      return ignore(`kind ${show(rawKind)} is not used by firewall-controller`);
+  }
+}
+
+function routed(object: object, source: string | undefined, options: ClassifyOptions, signature: string, perObject: number): Routed {
+  const known = source === undefined ? routes.get(object) : undefined;
+  if (known && known.signature === signature) return known;
+  const f = factsOf(object, source);
+  const route = routeOf(object, f, options, perObject);
+  const r: Routed = { facts: f, signature, route, ...(route.t !== "ignore" && route.r.ok ? { verdict: acceptedVerdict(route.r, f.ref) } : {}) };
+  if (source === undefined) routes.set(object, r);
+  return r;
+}
+
 /** Classifies every object; `source` tells where each came from (manifest mode). */
 export function buildDesiredState(objects: readonly { object: unknown; source?: string }[], options: ClassifyOptions): Classified {
   const accepted: ObjectRef[] = [];
@@ -226,17 +297,12 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
   // Remembered only once the object is really in: one rejected by the total budget never was.
   const toRemember = new Map<string, Facts>();
   const budget = options.budget ?? ELEMENT_BUDGET;
-  const rulesetDirOption = options.rulesetDir === undefined ? {} : { rulesetDir: options.rulesetDir };
   const live = new Set<string>();
   let firewall: FirewallSpec | null = null;
   let firewallPresent = false;
 
   const verdict = (key: string, v: Verdict) => {
     if (!verdicts.has(key)) verdicts.set(key, v);
-  };
-  const ignore = (key: string, ref: ObjectRef, reason: string) => {
-    ignored.push({ ref, reason });
-    verdict(key, { state: "ignored", ref, reason });
   };
   const reject = (key: string, ref: ObjectRef, problems: readonly Problem[], inForce?: InForce) => {
     const r: Rejection = { ref, problems, ...(inForce === undefined ? {} : { inForce }) };
@@ -248,15 +314,14 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
    * A valid object's value, or, for an invalid one, its last valid version
    * when the controller remembers one (the rejection still reported).
    */
-  const take = <K extends Accepted["kind"]>(key: string, ref: ObjectRef, object: object, r: Validated<Extract<Accepted, { kind: K }>>): Extract<Accepted, { kind: K }> | undefined => {
-    const { meta } = factsOf(object, ref.source);
+  const take = <K extends Accepted["kind"]>(o: Routed, r: Validated<Extract<Accepted, { kind: K }>>): Extract<Accepted, { kind: K }> | undefined => {
+    const { key, ref, meta } = o.facts;
     if (memory) live.add(key);
     if (r.ok) {
       if (r.notes.length > 0) notes.push({ ref, problems: r.notes });
-      const facts = factsOf(object, ref.source);
-      if (memory) toRemember.set(key, facts);
+      if (memory) toRemember.set(key, o.facts);
       accepted.push(ref);
-      verdict(key, acceptedVerdict(r, ref));
+      verdict(key, o.verdict as Verdict);
       return r.value;
     }
     if (!memory) {
@@ -271,85 +336,50 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
     reject(key, ref, r.problems, meta.generation !== undefined && meta.generation > 1 ? "unknown" : "none");
     return undefined;
   };
-  /**
-   * A valid object's value, unless it alone is over the element budget: then it is
-   * rejected like any invalid object (and its last valid version, if known, stays).
-   */
-  const as = <K extends Accepted["kind"], T>(_kind: K, wrap: (t: T) => Extract<Accepted, { kind: K }>, r: Validated<T>, count: (t: T) => number): Validated<Extract<Accepted, { kind: K }>> => {
-    if (!r.ok) return r;
-    const n = count(r.value);
-    if (n > budget.perObject) return { ok: false, problems: [budgetProblem(n, budget.perObject, "object")] };
-    // The same wrapper for the same validated value: the last-valid memory then sees it unchanged.
-    const known = wrapped.get(r) as Validated<Extract<Accepted, { kind: K }>> | undefined;
-    if (known) return known;
-    const w: Validated<Extract<Accepted, { kind: K }>> = { ok: true, value: wrap(r.value), notes: r.notes };
-    wrapped.set(r, w);
-    return w;
-  };
 
+  const signature = routeSignature(options, budget.perObject);
   for (const { object, source } of objects) {
     if (typeof object !== "object" || object === null || Array.isArray(object)) {
       reject(objectKey("(none)", "", String(rejected.length)), refOf(object, source), [{ path: "(object)", message: `${show(object)} is not a Kubernetes object` }]);
       continue;
     }
-    const { ref, meta, rawKind, key, apiVersion, group } = factsOf(object, source);
-    switch (rawKind) {
-      case "ClusterwideNetworkPolicy": {
-        if (group !== "metal-stack.io") {
-          ignore(key, ref, `apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
-          break;
-        }
-        if (meta.namespace !== FIREWALL_NAMESPACE) {
-          ignore(key, ref, `namespace ${show(meta.namespace)} is not ${FIREWALL_NAMESPACE}; only policies there take effect`);
-          break;
-        }
-        const prev = policies.get(meta.name);
+    const o = routed(object, source, options, signature, budget.perObject);
+    const { ref, meta, key } = o.facts;
+    const route = o.route;
+    switch (route.t) {
+      case "ignore":
+        ignored.push(route.ignored);
+        verdict(key, route.verdict);
+        break;
+      case "policy": {
+        const prev = policies.get(route.name);
         if (prev) {
           reject(key, ref, [{ path: "metadata.name", message: `${show(meta.name)} is defined twice; the first definition${prev.ref.source ? ` (${prev.ref.source})` : ""} is used` }]);
           break;
         }
-        const v = take(key, ref, object, as("ClusterwideNetworkPolicy", (policy: Policy) => ({ kind: "ClusterwideNetworkPolicy", policy }), memo(object, parsePolicy), policyElementCount));
-        if (v) policies.set(v.policy.name, { policy: v.policy, ref, key });
+        const v = take(o, route.r);
+        if (v) policies.set(route.name, { policy: v.policy, ref, key });
         break;
       }
-      case "Firewall": {
-        if (group !== "metal-stack.io") {
-          ignore(key, ref, `apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
-          break;
-        }
-        if (meta.namespace !== FIREWALL_NAMESPACE || meta.name !== options.firewallName) {
-          ignore(key, ref, `only Firewall ${FIREWALL_NAMESPACE}/${options.firewallName} configures this firewall`);
-          break;
-        }
+      case "firewall": {
         if (firewallPresent) {
           reject(key, ref, [{ path: "metadata.name", message: `${show(meta.name)} is defined twice; the first definition is used` }]);
           break;
         }
         firewallPresent = true;
-        const v = take(key, ref, object, as("Firewall", (fw: FirewallSpec) => ({ kind: "Firewall", firewall: fw }), parseFirewall(object, rulesetDirOption), () => 0));
+        const v = take(o, route.r);
         if (v) firewall = v.firewall;
         break;
       }
-      case "Service": {
-        if (apiVersion !== "v1") {
-          ignore(key, ref, `apiVersion ${show(apiVersion)} is not v1`);
+      case "service": {
+        if (services.has(route.skey)) {
+          reject(key, ref, [{ path: "metadata.name", message: `${show(route.skey)} is defined twice; the first definition is used` }]);
           break;
         }
-        if (!isLoadBalancer(object)) {
-          ignore(key, ref, "not of type LoadBalancer; opens nothing");
-          break;
-        }
-        const skey = `${meta.namespace}/${meta.name}`;
-        if (services.has(skey)) {
-          reject(key, ref, [{ path: "metadata.name", message: `${show(skey)} is defined twice; the first definition is used` }]);
-          break;
-        }
-        const v = take(key, ref, object, as("Service", (service: LoadBalancer) => ({ kind: "Service", service }), memo(object, parseService), serviceElementCount));
-        if (v) services.set(skey, { service: v.service, ref, key });
+        const v = take(o, route.r);
+        if (v) services.set(route.skey, { service: v.service, ref, key });
         break;
       }
-      default:
-        ignore(key, ref, `kind ${show(rawKind)} is not used by firewall-controller`);
     }
   }
   // The total budget. What was in force last time comes first (a newcomer never pushes out rules
@@ -359,6 +389,13 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
   const admittedBefore = options.admitted ?? new Set<string>();
   let elements = 0;
   const withinTotal = <T>(entries: Map<string, { ref: ObjectRef; key: string } & T>, count: (e: T) => number) => {
+    // All of them fit (the usual case): the order cannot matter, so nothing is sorted.
+    let sum = 0;
+    for (const e of entries.values()) sum += count(e);
+    if (elements + sum <= budget.total) {
+      elements += sum;
+      return;
+    }
     const names = [...entries.keys()].sort(byKey);
     const first: string[] = [];
     const then: string[] = [];

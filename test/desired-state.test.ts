@@ -197,6 +197,25 @@ describe("buildDesiredState: element budget", () => {
 describe("buildDesiredState: verdicts and the last valid version", () => {
   const withMeta = (o: ReturnType<typeof cwnp>, uid: string, generation: number) => ({ ...o, metadata: { ...o.metadata, uid, generation } });
 
+  test("the same objects classified again under other options are routed anew: another firewall name, a smaller per-object budget", () => {
+    // From the API (no source): what an object is gets remembered by identity, for these options only.
+    const fw = firewall("edge");
+    const policy = cwnp("web", { egress: [{ ports: [{ port: 443 }, { port: 444 }] }] });
+    const api = (options: Parameters<typeof buildDesiredState>[1]) => buildDesiredState([{ object: fw }, { object: policy }], options);
+    const first = api(OPTIONS);
+    expect(first.firewallPresent).toBe(false);
+    expect(first.verdicts.get(objectKey("Firewall", "firewall", "edge"))?.state).toBe("ignored");
+    expect(first.state.policies.map((p) => p.name)).toEqual(["web"]);
+    const named = api({ ...OPTIONS, firewallName: "edge" });
+    expect(named.firewallPresent).toBe(true);
+    expect(named.verdicts.get(objectKey("Firewall", "firewall", "edge"))?.state).toBe("accepted");
+    const tight = api({ ...OPTIONS, firewallName: "edge", budget: { perObject: 1, total: 100 } });
+    expect(tight.state.policies).toEqual([]);
+    expect(tight.verdicts.get(objectKey("ClusterwideNetworkPolicy", "firewall", "web"))?.state).toBe("rejected");
+    // And back: the first options give the first answer again.
+    expect(api(OPTIONS).state.policies.map((p) => p.name)).toEqual(["web"]);
+  });
+
   test("verdicts are keyed by kind, namespace and name: an invalid Service does not mark the policy of the same name", () => {
     const c = build([cwnp("web"), svc("web", "LoadBalancer", { loadBalancerSourceRanges: ["not-a-cidr"] }, "firewall")]);
     expect(c.verdicts.get(objectKey("ClusterwideNetworkPolicy", "firewall", "web"))?.state).toBe("accepted");

@@ -131,22 +131,66 @@ class SampledRegistry extends Registry {
 /** A label value as the exposition format quotes it (prom-client's escaping). */
 const labelValue = (v: string) => (/[\\\n"]/.test(v) ? v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"') : v);
 
+/** A rule's labels in exposition form: `chain="…",family="…",…` (prom-client's order and escaping). */
+function labelText(rule: SnapshotRule): string {
+  const labels = ruleLabels(rule);
+  const parts: string[] = [];
+  for (const k of RULE_LABELS) parts.push(`${k}="${labelValue(labels[k])}"`);
+  return parts.join(",");
+}
+
+/**
+ * The label texts of the element rules (one per map and owner comment), kept across scrapes: their
+ * labels are a function of family, table, map, verdict and comment alone (no matches, handle 0),
+ * and at 10,000 policies building them
+ * anew was most of a scrape. Bounded by what the last scrapes saw.
+ */
+class ElementLabels {
+  #now = new Map<string, string>();
+  #before = new Map<string, string>();
+
+  get(rule: SnapshotRule): string {
+    const key = `${rule.family}\0${rule.table}\0${rule.chain}\0${rule.verdict}\0${rule.comment ?? ""}`;
+    let text = this.#now.get(key);
+    if (text === undefined) {
+      text = this.#before.get(key) ?? labelText(rule);
+      this.#now.set(key, text);
+    }
+    return text;
+  }
+
+  /** After a scrape: what it did not use is forgotten at the next one. */
+  rotate(): void {
+    this.#before = this.#now;
+    this.#now = new Map();
+  }
+}
+
 /**
  * One counter family of many series, printed directly: at 10,000 policies the rule series are
  * 80,000, and prom-client's own formatting of them costs over a second of CPU per scrape. The
  * text is the same as prom-client prints (series with equal labels summed, in first-seen order).
+ * `unique` series are known to have labels no other series has (the element rules: one per map
+ * and comment) and skip the summing.
  */
-function counterFamily(name: string, help: string, series: Iterable<{ labels: Record<string, string>; value: number }>): string {
-  const sums = new Map<string, number>();
-  for (const s of series) {
-    const parts: string[] = [];
-    for (const k in s.labels) parts.push(`${k}="${labelValue(s.labels[k] as string)}"`);
-    const key = parts.join(",");
-    sums.set(key, (sums.get(key) ?? 0) + s.value);
-  }
-  if (sums.size === 0) return "";
+function counterFamily(name: string, help: string, series: Iterable<{ labels: string; value: number; unique: boolean }>): string {
   const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} counter`];
-  for (const [key, value] of sums) lines.push(`${name}{${key}} ${value}`);
+  // A summed series keeps the place it was first seen at; its line is written once the sum is known.
+  const sums = new Map<string, { line: number; value: number }>();
+  for (const s of series) {
+    if (s.unique) {
+      lines.push(`${name}{${s.labels}} ${s.value}`);
+      continue;
+    }
+    const sum = sums.get(s.labels);
+    if (sum) sum.value += s.value;
+    else {
+      sums.set(s.labels, { line: lines.length, value: s.value });
+      lines.push("");
+    }
+  }
+  if (lines.length === 2) return "";
+  for (const [key, { line, value }] of sums) lines[line] = `${name}{${key}} ${value}`;
   return lines.join("\n");
 }
 
@@ -224,12 +268,24 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
   });
   // Per-policy and per-service figures: our maps' element counters, summed by owner comment.
   const ownChain = (r: SnapshotRule) => r.table === ourTable && r.family === "inet" && r.fromElements === true;
+  const elementLabels = new ElementLabels();
+  let labelled: Snapshot | null = null;
+  const ruleSeries = (s: Snapshot | null) => {
+    if (s !== labelled) elementLabels.rotate();
+    labelled = s;
+    // As the original: only counted rules. A rule naming a counter that does not exist counts as 0.
+    // Element rules are unique per table, map and comment (they are sums by comment).
+    return (s?.rules ?? [])
+      .filter((r) => (r.counter !== null || r.counterName !== null) && (perPolicy || !ownChain(r)))
+      .map((r) => ({ rule: r, labels: r.fromElements === true ? elementLabels.get(r) : labelText(r), unique: r.fromElements === true }));
+  };
+  // Both families of one scrape share one labelling of its snapshot.
+  let labelling: { snapshot: Snapshot | null; series: ReturnType<typeof ruleSeries> } | undefined;
   for (const [kind, help] of [["bytes", "Bytes, matched by rule per rule comment"], ["packets", "Packets, matched by rule per rule comment"]] as const) {
     registry.addText("nftables_chain_rules", async () => {
-      const rules = (await snapshot())?.rules ?? [];
-      // As the original: only counted rules. A rule naming a counter that does not exist counts as 0.
-      const counted = rules.filter((r) => (r.counter !== null || r.counterName !== null) && (perPolicy || !ownChain(r)));
-      return counterFamily(`nftables_rule_${kind}`, help, counted.map((r) => ({ labels: ruleLabels(r), value: r.counter?.[kind] ?? 0 })));
+      const s = await snapshot();
+      if (labelling?.snapshot !== s) labelling = { snapshot: s, series: ruleSeries(s) };
+      return counterFamily(`nftables_rule_${kind}`, help, labelling.series.map((x) => ({ labels: x.labels, value: x.rule.counter?.[kind] ?? 0, unique: x.unique })));
     });
   }
   new Gauge({
