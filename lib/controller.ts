@@ -189,6 +189,12 @@ export class Controller {
   #deleted = false;
   /** Keys of the objects in the last applied state: first in line for the total budget. */
   #admitted: ReadonlySet<string> = new Set();
+  /**
+   * Policy objects whose status was found to say what their verdict says, with that verdict: the
+   * same object (its status included) and the same verdict need no second look. A write brings a
+   * new object version, looked at once more.
+   */
+  #statusInSync = new WeakMap<object, Verdict | undefined>();
   /** Every ruleset file this process wrote: removed with the table on deletion. */
   readonly #rulesetFiles = new Set<string>();
   #reconciles = 0;
@@ -602,6 +608,7 @@ export class Controller {
     for (const o of this.#reflectors.policies.items()) {
       const ns = o.metadata.namespace ?? "";
       const v: Verdict | undefined = desired.verdicts.get(objectKey("ClusterwideNetworkPolicy", ns, o.metadata.name));
+      if (this.#statusInSync.has(o) && this.#statusInSync.get(o) === v) continue;
       let verdict: PolicyVerdict;
       if (!v || v.state === "ignored") verdict = { kind: "Ignored", reason: v?.reason ?? `only policies in namespace ${FIREWALL_NAMESPACE} take effect` };
       else if (v.state === "rejected") verdict = { kind: "Invalid", problems: v.problems, ...(v.inForce === undefined ? {} : { inForce: v.inForce }) };
@@ -609,7 +616,10 @@ export class Controller {
       const status = policyStatus(verdict, o.metadata.generation);
       // Only our fields count: another tool's additions to the status must not make us write every time.
       const current = (o as { status?: Record<string, unknown> }).status ?? {};
-      if (sameStatus({ state: current.state, message: current.message, observedGeneration: current.observedGeneration }, { observedGeneration: undefined, ...status })) continue;
+      if (sameStatus({ state: current.state, message: current.message, observedGeneration: current.observedGeneration }, { observedGeneration: undefined, ...status })) {
+        this.#statusInSync.set(o, v);
+        continue;
+      }
       const r = await this.#api.api.request("PATCH", `${GROUP}/namespaces/${ns}/clusterwidenetworkpolicies/${o.metadata.name}/status`, {
         body: { status },
         contentType: "application/merge-patch+json",

@@ -77,7 +77,17 @@ type Counts = ReadonlyMap<string, { packets: number; bytes: number }>;
 /** Chains of policies and services of earlier versions (each with a counter of its name): deleted on the first replacement. */
 const COUNTED_CHAIN = /^(np|svc)\./;
 
-export const revisionOf = (text: string): string => createHash("sha256").update(text).digest("hex").slice(0, 16);
+/** The last texts hashed: an apply asks for the revision of the same (multi-MB) texts several times. */
+const recentRevisions: { text: string; revision: string }[] = [];
+
+export function revisionOf(text: string): string {
+  // The same string object compares by identity at once; another of equal length by content.
+  for (const r of recentRevisions) if (r.text === text) return r.revision;
+  const revision = createHash("sha256").update(text).digest("hex").slice(0, 16);
+  recentRevisions.unshift({ text, revision });
+  if (recentRevisions.length > 2) recentRevisions.pop();
+  return revision;
+}
 
 /** The table text with its revision marker chain. */
 function withMarker(text: string, table: string, revision: string): string {
