@@ -210,6 +210,10 @@ export class IncrementalRenderer {
   #delta: Map<string, { removed: [string, string][]; added: [string, string][] }> | undefined;
   /** The last {@link #update} found no object added, removed or changed. */
   #unchanged = false;
+  /** Owner name → comment of the last result (handed on as its `owners`; never changed after). */
+  #ownerComments: ReadonlyMap<string, string> | undefined;
+  /** What the last {@link #update} removed and added, for patching {@link #ownerComments}; undefined after {@link #full}. */
+  #ownerChanges: { removed: (readonly Grouped[])[]; added: (readonly Grouped[])[] } | undefined;
   /** Maps layered from scratch and patched in the last render (for tests and logs). */
   lastRender: { readonly scratch: number; readonly patched: number } = { scratch: 0, patched: 0 };
 
@@ -240,16 +244,35 @@ export class IncrementalRenderer {
       this.#last = same;
       return same;
     }
-    const owners: Owner[] = [];
-    for (const dir of [0, 1]) {
-      for (const p of this.#policies) for (const o of ((this.#objects.get(p) as readonly Grouped[])[dir] as Grouped).owners) owners.push(o);
+    // Owner order: every policy's egress owners, then every policy's ingress owners, then services.
+    const egress: Owner[] = [];
+    const ingress: Owner[] = [];
+    for (const p of this.#policies) {
+      const g = this.#objects.get(p) as readonly Grouped[];
+      for (const o of (g[0] as Grouped).owners) egress.push(o);
+      for (const o of (g[1] as Grouped).owners) ingress.push(o);
     }
+    const owners = egress.concat(ingress);
     for (const s of this.#services) for (const o of ((this.#objects.get(s) as readonly Grouped[])[0] as Grouped).owners) owners.push(o);
+    // Owner comments: the last result's, patched by what changed (owner names are unique across
+    // objects); a copy, since the last result keeps its own.
+    let comments: Map<string, string>;
+    const changes = this.#ownerChanges;
+    if (this.#ownerComments && changes) {
+      comments = new Map(this.#ownerComments);
+      for (const groups of changes.removed) for (const g of groups) for (const o of g.owners) comments.delete(o.chain);
+      for (const groups of changes.added) for (const g of groups) for (const o of g.owners) comments.set(o.chain, o.comment);
+    } else {
+      comments = new Map();
+      for (const o of owners) comments.set(o.chain, o.comment);
+    }
+    this.#ownerComments = comments;
+    this.#ownerChanges = undefined;
     const maps = Object.fromEntries(MAP_KEYS.map((k) => [k, (this.#maps.get(k) as MapState).map])) as Record<MapKey, LayeredMap>;
     // Every map that overflowed when it was last layered, changed in this render or not: an
     // incomplete ruleset must be reported as such on every render, as renderRuleset does.
     const incomplete = MAP_KEYS.filter((k) => (this.#maps.get(k) as MapState).overflowed).map((k) => (this.#maps.get(k) as MapState).map.base);
-    const out = assemble(state, maps, owners, incomplete);
+    const out = assemble(state, maps, owners, incomplete, comments);
     const from = this.#last;
     const delta = this.#delta;
     this.#last = out;
@@ -263,6 +286,8 @@ export class IncrementalRenderer {
   /** Everything from scratch. */
   #full(state: DesiredState, overflow: string[], verdict: string): void {
     this.#delta = undefined;
+    this.#ownerComments = undefined;
+    this.#ownerChanges = undefined;
     this.#objects = new Map();
     this.#policies = state.policies.toSorted(byPolicyName);
     this.#services = state.services.toSorted(byServiceKey);
@@ -293,15 +318,20 @@ export class IncrementalRenderer {
       if (!c) m.set(owner, (c = {}));
       return c;
     };
+    const ownerChanges = { removed: [] as (readonly Grouped[])[], added: [] as (readonly Grouped[])[] };
     for (const o of removed) {
-      for (const g of this.#objects.get(o) as readonly Grouped[]) for (const x of g.maps) change(x.map, x.owner).old = x.boxes;
+      const groups = this.#objects.get(o) as readonly Grouped[];
+      ownerChanges.removed.push(groups);
+      for (const g of groups) for (const x of g.maps) change(x.map, x.owner).old = x.boxes;
       this.#objects.delete(o);
     }
     for (const o of [...addedPolicies, ...addedServices]) {
       const groups = contributions(o);
+      ownerChanges.added.push(groups);
       this.#objects.set(o, groups);
       for (const g of groups) for (const x of g.maps) change(x.map, x.owner).now = x.boxes;
     }
+    this.#ownerChanges = ownerChanges;
     const gone = new Set(removed);
     this.#policies = merged(this.#policies.filter((p) => !gone.has(p)), addedPolicies, byPolicyName);
     this.#services = merged(this.#services.filter((s) => !gone.has(s)), addedServices, byServiceKey);

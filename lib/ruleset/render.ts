@@ -278,6 +278,7 @@ export interface Ruleset {
   /**
    * Owner name (`np.eg.tcp.<policy>`, `svc.<namespace>.<name>`) → its comment, which every
    * element of the owner carries in the kernel: the kernel's own record of who owns an element.
+   * Read by name; its iteration order means nothing (an incremental render patches it).
    */
   readonly owners: ReadonlyMap<string, string>;
   /**
@@ -420,7 +421,7 @@ function countedRuleOf(o: Owner): CountedRule {
 }
 
 /** The table from its layered maps and owners (in owner order): the text and the model the applier diffs. */
-export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, LayeredMap>>, owners: readonly Owner[], overflow: readonly string[]): RenderedRuleset {
+export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, LayeredMap>>, owners: readonly Owner[], overflow: readonly string[], ownerComments?: ReadonlyMap<string, string>): RenderedRuleset {
   const all = MAP_KEYS.map((k) => maps[k]);
   const declared = all.flatMap((m) => m.layers.map((l) => ({ name: l.name, type: m.type, elements: l.elements })));
   const sets: string[] = [];
@@ -437,9 +438,10 @@ export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, Laye
   out.push(...sets);
   const logAccepted = state.logAcceptedConnections === true;
   const verdict = elementVerdict(logAccepted);
-  const ownerComments = new Map(owners.map((o) => [o.chain, o.comment]));
+  // The incremental renderer hands its comments on (patched, not built again); they are these.
+  const comments = ownerComments ?? new Map(owners.map((o) => [o.chain, o.comment]));
   const head = out.join("\n");
-  for (const m of declared) out.push(...renderMap(m.name, m.type, m.elements, verdict, ownerComments));
+  for (const m of declared) out.push(...renderMap(m.name, m.type, m.elements, verdict, comments));
   const acceptLog = logAccepted ? [`\tchain ${ACCEPT_LOG_CHAIN} {`, `\t\t${ACCEPT_LOG_RULE}`, "\t\taccept", "\t}"] : [];
   const tail = [...acceptLog, ...forward, "}"].join("\n");
   out.push(tail);
@@ -449,7 +451,7 @@ export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, Laye
   const skeleton = [
     ...FIXED_COUNTERS.map((c) => `\tcounter ${c} {\n\t}`),
     ...sets,
-    ...all.flatMap((m) => renderMap(m.base, m.type, new Map(), verdict, ownerComments)),
+    ...all.flatMap((m) => renderMap(m.base, m.type, new Map(), verdict, comments)),
     ...acceptLog,
     (forward[0] as string),
     (forward[1] as string),
@@ -460,7 +462,7 @@ export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, Laye
     counters,
     skeleton,
     elements: new Map(declared.map((m) => [m.name, m.elements])),
-    owners: ownerComments,
+    owners: comments,
     sets: setCounts,
     maps: new Map(declared.map((m) => [m.name, m.type])),
     forwardRules: forward.slice(2, -1).map((l) => l.trim()),

@@ -24,7 +24,8 @@ const parsedServices = (raw: unknown[]): LoadBalancer[] =>
 const plain = (r: RenderedRuleset) => ({
   text: r.text,
   elements: [...r.elements].map(([m, e]) => [m, [...e]]),
-  owners: [...r.owners],
+  // Keyed by owner name: only lookups read it, so its iteration order is not part of what a render says.
+  owners: [...r.owners].toSorted(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
   maps: [...r.maps],
   forwardRules: r.forwardRules,
   countedRules: r.countedRules,
