@@ -78,6 +78,8 @@ interface Entry {
   readonly owner: string;
   readonly key: string;
   readonly text: string;
+  /** Ends a run of joined lines (see {@link chunkTexts}). */
+  readonly cut: boolean;
 }
 
 /**
@@ -386,7 +388,7 @@ function scratch(key: MapKey, owners: Map<string, OwnerBoxes>, overflow: string[
       list.push({ layer: n, dims: p.dims });
       pieces.set(owner, list);
       const k = keyText(p.dims, fields);
-      return { dims: p.dims, owner, key: k, text: elementText(k, (owners.get(owner) as OwnerBoxes).comment, verdict) };
+      return { dims: p.dims, owner, key: k, text: elementText(k, (owners.get(owner) as OwnerBoxes).comment, verdict), cut: isCut(k) };
     }).toSorted((a, b) => cmpDims(a.dims, b.dims))
   );
   const map: LayeredMap = { base, type, layers: layers.map((l, n) => ({ name: layerName(base, n), elements: elementsOf(l, verdict) })) };
@@ -454,7 +456,7 @@ function patch(key: MapKey, ms: MapState, changed: ReadonlyMap<string, Change>, 
       const owner = (members[p.owner] as readonly [string, OwnerBoxes])[0];
       const list = ms.layers[n] as Entry[];
       const k = keyText(p.dims, fields);
-      list.splice(lowerBound(list, p.dims), 0, { dims: p.dims, owner, key: k, text: elementText(k, (ms.owners.get(owner) as OwnerBoxes).comment, ms.verdict) });
+      list.splice(lowerBound(list, p.dims), 0, { dims: p.dims, owner, key: k, text: elementText(k, (ms.owners.get(owner) as OwnerBoxes).comment, ms.verdict), cut: isCut(k) });
       at(come, n).set(k, owner);
       const own = ms.pieces.get(owner);
       if (own) own.push({ layer: n, dims: p.dims });
@@ -560,8 +562,45 @@ class LazyElements extends Map<string, string> {
 /** One layer's elements, with their text handed over. */
 function elementsOf(entries: readonly Entry[], verdict: string): Map<string, string> {
   const out = new LazyElements(entries);
-  primeElementsText(out, verdict, entries.map((e) => e.text));
+  primeElementsText(out, verdict, chunkTexts(entries));
   return out;
+}
+
+/**
+ * A layer's element lines joined in runs, each run's text kept with the run: a change re-joins
+ * the run it falls in, not the map's 20,000 lines. Runs end after an entry whose key hashes to a
+ * cut (content-defined, so an element added or removed moves no boundary elsewhere); a run is
+ * known again by its first entry and the very same entries after it. Joined by `,\n\t\t\t`
+ * like the lines themselves.
+ */
+function chunkTexts(entries: readonly Entry[]): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < entries.length; i++) {
+    if (!(entries[i] as Entry).cut && i !== entries.length - 1) continue;
+    const first = entries[start] as Entry;
+    const known = runs.get(first);
+    let text: string;
+    if (known && known.entries.length === i + 1 - start && known.entries.every((e, k) => e === entries[start + k])) text = known.text;
+    else {
+      const run = entries.slice(start, i + 1);
+      text = run.map((e) => e.text).join(",\n\t\t\t");
+      runs.set(first, { entries: run, text });
+    }
+    out.push(text);
+    start = i + 1;
+  }
+  return out;
+}
+
+/** Joined runs by their first entry (entries are immutable: one key, owner and text each). */
+const runs = new WeakMap<Entry, { readonly entries: readonly Entry[]; readonly text: string }>();
+
+/** About one entry in 128 ends a run, by a hash of its key. */
+function isCut(key: string): boolean {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h & 127) === 0;
 }
 
 /** What one object contributes, grouped by map and owner: computed once per object version. */

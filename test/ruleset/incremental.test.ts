@@ -117,6 +117,33 @@ describe("incremental rendering", () => {
     expect(back.maps.has("egress4_ports_1")).toBe(false);
   });
 
+  test("in a map of thousands of elements, elements added, removed and changed in the middle, at the start and at the end give the text of a render from scratch", () => {
+    // Enough elements for many runs of joined lines (one ends after about every 128th): a change
+    // re-joins one run, and the runs around it must still be the right ones.
+    const hosts = (n: number) => policy(`h-${String(n).padStart(5, "0")}`, { egress: [{ to: [{ cidr: `198.19.${n >> 8}.${n & 255}/32` }], ports: [{ port: 443 }, { protocol: "UDP", port: 53 }] }] });
+    let policies = Array.from({ length: 3000 }, (_, i) => hosts(i * 2));
+    const renderer = new IncrementalRenderer();
+    renderer.render(state({ policies }));
+    const steps: ((ps: Policy[]) => Policy[])[] = [
+      (ps) => [...ps, hosts(3001)], // in the middle of the address order
+      (ps) => [...ps, hosts(1)], // near the start
+      (ps) => [...ps, hosts(6001)], // at the end
+      (ps) => ps.filter((p) => p.name !== "h-03000"),
+      (ps) => ps.filter((p) => p.name !== "h-00000"),
+      (ps) => ps.map((p) => (p.name === "h-02000" ? policy("h-02000", { egress: [{ to: [{ cidr: "198.19.7.208/32" }], ports: [{ port: 8443 }] }] }) : p)),
+      (ps) => ps.filter((_, i) => i % 97 !== 5),
+      // One element's key replaced in place: its run keeps its first entry and its length.
+      (ps) => ps.map((p) => (p.name === "h-01002" ? policy("h-01002", { egress: [{ to: [{ cidr: "198.19.3.234/32" }], ports: [{ port: 444 }, { protocol: "UDP", port: 53 }] }] }) : p)),
+    ];
+    for (const step of steps) {
+      policies = step(policies);
+      const s = state({ policies });
+      const r = renderer.render(s);
+      expect(renderer.lastRender.scratch).toBe(0);
+      expect(r.text).toBe(renderRuleset(s).text);
+    }
+  });
+
   test("unchanged maps are handed on as the same objects (their text is not built again)", () => {
     const renderer = new IncrementalRenderer();
     const a = renderer.render(state({ policies: many }));
