@@ -27,7 +27,8 @@
  */
 import type { Cidr } from "./api/address.ts";
 import { formatProblems } from "./api/problem.ts";
-import { type Accepted, buildDesiredState, type Classified, FIREWALL_NAMESPACE, formatRef, objectKey, type Rejection, type Verdict } from "./desired-state.ts";
+import { IncrementalClassifier } from "./classifier.ts";
+import { type Accepted, type Classified, FIREWALL_NAMESPACE, formatRef, objectKey, type Rejection, type Verdict } from "./desired-state.ts";
 import { FirewallError } from "./errors.ts";
 import type { ClusterApi, KubeObject } from "./kube/api.ts";
 import { statusMessage, WatchError } from "./kube/api.ts";
@@ -189,6 +190,8 @@ export class Controller {
   #deleted = false;
   /** Keys of the objects in the last applied state: first in line for the total budget. */
   #admitted: ReadonlySet<string> = new Set();
+  /** Classifies again only what changed since the last reconcile. */
+  readonly #classifier = new IncrementalClassifier();
   /**
    * Policy objects whose status was found to say what their verdict says, with that verdict: the
    * same object (its status included) and the same verdict need no second look. A write brings a
@@ -473,7 +476,7 @@ export class Controller {
     }
 
     const objects = [fwObject, ...this.#reflectors.policies.items(), ...this.#reflectors.services.items()].map((object) => ({ object }));
-    const desired = buildDesiredState(objects, {
+    const desired = this.#classifier.classify(objects, {
       firewallName: this.#o.firewallName,
       clusterPrefixes: this.#o.clusterPrefixes,
       privateVrf: this.#o.privateVrf,

@@ -183,7 +183,8 @@ function acceptedVerdict(r: Extract<Validated<Accepted>, { ok: true }>, ref: Obj
   return v;
 }
 
-interface Facts {
+/** @internal */
+export interface Facts {
   readonly ref: ObjectRef;
   readonly meta: ReturnType<typeof rawMeta>;
   readonly rawKind: unknown;
@@ -218,14 +219,15 @@ function factsOf(object: object, source: string | undefined): Facts {
  * say: ignored (and why), or a policy, Service or Firewall with its validated (and budget-checked)
  * value. A function of the object and of the options in {@link routeSignature}.
  */
-type Route =
+/** @internal For lib/classifier.ts. */
+export type Route =
   | { readonly t: "ignore"; readonly ignored: Ignored; readonly verdict: Verdict }
   | { readonly t: "policy"; readonly name: string; readonly r: Validated<Extract<Accepted, { kind: "ClusterwideNetworkPolicy" }>> }
   | { readonly t: "service"; readonly skey: string; readonly r: Validated<Extract<Accepted, { kind: "Service" }>> }
   | { readonly t: "firewall"; readonly r: Validated<Extract<Accepted, { kind: "Firewall" }>> };
 
-/** An object's facts and route, and for a valid one its verdict and state entry, made once. */
-interface Routed {
+/** An object's facts and route, and for a valid one its verdict and state entry, made once. @internal For lib/classifier.ts. */
+export interface Routed {
   readonly facts: Facts;
   readonly signature: string;
   readonly route: Route;
@@ -233,8 +235,8 @@ interface Routed {
   readonly verdict?: Verdict;
 }
 
-/** The options a route depends on. */
-const routeSignature = (options: ClassifyOptions, perObject: number): string =>
+/** The options a route depends on. @internal For lib/classifier.ts. */
+export const routeSignature = (options: ClassifyOptions, perObject: number): string =>
   JSON.stringify([options.firewallName, options.rulesetDir ?? null, perObject]);
 
 // Every reconcile routes every object; by identity, an unchanged object costs one lookup.
@@ -274,7 +276,8 @@ function routeOf(object: object, f: Facts, options: ClassifyOptions, perObject: 
   }
 }
 
-function routed(object: object, source: string | undefined, options: ClassifyOptions, signature: string, perObject: number): Routed {
+/** @internal For lib/classifier.ts. */
+export function routed(object: object, source: string | undefined, options: ClassifyOptions, signature: string, perObject: number): Routed {
   const known = source === undefined ? routes.get(object) : undefined;
   if (known && known.signature === signature) return known;
   const f = factsOf(object, source);

@@ -38,6 +38,11 @@ export class LastValid<T> {
     return e && e.uid === uid ? { generation: e.generation, value: e.value } : undefined;
   }
 
+  /** Forgets one object (it no longer exists). */
+  forget(key: string): void {
+    this.#entries.delete(key);
+  }
+
   /** Forgets objects that no longer exist: a deleted policy's last version must not linger. */
   retain(live: ReadonlySet<string>): void {
     for (const key of this.#entries.keys()) if (!live.has(key)) this.#entries.delete(key);
