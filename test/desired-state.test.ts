@@ -216,6 +216,15 @@ describe("buildDesiredState: verdicts and the last valid version", () => {
     expect(api(OPTIONS).state.policies.map((p) => p.name)).toEqual(["web"]);
   });
 
+  test("a policy from the API that comes back as a new object with only its status changed gives the very same value; a changed spec or generation does not", () => {
+    const api = (o: unknown) => buildDesiredState([{ object: o }], OPTIONS).state.policies[0];
+    const a = { ...cwnp("web"), metadata: { name: "web", namespace: "firewall", uid: "u1", generation: 3 } };
+    const first = api(a);
+    expect(api({ ...a, status: { state: "Ready", message: "in force" } })).toBe(first as object);
+    expect(api({ ...a, spec: { egress: [{ ports: [{ port: 444 }] }] } })).not.toBe(first as object);
+    expect(api({ ...a, metadata: { ...a.metadata, generation: 4 } })?.generation).toBe(4);
+  });
+
   test("verdicts are keyed by kind, namespace and name: an invalid Service does not mark the policy of the same name", () => {
     const c = build([cwnp("web"), svc("web", "LoadBalancer", { loadBalancerSourceRanges: ["not-a-cidr"] }, "firewall")]);
     expect(c.verdicts.get(objectKey("ClusterwideNetworkPolicy", "firewall", "web"))?.state).toBe("accepted");

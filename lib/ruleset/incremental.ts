@@ -306,9 +306,34 @@ export class IncrementalRenderer {
   /** Applies the changed objects only; false when that does not pay (then {@link #full}). */
   #update(state: DesiredState, overflow: string[]): boolean {
     const now = new Set<Policy | LoadBalancer>([...state.policies, ...state.services]);
-    const removed = [...this.#objects.keys()].filter((o) => !now.has(o));
-    const addedPolicies = state.policies.filter((p) => !this.#objects.has(p));
-    const addedServices = state.services.filter((s) => !this.#objects.has(s));
+    let removed = [...this.#objects.keys()].filter((o) => !now.has(o));
+    let addedPolicies = state.policies.filter((p) => !this.#objects.has(p));
+    let addedServices = state.services.filter((s) => !this.#objects.has(s));
+    // A new value equal to one that left (its object got a new version that changes nothing here:
+    // a status write, an annotation) takes the old one's place and contributes the same.
+    if (removed.length > 0 && addedPolicies.length + addedServices.length > 0) {
+      const left = new Map<string, Policy | LoadBalancer>();
+      for (const o of removed) left.set(contentOf(o), o);
+      const swap = new Map<Policy | LoadBalancer, Policy | LoadBalancer>();
+      const same = (o: Policy | LoadBalancer): boolean => {
+        const c = contentOf(o);
+        const old = left.get(c);
+        if (old === undefined) return false;
+        left.delete(c);
+        swap.set(old, o);
+        this.#objects.set(o, this.#objects.get(old) as readonly Grouped[]);
+        this.#objects.delete(old);
+        return true;
+      };
+      addedPolicies = addedPolicies.filter((p) => !same(p));
+      addedServices = addedServices.filter((x) => !same(x));
+      if (swap.size > 0) {
+        removed = removed.filter((o) => !swap.has(o));
+        // Equal content sorts to the same place: the order stays.
+        this.#policies = this.#policies.map((p) => (swap.get(p) as Policy | undefined) ?? p);
+        this.#services = this.#services.map((x) => (swap.get(x) as LoadBalancer | undefined) ?? x);
+      }
+    }
     if (removed.length + addedPolicies.length + addedServices.length > MAX_CHANGED_OBJECTS) return false;
     this.#unchanged = removed.length + addedPolicies.length + addedServices.length === 0;
 
@@ -361,6 +386,17 @@ export class IncrementalRenderer {
     this.lastRender = { scratch: scratched, patched: MAP_KEYS.length - scratched };
     return true;
   }
+}
+
+/** A value's content as text (kind first): equal for two values that contribute the same. */
+const contents = new WeakMap<Policy | LoadBalancer, string>();
+function contentOf(o: Policy | LoadBalancer): string {
+  let c = contents.get(o);
+  if (c === undefined) {
+    c = `${"egress" in o ? "p" : "s"}${JSON.stringify(o, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v))}`;
+    contents.set(o, c);
+  }
+  return c;
 }
 
 /** What one object contributes: a policy's egress and ingress, a service's one. */

@@ -144,6 +144,21 @@ describe("incremental rendering", () => {
     }
   });
 
+  test("every object replaced by an equal value (each one's status was written) changes nothing: no map from scratch, the same maps handed on; a real change among them still applies", () => {
+    const renderer = new IncrementalRenderer();
+    const first = renderer.render(state({ policies: many }));
+    const copies = many.map((p) => structuredClone(p));
+    const again = renderer.render(state({ policies: copies }));
+    expect(renderer.lastRender).toEqual({ scratch: 0, patched: 10 });
+    expect(again.elements.get("egress4_ports")).toBe(first.elements.get("egress4_ports") as ReadonlyMap<string, string>);
+    expect(again.text).toBe(first.text);
+    // Equal copies again, and one of them really changed: only that one is looked at.
+    const edited = copies.map((p, i) => (i === 7 ? policy(p.name, { egress: [{ to: [{ cidr: "203.0.113.9/32" }], ports: [{ port: 22 }] }] }) : structuredClone(p)));
+    const s = state({ policies: edited });
+    expect(plain(renderer.render(s))).toEqual(plain(renderRuleset(s)));
+    expect(renderer.lastRender.scratch).toBe(0);
+  });
+
   test("unchanged maps are handed on as the same objects (their text is not built again)", () => {
     const renderer = new IncrementalRenderer();
     const a = renderer.render(state({ policies: many }));
