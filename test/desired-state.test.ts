@@ -220,8 +220,8 @@ describe("buildDesiredState: verdicts and the last valid version", () => {
     const api = (o: unknown) => buildDesiredState([{ object: o }], OPTIONS).state.policies[0];
     const a = { ...cwnp("web"), metadata: { name: "web", namespace: "firewall", uid: "u1", generation: 3 } };
     const first = api(a);
-    expect(api({ ...a, status: { state: "Ready", message: "in force" } })).toBe(first as object);
-    expect(api({ ...a, spec: { egress: [{ ports: [{ port: 444 }] }] } })).not.toBe(first as object);
+    expect(api({ ...a, status: { state: "Ready", message: "in force" } })).toBe(first);
+    expect(api({ ...a, spec: { egress: [{ ports: [{ port: 444 }] }] } })).not.toBe(first);
     expect(api({ ...a, metadata: { ...a.metadata, generation: 4 } })?.generation).toBe(4);
   });
 
