@@ -147,6 +147,8 @@ describe("DropShipper against the test droptailer (mutual TLS, loopback)", () =>
     await server.restart();
     await waitUntil("200 arrived", async () => server.received.length >= 200, 20_000);
     expect(server.received.map((d) => Number(d.fields.N))).toEqual([...Array(200).keys()]);
+    // The server has the last one before our side has read its answer: wait for that, not a guess.
+    await waitUntil("200 answered", async () => q.counters.shipped === 200, 10_000);
     expect(q.counters).toMatchObject({ shipped: 200, dropped: 0 });
     expect(q.length).toBe(0);
   });
