@@ -66,7 +66,17 @@ try {
     const t0 = performance.now();
     const stats = await collectStats({ snapshot: read });
     const body = await registry.metrics();
-    return { cpu: cpuMs() - c0, wall: performance.now() - t0, series: body.split("\n").filter((l) => l !== "" && !l.startsWith("#")).length, rules: Object.keys(stats.stats.rules.accept ?? {}).length };
+    const cpu = cpuMs() - c0;
+    const wall = performance.now() - t0;
+    // Counted without splitting 11 MB into 80,000 strings (their garbage would land in the next round).
+    let series = 0;
+    for (let i = 0; i < body.length; ) {
+      const nl = body.indexOf("\n", i);
+      const end = nl < 0 ? body.length : nl;
+      if (end > i && body.charCodeAt(i) !== 35 /* # */) series++;
+      i = end + 1;
+    }
+    return { cpu, wall, series, rules: Object.keys(stats.stats.rules.accept ?? {}).length };
   };
   const ours: { cpu: number; wall: number; series: number; rules: number }[] = [];
   const full: typeof ours = [];

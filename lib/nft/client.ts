@@ -1,7 +1,7 @@
 /**
  * The only code that runs `nft`. A tiny interface over the binary so the
- * applier can be tested with {@link FakeNft}-like doubles, and so every call
- * goes through the injected executor (inside a namespace in tests).
+ * applier can be tested against an in-memory table (`FakeNft`, lib/nft/fake.ts), and so every
+ * call goes through the injected executor (inside a namespace in tests).
  *
  * @example
  * ```ts
