@@ -475,7 +475,9 @@ export class Controller {
       else this.#sayOnce("finalizer", "info", undefined);
     }
 
-    const objects = [fwObject, ...this.#reflectors.policies.items(), ...this.#reflectors.services.items()].map((object) => ({ object }));
+    // Policies and Services as of their last change that matters: our own status writes do not
+    // make them new objects to classify and render again.
+    const objects = [fwObject, ...this.#reflectors.policies.stableItems(), ...this.#reflectors.services.stableItems()].map((object) => ({ object }));
     const desired = this.#classifier.classify(objects, {
       firewallName: this.#o.firewallName,
       clusterPrefixes: this.#o.clusterPrefixes,

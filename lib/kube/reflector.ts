@@ -49,7 +49,8 @@ const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ""}/${o.metadata.nam
 
 export class Reflector {
   readonly #o: ReflectorOptions;
-  readonly #items = new Map<string, { object: KubeObject; relevant: string }>();
+  /** `stable`: the object as of the last change `relevant` sees (see {@link stableItems}). */
+  readonly #items = new Map<string, { object: KubeObject; relevant: string; stable: KubeObject }>();
   #resourceVersion = "";
   #synced = false;
   #fresh = false;
@@ -92,6 +93,16 @@ export class Reflector {
 
   items(): KubeObject[] {
     return [...this.#items.values()].map((x) => x.object);
+  }
+
+  /**
+   * The objects as each was at its last change that `relevant` sees, in the order of
+   * {@link items}: while only its status or bookkeeping changes (every status write), an object
+   * keeps its identity here, so work cached by identity (parsing, classifying, rendering) is not
+   * done again. For what reads the status, {@link items}.
+   */
+  stableItems(): KubeObject[] {
+    return [...this.#items.values()].map((x) => x.stable);
   }
 
   get(namespace: string, name: string): KubeObject | undefined {
@@ -197,8 +208,11 @@ export class Reflector {
   /** Whether the change matters: an object whose `relevant` is null before and after (or comes or goes as null) does not. */
   #put(key: string, object: KubeObject): boolean {
     const relevant = JSON.stringify((this.#o.relevant ?? specOf)(object));
-    const before = this.#items.get(key)?.relevant ?? IRRELEVANT;
-    this.#items.set(key, { object, relevant });
+    const had = this.#items.get(key);
+    const before = had?.relevant ?? IRRELEVANT;
+    // The generation too: what reads the stable object may report it (observedGeneration).
+    const same = had !== undefined && before === relevant && had.stable.metadata.generation === object.metadata.generation && had.stable.metadata.uid === object.metadata.uid;
+    this.#items.set(key, { object, relevant, stable: same ? had.stable : object });
     return before !== relevant;
   }
 

@@ -52,6 +52,26 @@ describe("Reflector", () => {
     stop.abort();
   });
 
+  test("stableItems keep an object's identity while only its status changes; a relevant change, a new generation or a new uid gives the new one; items are always the newest", async () => {
+    const { api, push, watching } = fakeApi(() => ({ apiVersion: "v1", kind: "ServiceList", metadata: { resourceVersion: "5" }, items: [] }));
+    const stop = new AbortController();
+    const r = new Reflector({ api, path: "/api/v1/services", onChange: () => {}, signal: stop.signal });
+    void r.start();
+    await waitUntil("watching", async () => watching());
+    const v = (gen: number, uid: string, port: number, status: string) => ({ apiVersion: "v1", kind: "Service", metadata: { name: "web", namespace: "shop", uid, generation: gen, resourceVersion: String(gen * 100 + port) }, spec: { type: "LoadBalancer", ports: [{ port }] }, status: { note: status } });
+    const first = v(1, "u1", 443, "a");
+    push({ type: "ADDED", object: first });
+    const statusOnly = v(1, "u1", 443, "b");
+    push({ type: "MODIFIED", object: statusOnly });
+    expect(r.items()[0]).toBe(statusOnly);
+    expect(r.stableItems()[0]).toBe(first);
+    for (const next of [v(1, "u1", 444, "b"), v(2, "u1", 444, "b"), v(2, "u2", 444, "b")]) {
+      push({ type: "MODIFIED", object: next });
+      expect(r.stableItems()[0]).toBe(next);
+    }
+    stop.abort();
+  });
+
   test("relist() ends the watch and lists again, and the cache is not fresh until that list succeeded", async () => {
     let lists = 0;
     const { api, watching } = fakeApi(() => {
