@@ -243,15 +243,15 @@ function factsOf(object: object, source: string | undefined): Facts {
  * Where one object goes on its own, before any other object or the memory of valid versions has a
  * say: ignored (and why), or a policy, Service or Firewall with its validated (and budget-checked)
  * value. A function of the object and of the options in {@link routeSignature}.
+ * @internal Exported for lib/classifier.ts.
  */
-/** @internal For lib/classifier.ts. */
 export type Route =
   | { readonly t: "ignore"; readonly ignored: Ignored; readonly verdict: Verdict }
   | { readonly t: "policy"; readonly name: string; readonly r: Validated<Extract<Accepted, { kind: "ClusterwideNetworkPolicy" }>> }
   | { readonly t: "service"; readonly skey: string; readonly r: Validated<Extract<Accepted, { kind: "Service" }>> }
   | { readonly t: "firewall"; readonly r: Validated<Extract<Accepted, { kind: "Firewall" }>> };
 
-/** An object's facts and route, and for a valid one its verdict and state entry, made once. @internal For lib/classifier.ts. */
+/** An object's facts and route, and for a valid one its accepted verdict, made once per identity and options. @internal Exported for lib/classifier.ts. */
 export interface Routed {
   readonly facts: Facts;
   readonly signature: string;
