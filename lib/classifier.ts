@@ -30,6 +30,7 @@ import {
   type Accepted,
   buildDesiredState,
   type Classified,
+  classified,
   type ClassifyOptions,
   type Ignored,
   type Note,
@@ -258,17 +259,10 @@ export class IncrementalClassifier {
         serviceKeys.push(o.key);
       } else firewall = v.firewall;
     }
-    const fw = firewall as FirewallSpec | null;
-    const result: Classified = {
-      state: {
-        policies,
-        services,
-        clusterPrefixes: options.clusterPrefixes,
-        internalPrefixes: fw?.internalPrefixes ?? [],
-        privateVrf: options.privateVrf,
-        logAcceptedConnections: fw?.logAcceptedConnections ?? false,
-      },
-      firewall: fw,
+    const result = classified(options, {
+      policies,
+      services,
+      firewall: firewall as FirewallSpec | null,
       firewallPresent,
       accepted,
       rejected,
@@ -276,7 +270,7 @@ export class IncrementalClassifier {
       notes,
       verdicts,
       admitted: new Set([...policyKeys, ...serviceKeys]),
-    };
+    });
     this.#last = { options, signature, list, outcomes: last.outcomes, keys: last.keys, sum, result };
     return result;
   }

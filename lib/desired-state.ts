@@ -458,17 +458,10 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
     memory.retain(live);
   }
 
-  const fw = firewall as FirewallSpec | null;
-  return {
-    state: {
-      policies: [...policies.values()].map((p) => p.policy),
-      services: [...services.values()].map((s) => s.service),
-      clusterPrefixes: options.clusterPrefixes,
-      internalPrefixes: fw?.internalPrefixes ?? [],
-      privateVrf: options.privateVrf,
-      logAcceptedConnections: fw?.logAcceptedConnections ?? false,
-    },
-    firewall: fw,
+  return classified(options, {
+    policies: [...policies.values()].map((p) => p.policy),
+    services: [...services.values()].map((s) => s.service),
+    firewall: firewall as FirewallSpec | null,
     firewallPresent,
     accepted,
     rejected,
@@ -476,5 +469,28 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
     notes,
     verdicts,
     admitted: new Set([...[...policies.values()].map((p) => p.key), ...[...services.values()].map((x) => x.key)]),
+  });
+}
+
+/**
+ * A classification result from its parts; the renderer's input takes the internal prefixes and
+ * accept logging of the Firewall in force. @internal Exported for lib/classifier.ts.
+ */
+export function classified(
+  options: ClassifyOptions,
+  parts: Omit<Classified, "state"> & { readonly policies: readonly Policy[]; readonly services: readonly LoadBalancer[] },
+): Classified {
+  const { policies, services, ...rest } = parts;
+  const fw = parts.firewall;
+  return {
+    state: {
+      policies,
+      services,
+      clusterPrefixes: options.clusterPrefixes,
+      internalPrefixes: fw?.internalPrefixes ?? [],
+      privateVrf: options.privateVrf,
+      logAcceptedConnections: fw?.logAcceptedConnections ?? false,
+    },
+    ...rest,
   };
 }
