@@ -420,10 +420,43 @@ function udataComment(b: Uint8Array, start: number, end: number): string | null 
     const type = b[off] as number;
     const len = b[off + 1] as number;
     if (off + 2 + len > end) return null; // truncated: treat as no comment rather than failing the whole dump
-    if (type === NFTNL_UDATA_SET_ELEM_COMMENT) return str(b, off + 2, off + 2 + len);
+    if (type === NFTNL_UDATA_SET_ELEM_COMMENT) return internedComment(b, off + 2, off + 2 + len);
     off += 2 + len;
   }
   return null;
+}
+
+/**
+ * Comments as strings, one string per distinct comment: thousands of elements share an owner's
+ * comment, and a dump of 40,000 elements would otherwise build 40,000 strings (and their hashes,
+ * when they are summed by comment). Keyed by a hash of the bytes, checked byte by byte.
+ */
+const comments = new Map<number, { bytes: Uint8Array; text: string }[]>();
+const COMMENTS_MAX = 200_000;
+function internedComment(b: Uint8Array, start: number, end: number): string {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ (b[i] as number), 0x01000193);
+  const bucket = comments.get(h);
+  if (bucket) {
+    for (const c of bucket) {
+      if (c.bytes.length !== end - start) continue;
+      let same = true;
+      for (let i = 0; i < c.bytes.length; i++) {
+        if (c.bytes[i] !== b[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return c.text;
+    }
+  }
+  const text = str(b, start, end);
+  // Bounded: a table of more distinct comments than this starts the cache afresh.
+  if (comments.size >= COMMENTS_MAX) comments.clear();
+  const entry = { bytes: b.slice(start, end), text };
+  if (bucket && comments.has(h)) bucket.push(entry);
+  else comments.set(h, [entry]);
+  return text;
 }
 
 // --- the socket ---
