@@ -123,8 +123,9 @@ export class IncrementalClassifier {
         outcomes.set(object, { key, ref, verdict, ignored: r.route.ignored, count: 0 });
         continue;
       }
-      const value: Accepted | undefined =
-        r.route.t === "policy" ? (policies.has(r.route.name) ? { kind: "ClusterwideNetworkPolicy", policy: policies.get(r.route.name) as Policy } : undefined)
+      // A valid one is in force as itself; an invalid one by its last valid version, if the state has it.
+      const value: Accepted | undefined = r.route.r.ok ? r.route.r.value
+        : r.route.t === "policy" ? (policies.has(r.route.name) ? { kind: "ClusterwideNetworkPolicy", policy: policies.get(r.route.name) as Policy } : undefined)
         : r.route.t === "service" ? (services.has(r.route.skey) ? { kind: "Service", service: services.get(r.route.skey) as LoadBalancer } : undefined)
         : result.firewall ? { kind: "Firewall", firewall: result.firewall } : undefined;
       const count = countOf(value);
