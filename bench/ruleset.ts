@@ -86,7 +86,9 @@ async function withNamespace<T>(f: (nft: NftClient, transactions: () => number) 
     const exec = (argv: readonly string[], o?: { stdin?: string }) => runCommand(["ip", "netns", "exec", ns, ...argv], { ...o, timeoutMs: 600_000 });
     const real = nftClient("nft", exec, kernelReader({ netns: ns }));
     let runs = 0;
-    return await f({ ...real, run: (script) => (runs++, real.run(script)) }, () => runs);
+    const counted: NftClient = { ...real, run: (script) => (runs++, real.run(script)) };
+    if (real.loadElements) counted.loadElements = (load) => (runs++, (real.loadElements as NonNullable<NftClient["loadElements"]>)(load));
+    return await f(counted, () => runs);
   } finally {
     await runCommand(["ip", "netns", "del", ns]);
   }

@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import type { CommandResult, Executor } from "../exec.ts";
 import * as v from "valibot";
 import { FirewallError } from "../errors.ts";
+import { type ElementLoad, elementBatch, type EncodedBatch } from "./element-batch.ts";
 
 /** Names of what exists in one `inet` table. */
 export interface TableInventory {
@@ -38,6 +39,8 @@ export interface ElementCount {
 export interface KernelReader {
   generation(): number;
   setElementCounters(family: "inet", table: string, set: string): readonly ElementCount[];
+  /** Commits one batch of elements and chains (lib/nft/element-batch.ts), all or nothing. */
+  commit?(batch: EncodedBatch): void;
 }
 
 export interface NftClient {
@@ -61,6 +64,12 @@ export interface NftClient {
   elementCounters(table: string, map: string): Promise<readonly ElementCount[]>;
   /** The nf_tables ruleset generation; absent where it cannot be read. */
   generation?(): Promise<number>;
+  /**
+   * Adds map elements and empty chains in one transaction that applies only onto
+   * `load.generation` (else nothing of it is applied and it throws); absent where netlink cannot
+   * write. Loads elements at the kernel's speed, without nft's parser.
+   */
+  loadElements?(load: ElementLoad): Promise<void>;
 }
 
 interface NftJson {
@@ -78,6 +87,7 @@ export function nftClient(nftPath: string, exec: Executor, kernel?: KernelReader
   return {
     json,
     ...(kernel ? { generation: async () => kernel.generation() } : {}),
+    ...(kernel?.commit ? { loadElements: async (load: ElementLoad) => kernel.commit?.(elementBatch(load)) } : {}),
     async elementCounters(table, map) {
       if (kernel) return kernel.setElementCounters("inet", table, map);
       const doc = (await json(["list", "map", "inet", table, map])) as { nftables?: { map?: { elem?: unknown[] } }[] };

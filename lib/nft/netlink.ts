@@ -1,5 +1,5 @@
 /**
- * A tiny read-only nf_tables netlink client: the ruleset generation, the
+ * A tiny nf_tables netlink client: the ruleset generation, the
  * counters of one set's or map's elements, and a table's named counters,
  * straight from the kernel. Running `nft` for the same facts first fills nft's
  * whole cache, which costs about a second at large rulesets; a netlink dump of
@@ -19,7 +19,9 @@
  * new one. Errors the kernel reports (ENOENT for a missing set, say) leave the
  * socket usable.
  *
- * Only what the controller needs is read, and nothing is ever written.
+ * Only what the controller needs is read. The one write is {@link NftNetlink.commit}: a batch of
+ * map elements and marker chains (lib/nft/element-batch.ts), which loads a large table's elements
+ * at the kernel's speed instead of nft's.
  *
  * @example
  * ```ts
@@ -37,6 +39,7 @@
  */
 import type { Pointer } from "bun:ffi";
 import { FirewallError } from "../errors.ts";
+import type { EncodedBatch } from "./element-batch.ts";
 import type { CounterValues } from "./snapshot.ts";
 
 /** An nftables address family, as `nft` spells it. */
@@ -76,6 +79,12 @@ const SOL_SOCKET = 1;
 // The 64-bit `struct timeval` variants (Bun runs on 64-bit Linux only).
 const SO_RCVTIMEO = 20;
 const SO_SNDTIMEO = 21;
+const SO_SNDBUFFORCE = 32;
+const SO_RCVBUFFORCE = 33;
+const SOL_NETLINK = 270;
+// Error replies carry only the header of the refused message, not all of it again.
+const NETLINK_CAP_ACK = 10;
+const MSG_DONTWAIT = 0x40;
 const O_RDONLY = 0;
 const O_CLOEXEC = 0x80000;
 const CLONE_NEWNET = 0x40000000;
@@ -130,10 +139,11 @@ const FAMILIES: Readonly<Record<NftFamily, number>> = { inet: 1, ip: 2, arp: 3, 
 const ERRNO_NAMES: Readonly<Record<number, string>> = {
   1: "EPERM", 2: "ENOENT", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 16: "EBUSY",
   17: "EEXIST", 22: "EINVAL", 24: "EMFILE", 90: "EMSGSIZE", 93: "EPROTONOSUPPORT", 95: "EOPNOTSUPP",
-  97: "EAFNOSUPPORT", 105: "ENOBUFS",
+  85: "ERESTART", 97: "EAFNOSUPPORT", 105: "ENOBUFS",
 };
 const EINTR = 4;
 const EAGAIN = 11;
+const ERESTART = 85;
 
 /** The kernel's NFT_NAME_MAXLEN, with the NUL. */
 const NAME_MAX_BYTES = 255;
@@ -485,6 +495,8 @@ export class NftNetlink {
   /** The last request's sequence number; every reply must carry its request's. */
   #seq = 0;
   #closed: string | null = null;
+  #batchReady = false;
+  #sndbuf = 0;
 
   /** Prefer {@link openNetlink}. */
   constructor(options: NetlinkOptions = {}) {
@@ -643,6 +655,93 @@ export class NftNetlink {
       });
       return { interrupted, value: out };
     });
+  }
+
+  /**
+   * Commits one transaction batch ({@link elementBatch}): the kernel applies all of it or, on any
+   * error, none of it. Throws a FirewallError (`nft_apply_failed`) naming the kernel's errno when
+   * it refused; `ERESTART` means someone committed since the batch's generation. The kernel handles
+   * the batch inside the send, so every answer is queued when it returns; they are all read here.
+   * An outcome that cannot be known (a lost answer) closes the socket and throws: the caller must
+   * then look at the kernel before trusting anything.
+   *
+   * @example
+   * ```ts
+   * import { elementBatch } from "./element-batch.ts";
+   * import { openNetlink } from "./netlink.ts";
+   * using nl = openNetlink();
+   * const generation = nl.generation();
+   * nl.commit(elementBatch({ table: "firewall", generation, verdict: "accept", maps: [], chains: ["marker"] }));
+   * ```
+   */
+  commit(batch: EncodedBatch): void {
+    const what = "a transaction";
+    if (this.#closed !== null) throw fail(`nf_tables netlink: sending ${what}${this.#where}: the socket is ${this.#closed}`);
+    const c = this.#c;
+    this.#prepareForBatches(batch.bytes.length);
+    // The batch numbers its own messages; later requests continue above them.
+    this.#seq = Math.max(this.#seq, batch.lastSeq + 1) >>> 0;
+    const sent = c.send(this.#fd, batch.bytes);
+    if (sent !== batch.bytes.length) {
+      const errno = sent < 0 ? c.errno() : 0;
+      // Refused whole before the kernel read it (too large, say): nothing applied, the socket is fine.
+      if (sent < 0 && errno !== EINTR) throw new FirewallError("nft_apply_failed", `nf_tables netlink: sending ${what}${this.#where} failed: ${errnoText(errno)}; nothing was applied`);
+      throw this.#outOfStep(what, sent < 0 ? `send failed: ${errnoText(errno)}` : `send wrote ${sent} of ${batch.bytes.length} bytes`);
+    }
+    const v = this.#view;
+    let acked = false;
+    const refusals: string[] = [];
+    let restart = false;
+    for (;;) {
+      const n = c.recv(this.#fd, this.#buf, MSG_DONTWAIT | MSG_TRUNC);
+      if (n < 0) {
+        const errno = c.errno();
+        if (errno === EAGAIN) break;
+        if (errno === EINTR) continue;
+        // ENOBUFS: answers were lost, so whether it committed is not known.
+        throw this.#outOfStep(what, `reading its answers failed: ${errnoText(errno)}; whether it was applied is unknown`);
+      }
+      if (n > this.#buf.length) throw this.#outOfStep(what, `a ${n}-byte answer does not fit the ${this.#buf.length}-byte buffer`);
+      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
+        const len = v.getUint32(off, true);
+        if (len < NLMSG_HDRLEN || off + len > n) throw this.#outOfStep(what, `malformed answer: message of length ${len} at ${off}`);
+        const type = v.getUint16(off + 4, true);
+        const seq = v.getUint32(off + 8, true);
+        if (type === NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 && seq >= batch.firstSeq && seq <= batch.lastSeq + 1) {
+          const code = v.getInt32(off + NLMSG_HDRLEN, true);
+          if (code === 0 && seq === batch.lastSeq) acked = true;
+          else if (code < 0) {
+            if (-code === ERESTART) restart = true;
+            refusals.push(`${seq === batch.firstSeq ? "the batch" : `message ${seq - batch.firstSeq}`}: ${errnoText(-code)}`);
+          }
+        } else if (type !== NLMSG_DONE) {
+          throw this.#outOfStep(what, `unexpected answer of type 0x${type.toString(16)} with sequence number ${seq}`);
+        }
+        off += align4(len);
+      }
+    }
+    if (refusals.length > 0) {
+      const why = restart ? "the ruleset changed since the batch was made (another transaction committed first)" : `the kernel refused it (${refusals.slice(0, 5).join("; ")}${refusals.length > 5 ? `; ${refusals.length - 5} more` : ""})`;
+      throw new FirewallError("nft_apply_failed", `nf_tables netlink: ${what}${this.#where} was not applied: ${why}; a transaction is atomic, so nothing of it is in force`);
+    }
+    if (!acked) throw this.#outOfStep(what, "no acknowledgement arrived; whether it was applied is unknown");
+  }
+
+  /** Send and receive buffers large enough for one batch of `bytes` and its answers (root may force them). */
+  #prepareForBatches(bytes: number): void {
+    const c = this.#c;
+    const int = (n: number) => new Uint8Array(new Int32Array([n]).buffer);
+    if (!this.#batchReady) {
+      if (c.setsockopt(this.#fd, SOL_NETLINK, NETLINK_CAP_ACK, int(1), 4) !== 0) throw fail(`nf_tables netlink: setsockopt(NETLINK_CAP_ACK) failed: ${errnoText(c.errno())}`);
+      if (c.setsockopt(this.#fd, SOL_SOCKET, SO_RCVBUFFORCE, int(4 * 1024 * 1024), 4) !== 0) throw fail(`nf_tables netlink: setsockopt(SO_RCVBUFFORCE) failed: ${errnoText(c.errno())}`);
+      this.#batchReady = true;
+    }
+    // The kernel takes a batch in one datagram, which must fit the send buffer.
+    if (bytes + 4096 > this.#sndbuf) {
+      const size = Math.max(bytes + 65536, 1024 * 1024);
+      if (c.setsockopt(this.#fd, SOL_SOCKET, SO_SNDBUFFORCE, int(size), 4) !== 0) throw fail(`nf_tables netlink: setsockopt(SO_SNDBUFFORCE) failed: ${errnoText(c.errno())}`);
+      this.#sndbuf = size;
+    }
   }
 
   /** Closes the socket; later calls throw. Safe to call twice. */
@@ -863,6 +962,7 @@ export function kernelReader(options: NetlinkOptions = {}): {
   setElementCounters(family: "inet", table: string, set: string): ElementCounter[];
   namedCounters(family: "inet", table: string): Map<string, CounterValues>;
   tables(): { family: NftFamily; name: string }[];
+  commit(batch: EncodedBatch): void;
 } | undefined {
   if (!netlinkAvailable()) return undefined;
   let socket: NftNetlink | undefined;
@@ -875,5 +975,6 @@ export function kernelReader(options: NetlinkOptions = {}): {
     setElementCounters: (family, table, set) => use().setElementCounters(family, table, set),
     namedCounters: (family, table) => use().namedCounters(family, table),
     tables: () => use().tables(),
+    commit: (batch) => use().commit(batch),
   };
 }

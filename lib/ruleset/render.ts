@@ -393,6 +393,17 @@ export function tableText(ruleset: Ruleset, carried?: ReadonlyMap<string, { pack
   return `${lines.join("\n")}\n`;
 }
 
+/**
+ * The table's text with every map declared but empty: what a cold load gives `nft`, the elements
+ * going in over netlink after it (lib/nft/element-batch.ts).
+ */
+export function emptyMapsText(ruleset: Ruleset): string {
+  const lines = [ruleset.parts.head];
+  for (const [name, type] of ruleset.maps) lines.push(`\tmap ${name} {`, `\t\ttype ${type} : verdict`, "\t\tflags interval", "\t\tcounter", "\t}");
+  lines.push(ruleset.parts.tail);
+  return `${lines.join("\n")}\n`;
+}
+
 /** Renders `table inet firewall` for the desired state. */
 export function renderRuleset(state: DesiredState): RenderedRuleset {
   const owners: Owner[] = [];
