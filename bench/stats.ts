@@ -59,9 +59,12 @@ try {
   snapshots.applied({ table: "firewall", ruleset });
   await snapshots.read(); // the one terse listing of our chains, after a change
 
-  /** One interval's statistics and one scrape, each reading its own snapshot (as they run apart in time). */
-  const measure = async (read: () => Promise<Snapshot>, perPolicySeries = true) => {
-    const registry = nftablesRegistry(() => read().catch(() => null), { perPolicySeries });
+  /**
+   * One interval's statistics and one scrape, each reading its own snapshot (as they run apart in
+   * time). The registry lives across rounds, as in the controller (it keeps the element rules'
+   * label texts from one scrape to the next).
+   */
+  const measure = async (read: () => Promise<Snapshot>, registry: ReturnType<typeof nftablesRegistry>) => {
     const c0 = cpuMs();
     const t0 = performance.now();
     const stats = await collectStats({ snapshot: read });
@@ -85,8 +88,11 @@ try {
   // listing (megabytes of JSON) must not be collected during our rounds, nor ours during its.
   // Within a way its own garbage is collected as it comes, and counted.
   for (const [into, read, perPolicy] of [[ours, () => snapshots.read(), true], [lean, () => snapshots.read(), false], [full, () => readSnapshot("nft", exec), true]] as const) {
+    const registry = nftablesRegistry(() => read().catch(() => null), { perPolicySeries: perPolicy });
+    // The controller's first scrape labels every series; later ones reuse the labels.
+    await registry.metrics();
     Bun.gc(true);
-    for (let k = 0; k < ROUNDS; k++) into.push(await measure(read, perPolicy));
+    for (let k = 0; k < ROUNDS; k++) into.push(await measure(read, registry));
   }
   const o = median(ours.map((x) => x.cpu));
   const f = median(full.map((x) => x.cpu));

@@ -9,7 +9,10 @@
  *
  *   ./node_modules/.bin/bun bench/steady-state.ts [policies=1000] [seconds=60]
  *
- * Needs root, nft, tc and a built dist/firewall-controller.
+ * Needs root, nft, tc and a built dist/firewall-controller. With FCT_BENCH_PROFILE=<dir> the
+ * controller runs from source under this Bun instead, writing a CPU profile (Chrome JSON and Markdown) into <dir>
+ * when it ends: where the steady state's time goes. FCT_BENCH_FLAGS adds flags to the controller's
+ * (`--drop-log=false`, say: what a part costs).
  * @module
  */
 import { spawn } from "node:child_process";
@@ -52,7 +55,9 @@ try {
     if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   };
   await post("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "firewall" } });
-  const child = spawn(join(ROOT, "dist/firewall-controller"), ["--kubeconfig", kubeconfig, "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn", "--enable-ids=false", "--state-dir", join(dir, "state"), "--nftables-metrics-addr", `127.0.0.1:${ports.nftables}`, "--node-metrics-addr", `127.0.0.1:${ports.node}`], { stdio: ["ignore", "ignore", "inherit"] });
+  const profile = process.env.FCT_BENCH_PROFILE;
+  const command = profile ? [process.execPath, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${profile}`, join(ROOT, "main.ts")] : [join(ROOT, "dist/firewall-controller")];
+  const child = spawn(command[0] as string, [...command.slice(1), "--kubeconfig", kubeconfig, "--private-vrf", "42", "--ruleset-file", join(dir, "r.v4"), "--health-addr", "127.0.0.1:0", "--log-level", "warn", "--enable-ids=false", "--state-dir", join(dir, "state"), "--nftables-metrics-addr", `127.0.0.1:${ports.nftables}`, "--node-metrics-addr", `127.0.0.1:${ports.node}`, ...(process.env.FCT_BENCH_FLAGS ?? "").split(" ").filter((f) => f !== "")], { stdio: ["ignore", "ignore", "inherit"] });
   while ((await api.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/firewalls.metal-stack.io")).status !== 200) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 500));
   await post("/apis/metal-stack.io/v1/namespaces/firewall/firewalls", { apiVersion: "metal-stack.io/v1", kind: "Firewall", metadata: { name: "firewall", namespace: "firewall" }, spec: { interval: "10s" } });

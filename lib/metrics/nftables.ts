@@ -154,21 +154,30 @@ function labelText(rule: SnapshotRule): string {
  * anew was most of a scrape. Bounded by what the last scrapes saw.
  */
 class ElementLabels {
-  readonly #texts = new Map<string, { text: string; seen: number }>();
+  /** By map (the rule's chain), then by comment: both are shared strings, so no key is built per rule. */
+  readonly #texts = new Map<string, Map<string | null, { text: string; seen: number; family: string; table: string; verdict: string }>>();
   #scrape = 0;
 
   get(rule: SnapshotRule): string {
-    const key = `${rule.family}\0${rule.table}\0${rule.chain}\0${rule.verdict}\0${rule.comment ?? ""}`;
-    let e = this.#texts.get(key);
-    if (e === undefined) this.#texts.set(key, (e = { text: labelText(rule), seen: this.#scrape }));
-    else e.seen = this.#scrape;
-    return e.text;
+    let byComment = this.#texts.get(rule.chain);
+    if (byComment === undefined) this.#texts.set(rule.chain, (byComment = new Map()));
+    const e = byComment.get(rule.comment);
+    if (e !== undefined && e.family === rule.family && e.table === rule.table && e.verdict === rule.verdict) {
+      e.seen = this.#scrape;
+      return e.text;
+    }
+    const text = labelText(rule);
+    byComment.set(rule.comment, { text, seen: this.#scrape, family: rule.family, table: rule.table, verdict: rule.verdict });
+    return text;
   }
 
   /** Before a scrape: what the last two scrapes did not use is forgotten. */
   rotate(): void {
     this.#scrape++;
-    for (const [k, e] of this.#texts) if (e.seen < this.#scrape - 2) this.#texts.delete(k);
+    for (const [chain, byComment] of this.#texts) {
+      for (const [k, e] of byComment) if (e.seen < this.#scrape - 2) byComment.delete(k);
+      if (byComment.size === 0) this.#texts.delete(chain);
+    }
   }
 }
 
@@ -179,19 +188,20 @@ class ElementLabels {
  * `unique` series are known to have labels no other series has (the element rules: one per map
  * and comment) and skip the summing.
  */
-function counterFamily(name: string, help: string, series: Iterable<{ labels: string; value: number; unique: boolean }>): string {
+function counterFamily(name: string, help: string, series: readonly { labels: string; rule: SnapshotRule; unique: boolean }[], kind: "bytes" | "packets"): string {
   const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} counter`];
   // A summed series keeps the place it was first seen at; its line is written once the sum is known.
   const sums = new Map<string, { line: number; value: number }>();
   for (const s of series) {
+    const value = s.rule.counter?.[kind] ?? 0;
     if (s.unique) {
-      lines.push(`${name}{${s.labels}} ${s.value}`);
+      lines.push(`${name}{${s.labels}} ${value}`);
       continue;
     }
     const sum = sums.get(s.labels);
-    if (sum) sum.value += s.value;
+    if (sum) sum.value += value;
     else {
-      sums.set(s.labels, { line: lines.length, value: s.value });
+      sums.set(s.labels, { line: lines.length, value });
       lines.push("");
     }
   }
@@ -281,9 +291,12 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
     labelled = s;
     // As the original: only counted rules. A rule naming a counter that does not exist counts as 0.
     // Element rules are unique per table, map and comment (they are sums by comment).
-    return (s?.rules ?? [])
-      .filter((r) => (r.counter !== null || r.counterName !== null) && (perPolicy || !ownChain(r)))
-      .map((r) => ({ rule: r, labels: r.fromElements === true ? elementLabels.get(r) : labelText(r), unique: r.fromElements === true }));
+    const out: { rule: SnapshotRule; labels: string; unique: boolean }[] = [];
+    for (const r of s?.rules ?? []) {
+      if ((r.counter === null && r.counterName === null) || (!perPolicy && ownChain(r))) continue;
+      out.push({ rule: r, labels: r.fromElements === true ? elementLabels.get(r) : labelText(r), unique: r.fromElements === true });
+    }
+    return out;
   };
   // Both families of one scrape share one labelling of its snapshot; it goes with the scrape
   // (at 10,000 policies it holds ~10 MB).
@@ -296,7 +309,7 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
     registry.addText("nftables_chain_rules", async () => {
       const s = await snapshot();
       if (labelling?.snapshot !== s) labelling = { snapshot: s, series: ruleSeries(s) };
-      return counterFamily(`nftables_rule_${kind}`, help, labelling.series.map((x) => ({ labels: x.labels, value: x.rule.counter?.[kind] ?? 0, unique: x.unique })));
+      return counterFamily(`nftables_rule_${kind}`, help, labelling.series, kind);
     });
   }
   new Gauge({

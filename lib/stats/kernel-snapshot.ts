@@ -32,6 +32,8 @@ export interface KernelCounters {
   tables(): readonly { family: string; name: string }[];
   namedCounters(family: "inet", table: string): ReadonlyMap<string, { packets: number; bytes: number }>;
   setElementCounters(family: "inet", table: string, set: string): readonly ElementCount[];
+  /** The same summed by comment, without an object per element (optional: summed here otherwise). */
+  setElementSums?(family: "inet", table: string, set: string): ReadonlyMap<string, { packets: number; bytes: number }>;
 }
 
 /** Marker chains (lib/nft/apply.ts) change with every transaction: not part of the cached rules. */
@@ -79,15 +81,7 @@ export class KernelSnapshots {
     const rules: SnapshotRule[] = chains.rules.map((r) => (r.counterName === null ? r : { ...r, counter: named.get(r.counterName) ?? null }));
     const accepts = ruleset.verdict === "accept" || ruleset.verdict.startsWith("goto ") ? "accept" : "other";
     for (const map of ruleset.maps.keys()) {
-      const sums = new Map<string, { packets: number; bytes: number }>();
-      for (const e of this.#kernel.setElementCounters("inet", table, map)) {
-        if (e.comment === null) continue;
-        const t = sums.get(e.comment) ?? { packets: 0, bytes: 0 };
-        t.packets += e.packets;
-        t.bytes += e.bytes;
-        sums.set(e.comment, t);
-      }
-      for (const [comment, counter] of sums) {
+      for (const [comment, counter] of this.#sums(table, map)) {
         rules.push({ family: "inet", table, chain: map, handle: 0, comment, counter, counterName: null, verdict: accepts, target: null, matches: [], fromElements: true });
       }
     }
@@ -102,6 +96,22 @@ export class KernelSnapshots {
       counters: [...counters, ...rest.counters],
       sets: [...sets, ...rest.sets],
     };
+  }
+
+  #sums(table: string, map: string): ReadonlyMap<string, { packets: number; bytes: number }> {
+    const k = this.#kernel;
+    if (k.setElementSums) return k.setElementSums("inet", table, map);
+    const sums = new Map<string, { packets: number; bytes: number }>();
+    for (const e of k.setElementCounters("inet", table, map)) {
+      if (e.comment === null) continue;
+      const t = sums.get(e.comment);
+      if (t === undefined) sums.set(e.comment, { packets: e.packets, bytes: e.bytes });
+      else {
+        t.packets += e.packets;
+        t.bytes += e.bytes;
+      }
+    }
+    return sums;
   }
 
   /** Our chains and rules, listed tersely (no elements) when they changed since the last listing. */

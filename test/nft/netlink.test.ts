@@ -98,6 +98,23 @@ describe.skipIf(skip)("nf_tables over netlink, in a namespace", () => {
     expect(nl.setElementCounters("inet", "firewall", "ingress4_nets")).toEqual([{ comment: "accept traffic for np c", packets: 7, bytes: 700 }]);
   });
 
+  test("element sums add up the counters of the elements sharing a comment, and leave out elements without one and interval ends", async () => {
+    await nft(ns, `table inet firewall {
+  map shared {
+    type ipv4_addr : verdict
+    flags interval
+    counter
+    elements = { 10.0.0.0/24 counter packets 1 bytes 10 comment "np x" : accept, 10.0.2.0/24 counter packets 2 bytes 20 comment "np y" : accept,
+                 10.0.4.0/24 counter packets 4 bytes 40 comment "np x" : accept, 10.0.6.0/24 counter packets 8 bytes 80 : accept }
+  }
+}
+`);
+    expect(new Map(nl.setElementSums("inet", "firewall", "shared"))).toEqual(new Map([["np x", { packets: 5, bytes: 50 }], ["np y", { packets: 2, bytes: 20 }]]));
+    expect(new Map(nl.setElementSums("inet", "firewall", "egress4_ports"))).toEqual(new Map([["accept traffic for np a tcp", { packets: 3, bytes: 180 }], ["accept traffic for np b udp", { packets: 1, bytes: 40 }]]));
+    expect(nl.setElementSums("inet", "firewall", "egress4_any").size).toBe(0);
+    await nft(ns, "delete map inet firewall shared\n");
+  });
+
   test("an empty map has no elements", () => {
     expect(nl.setElementCounters("inet", "firewall", "egress4_any")).toEqual([]);
   });
