@@ -22,7 +22,7 @@ import { nftablesRegistry } from "./lib/metrics/nftables.ts";
 import { nodeRegistry } from "./lib/metrics/node.ts";
 import { readSnapshot } from "./lib/nft/snapshot.ts";
 import { collectStats } from "./lib/stats/collect.ts";
-import { KernelSnapshots } from "./lib/stats/kernel-snapshot.ts";
+import { KernelSnapshots, SCRAPE_MAX_AGE_MS } from "./lib/stats/kernel-snapshot.ts";
 import { statsSnapshot, type TableModel } from "./lib/stats/model-snapshot.ts";
 import { nftClient } from "./lib/nft/client.ts";
 import { kernelReader } from "./lib/nft/netlink.ts";
@@ -79,10 +79,10 @@ async function main(argv: readonly string[]): Promise<number> {
   const metrics = new ControllerMetrics({ version: pkg.version });
   // With netlink, statistics and scrapes read our table's counters from the kernel and never list it.
   const snapshots = netlink ? new KernelSnapshots({ nftPath: flags.nft, exec: runCommand, kernel: netlink }) : undefined;
-  const snapshot = () => (snapshots ? snapshots.read() : readSnapshot(flags.nft, runCommand));
+  const snapshot = () => (snapshots ? snapshots.read({ maxAgeMs: SCRAPE_MAX_AGE_MS }) : readSnapshot(flags.nft, runCommand));
   const suricata = flags.enableIds ? new SuricataClient({ socketPath: flags.suricataSocket, signal: stop.signal }) : undefined;
-  const statistics = (model?: TableModel) =>
-    collectStats({ snapshot: () => (snapshots ? snapshots.read() : statsSnapshot(flags.nft, runCommand, model, kernel.nft)), ...(suricata ? { ids: () => suricata.collect() } : {}) });
+  const statistics = (model?: TableModel, intervalMs?: number) =>
+    collectStats({ snapshot: () => (snapshots ? snapshots.readForInterval(intervalMs ?? 0) : statsSnapshot(flags.nft, runCommand, model, kernel.nft)), ...(suricata ? { ids: () => suricata.collect() } : {}) });
   const registries = {
     nftables: [nftablesRegistry(() => snapshot().catch(() => null), { perPolicySeries: flags.metricsPerPolicy }), metrics.registry],
     node: [nodeRegistry()],

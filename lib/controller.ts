@@ -90,9 +90,10 @@ export interface ControllerDeps {
   readonly dropLog?: DropLog;
   /**
    * The interval's statistics for `status.stats` (counters, IDS); absent: none
-   * are written. `model`: what this process applied, so our table need not be listed.
+   * are written. `model`: what this process applied, so our table need not be listed;
+   * `intervalMs`: the interval they are for (counters read during it, by a scrape, may serve).
    */
-  readonly statistics?: (model?: TableModel) => Promise<CollectedStats>;
+  readonly statistics?: (model?: TableModel, intervalMs?: number) => Promise<CollectedStats>;
   /** Told the ruleset now in force after every apply (undefined: none known), for readers of the kernel's counters (lib/stats/kernel-snapshot.ts). */
   readonly applied?: (model: { readonly table: string; readonly ruleset: Ruleset } | undefined) => void;
 }
@@ -663,7 +664,7 @@ export class Controller {
     // Statistics come with the interval (counters → status); what could not be read is said.
     const applied = this.#applier.applied;
     const model = applied ? { table: TABLE, countedRules: applied.countedRules, maps: [...applied.maps.keys()] } : undefined;
-    const collected = periodic && this.#d.statistics ? await this.#d.statistics(model) : undefined;
+    const collected = periodic && this.#d.statistics ? await this.#d.statistics(model, this.#intervalMs) : undefined;
     if (collected) {
       this.#lastStatsNotes = collected.notes;
       this.#sayOnce("statistics", "warn", collected.notes.length > 0 ? `statistics: ${collected.notes.join("; ")}` : undefined);

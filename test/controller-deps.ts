@@ -36,7 +36,7 @@ export function controllerDeps(api: ClusterApi, exec: Executor, options: { host?
     removeFile: removeFileIfRegular,
     events: new EventRecorder(api, { component: "firewall-controller", host: options.host ?? "test" }),
     log: createLogger(process.env.FCT_LOG ?? "silent"),
-    statistics: (model) => collectStats({ snapshot: () => (snapshots ? snapshots.read() : statsSnapshot("nft", exec, model, nft)) }),
+    statistics: (model, intervalMs) => collectStats({ snapshot: () => (snapshots ? snapshots.readForInterval(intervalMs ?? 0) : statsSnapshot("nft", exec, model, nft)) }),
     ...(snapshots ? { applied: (m: Parameters<KernelSnapshots["applied"]>[0]) => snapshots.applied(m) } : {}),
     ...options.overrides,
   };

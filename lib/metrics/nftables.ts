@@ -106,10 +106,12 @@ export function ruleLabels(rule: SnapshotRule): Record<RuleLabel, string> {
 
 /**
  * A registry that leaves out families without a sample (prom-client prints HELP and TYPE for them
- * anyway), and prints some families itself: `after` names the family each follows.
+ * anyway), and prints some families itself: `after` names the family each follows. Those may
+ * print as bytes (the 80,000 per-policy series: 11 MB a scrape, which as strings cost more than
+ * everything else of a scrape); {@link exposition} hands the whole text over as bytes.
  */
 class SampledRegistry extends Registry {
-  readonly #own: { after: string; text: () => Promise<string> }[] = [];
+  readonly #own: { after: string; text: () => Promise<string | Uint8Array> }[] = [];
   readonly #scraped: (() => void)[] = [];
 
   /** Called after every exposition (to let go of what only that scrape needed). */
@@ -117,13 +119,14 @@ class SampledRegistry extends Registry {
     this.#scraped.push(f);
   }
 
-  /** A family printed by `text` (HELP, TYPE, samples; "" for none), after the family `after`. */
-  addText(after: string, text: () => Promise<string>): void {
+  /** A family printed by `text` (HELP, TYPE, samples, no final newline; empty for none), after the family `after`. */
+  addText(after: string, text: () => Promise<string | Uint8Array>): void {
     this.#own.push({ after, text });
   }
 
-  override async metrics(): Promise<string> {
-    const parts: Promise<string>[] = [];
+  /** The exposition as bytes: what the metrics server sends. */
+  async exposition(): Promise<Uint8Array> {
+    const parts: Promise<string | Uint8Array>[] = [];
     for (const m of this.getMetricsAsArray()) {
       parts.push(this.getSingleMetricAsString(m.name));
       for (const o of this.#own) if (o.after === m.name) parts.push(o.text());
@@ -131,10 +134,30 @@ class SampledRegistry extends Registry {
     const texts = await Promise.all(parts).finally(() => {
       for (const f of this.#scraped) f();
     });
-    // HELP and TYPE are two lines; a third is a sample.
-    return `${texts.filter((t) => t.split("\n", 3).length > 2).join("\n\n")}\n`;
+    // HELP and TYPE are two lines; a third is a sample (our own families print only with samples).
+    const kept = texts.filter((t) => (typeof t === "string" ? t.split("\n", 3).length > 2 : t.length > 0)).map((t) => (typeof t === "string" ? encoder.encode(t) : t));
+    const total = kept.reduce((n, t) => n + t.length + 2, 0);
+    const out = new Uint8Array(Math.max(1, total - 1));
+    let off = 0;
+    for (const t of kept) {
+      if (off > 0) {
+        out[off++] = 10;
+        out[off++] = 10;
+      }
+      out.set(t, off);
+      off += t.length;
+    }
+    out[off++] = 10;
+    return out.subarray(0, off);
+  }
+
+  override async metrics(): Promise<string> {
+    return decoder.decode(await this.exposition());
   }
 }
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** A label value as the exposition format quotes it (prom-client's escaping). */
 const labelValue = (v: string) => (/[\\\n"]/.test(v) ? v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"') : v);
@@ -148,27 +171,27 @@ function labelText(rule: SnapshotRule): string {
 }
 
 /**
- * The label texts of the element rules (one per map and owner comment), kept across scrapes: their
- * labels are a function of family, table, map, verdict and comment alone (no matches, handle 0),
- * and at 10,000 policies building them
- * anew was most of a scrape. Bounded by what the last scrapes saw.
+ * The label texts of the element rules (one per map and owner comment), kept across scrapes as
+ * bytes: their labels are a function of family, table, map, verdict and comment alone (no
+ * matches, handle 0), and at 10,000 policies building them anew was most of a scrape. Bounded by
+ * what the last scrapes saw.
  */
 class ElementLabels {
   /** By map (the rule's chain), then by comment: both are shared strings, so no key is built per rule. */
-  readonly #texts = new Map<string, Map<string | null, { text: string; seen: number; family: string; table: string; verdict: string }>>();
+  readonly #texts = new Map<string, Map<string | null, { bytes: Uint8Array; seen: number; family: string; table: string; verdict: string }>>();
   #scrape = 0;
 
-  get(rule: SnapshotRule): string {
+  get(rule: SnapshotRule): Uint8Array {
     let byComment = this.#texts.get(rule.chain);
     if (byComment === undefined) this.#texts.set(rule.chain, (byComment = new Map()));
     const e = byComment.get(rule.comment);
     if (e !== undefined && e.family === rule.family && e.table === rule.table && e.verdict === rule.verdict) {
       e.seen = this.#scrape;
-      return e.text;
+      return e.bytes;
     }
-    const text = labelText(rule);
-    byComment.set(rule.comment, { text, seen: this.#scrape, family: rule.family, table: rule.table, verdict: rule.verdict });
-    return text;
+    const bytes = encoder.encode(labelText(rule));
+    byComment.set(rule.comment, { bytes, seen: this.#scrape, family: rule.family, table: rule.table, verdict: rule.verdict });
+    return bytes;
   }
 
   /** Before a scrape: what the last two scrapes did not use is forgotten. */
@@ -181,33 +204,79 @@ class ElementLabels {
   }
 }
 
+/** One series of a rule family: labels as text (summed with equal ones) or as bytes (unique, printed as they are). */
+type RuleSeries = { rule: SnapshotRule; labels: string; unique: false } | { rule: SnapshotRule; labels: Uint8Array; unique: true };
+
+/** Writes the decimal digits of a safe non-negative integer at `off`; returns the offset after them. */
+function writeInteger(out: Uint8Array, off: number, value: number): number {
+  if (value === 0) {
+    out[off] = 48;
+    return off + 1;
+  }
+  let digits = 0;
+  for (let v = value; v >= 1; v = Math.floor(v / 10)) digits++;
+  let v = value;
+  for (let i = digits - 1; i >= 0; i--) {
+    out[off + i] = 48 + (v % 10);
+    v = Math.floor(v / 10);
+  }
+  return off + digits;
+}
+
 /**
- * One counter family of many series, printed directly: at 10,000 policies the rule series are
- * 80,000, and prom-client's own formatting of them costs over a second of CPU per scrape. The
- * text is the same as prom-client prints (series with equal labels summed, in first-seen order).
- * `unique` series are known to have labels no other series has (the element rules: one per map
- * and comment) and skip the summing.
+ * One counter family of many series, printed directly into bytes: at 10,000 policies the rule
+ * series are 80,000, and prom-client's own formatting of them costs over a second of CPU per
+ * scrape. The text is the same as prom-client prints (series with equal labels summed, in
+ * first-seen order). `unique` series are known to have labels no other series has (the element
+ * rules: one per map and comment) and skip the summing. Empty when there is no series.
  */
-function counterFamily(name: string, help: string, series: readonly { labels: string; rule: SnapshotRule; unique: boolean }[], kind: "bytes" | "packets"): string {
-  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} counter`];
-  // A summed series keeps the place it was first seen at; its line is written once the sum is known.
-  const sums = new Map<string, { line: number; value: number }>();
+function counterFamily(name: string, help: string, series: readonly RuleSeries[], kind: "bytes" | "packets"): Uint8Array {
+  if (series.length === 0) return new Uint8Array(0);
+  const head = encoder.encode(`# HELP ${name} ${help}\n# TYPE ${name} counter`);
+  const prefix = encoder.encode(`\n${name}{`);
+  // One line per slot; a summed series adds into the slot it was first seen at.
+  const labels: Uint8Array[] = [];
+  const values: number[] = [];
+  const sums = new Map<string, number>();
+  let size = head.length;
   for (const s of series) {
     const value = s.rule.counter?.[kind] ?? 0;
     if (s.unique) {
-      lines.push(`${name}{${s.labels}} ${value}`);
+      labels.push(s.labels);
+      values.push(value);
+      size += prefix.length + s.labels.length + 2 + 25;
       continue;
     }
-    const sum = sums.get(s.labels);
-    if (sum) sum.value += value;
+    const slot = sums.get(s.labels);
+    if (slot !== undefined) values[slot] = (values[slot] as number) + value;
     else {
-      sums.set(s.labels, { line: lines.length, value });
-      lines.push("");
+      const bytes = encoder.encode(s.labels);
+      sums.set(s.labels, labels.length);
+      labels.push(bytes);
+      values.push(value);
+      size += prefix.length + bytes.length + 2 + 25;
     }
   }
-  if (lines.length === 2) return "";
-  for (const [key, { line, value }] of sums) lines[line] = `${name}{${key}} ${value}`;
-  return lines.join("\n");
+  const out = new Uint8Array(size);
+  out.set(head, 0);
+  let off = head.length;
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i] as Uint8Array;
+    const value = values[i] as number;
+    out.set(prefix, off);
+    off += prefix.length;
+    out.set(l, off);
+    off += l.length;
+    out[off++] = 125; // }
+    out[off++] = 32;
+    if (Number.isSafeInteger(value) && value >= 0) off = writeInteger(out, off, value);
+    else {
+      const t = encoder.encode(String(value));
+      out.set(t, off);
+      off += t.length;
+    }
+  }
+  return out.subarray(0, off);
 }
 
 /**
@@ -291,10 +360,10 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
     labelled = s;
     // As the original: only counted rules. A rule naming a counter that does not exist counts as 0.
     // Element rules are unique per table, map and comment (they are sums by comment).
-    const out: { rule: SnapshotRule; labels: string; unique: boolean }[] = [];
+    const out: RuleSeries[] = [];
     for (const r of s?.rules ?? []) {
       if ((r.counter === null && r.counterName === null) || (!perPolicy && ownChain(r))) continue;
-      out.push({ rule: r, labels: r.fromElements === true ? elementLabels.get(r) : labelText(r), unique: r.fromElements === true });
+      out.push(r.fromElements === true ? { rule: r, labels: elementLabels.get(r), unique: true } : { rule: r, labels: labelText(r), unique: false });
     }
     return out;
   };

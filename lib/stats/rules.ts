@@ -61,7 +61,7 @@ interface Entry {
   packets: number;
   tier: number;
   /** Named counters already added: two rules counting into one counter (one per IP family) must not count it twice. */
-  named: Set<string>;
+  named: Set<string> | null;
 }
 
 /**
@@ -72,28 +72,30 @@ interface Entry {
 export function ruleStats(snapshot: Snapshot, options: RuleStatsOptions = {}): RuleStats {
   const max = options.max ?? MAX_RULE_STATS;
   const ours = options.table ?? "firewall";
-  const entries = new Map<string, Entry>();
+  // By group, then by comment: 40,000 element rules at 10,000 policies, so no key is built per rule.
+  const byGroup: Record<RuleGroup, Map<string, Entry>> = { accept: new Map(), drop: new Map(), other: new Map() };
   for (const r of snapshot.rules) {
     if (r.comment === null || r.counter === null) continue;
     const group = groupOf(r);
-    const key = `${group}\u0000${r.comment}`;
     const isOurs = r.table === ours && r.family === "inet";
     const tier = isOurs && r.chain === "forward" ? 0 : isOurs ? 2 : 1;
-    let e = entries.get(key);
+    const entries = byGroup[group];
+    let e = entries.get(r.comment);
     if (!e) {
-      e = { group, comment: r.comment, bytes: 0, packets: 0, tier, named: new Set() };
-      entries.set(key, e);
+      e = { group, comment: r.comment, bytes: 0, packets: 0, tier, named: null };
+      entries.set(r.comment, e);
     }
-    e.tier = Math.min(e.tier, tier);
+    if (tier < e.tier) e.tier = tier;
     if (r.counterName !== null) {
       const id = `${r.family}\u0000${r.table}\u0000${r.counterName}`;
+      e.named ??= new Set();
       if (e.named.has(id)) continue;
       e.named.add(id);
     }
     e.bytes += r.counter.bytes;
     e.packets += r.counter.packets;
   }
-  const ranked = [...entries.values()].sort((a, b) => a.tier - b.tier || b.bytes - a.bytes || b.packets - a.packets || cmp(a.comment, b.comment) || cmp(a.group, b.group));
+  const ranked = [...byGroup.accept.values(), ...byGroup.drop.values(), ...byGroup.other.values()].sort((a, b) => a.tier - b.tier || b.bytes - a.bytes || b.packets - a.packets || cmp(a.comment, b.comment) || cmp(a.group, b.group));
   const kept = ranked.slice(0, Math.max(0, max)).sort((a, b) => cmp(a.comment, b.comment));
   const rules: Record<RuleGroup, Record<string, RuleCounter>> = { accept: {}, drop: {}, other: {} };
   for (const e of kept) rules[e.group][e.comment] = { counter: { bytes: e.bytes, packets: e.packets } };
