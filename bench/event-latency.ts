@@ -6,7 +6,9 @@
  * production client (nft for transactions, netlink for reads). Each sample
  * creates one policy (an IPv4 host beside the N others in the big map, and an
  * IPv6 host alone in its map) and polls the kernel over netlink until the IPv6
- * element is in: both arrive in one transaction.
+ * element is in: both arrive in one transaction. Then each of those policies is edited (another
+ * IPv6 block) and deleted, each until the controller's transaction is in the kernel (the
+ * generation moves).
  *
  *   ./node_modules/.bin/bun bench/event-latency.ts [policies=1000] [samples=50]
  *
@@ -102,10 +104,42 @@ try {
     samples.push(performance.now() - t0);
     await controller.idle();
   }
-  const slowest = samples.map((ms, k) => ({ ms, k })).sort((a, b) => b.ms - a.ms).slice(0, 5);
-  samples.sort((a, b) => a - b);
-  const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] as number;
-  console.log(`event → elements in the kernel, ${N} policies, ${SAMPLES} samples: p50 ${q(0.5).toFixed(0)} ms, p90 ${q(0.9).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, max ${q(1).toFixed(0)} ms; slowest five ${slowest.map((x) => `${x.ms.toFixed(0)} (#${x.k})`).join(", ")} ms`);
+  // Edits (another IPv6 block: one element out, one in) and deletions of the same policies: until
+  // the controller's transaction is in the kernel (its generation moves; nothing else commits here).
+  const untilCommitted = async (request: () => Promise<void>): Promise<number> => {
+    const before = kernel.generation();
+    const t0 = performance.now();
+    await request();
+    while (kernel.generation() === before) await new Promise((r) => setTimeout(r, 1));
+    const ms = performance.now() - t0;
+    await controller.idle();
+    return ms;
+  };
+  const edits: number[] = [];
+  const deletions: number[] = [];
+  for (let k = 0; k < SAMPLES; k++) {
+    edits.push(await untilCommitted(async () => {
+      const body = { spec: { egress: [{ to: [{ cidr: `198.${18 + ((N + k) >> 16)}.${((N + k) >> 8) & 255}.${(N + k) & 255}/32` }, { cidr: `2001:db8:fffe::${k.toString(16)}/128` }], ports: [{ port: 443 }, { protocol: "UDP", port: 53 }] }] } };
+      const r = await api.request("PATCH", `${CWNP}/sample-${k}`, { body, contentType: "application/merge-patch+json" });
+      if (r.status >= 300) throw new Error(`PATCH sample-${k}: ${r.status}`);
+    }));
+  }
+  for (let k = 0; k < SAMPLES; k++) {
+    deletions.push(await untilCommitted(async () => {
+      const r = await api.request("DELETE", `${CWNP}/sample-${k}`);
+      if (r.status >= 300) throw new Error(`DELETE sample-${k}: ${r.status}`);
+    }));
+    if (inMap("egress6_ports", `sample-${k}`)) throw new Error(`sample-${k} is still in the kernel after its deletion`);
+  }
+  const report = (what: string, xs: number[]) => {
+    const slowest = xs.map((ms, k) => ({ ms, k })).sort((a, b) => b.ms - a.ms).slice(0, 5);
+    const sorted = xs.toSorted((a, b) => a - b);
+    const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
+    console.log(`${what}, ${N} policies, ${xs.length} samples: p50 ${q(0.5).toFixed(0)} ms, p90 ${q(0.9).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, max ${q(1).toFixed(0)} ms; slowest five ${slowest.map((x) => `${x.ms.toFixed(0)} (#${x.k})`).join(", ")} ms`);
+  };
+  report("event → elements in the kernel (created)", samples);
+  report("policy edited → its transaction in the kernel", edits);
+  report("policy deleted → its transaction in the kernel", deletions);
   console.log(`rss: ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB (controller and bench in one process)`);
   stop.abort();
   await running;

@@ -87,7 +87,7 @@ async function withNamespace<T>(f: (nft: NftClient, transactions: () => number) 
     const real = nftClient("nft", exec, kernelReader({ netns: ns }));
     let runs = 0;
     const counted: NftClient = { ...real, run: (script) => (runs++, real.run(script)) };
-    if (real.loadElements) counted.loadElements = (load) => (runs++, (real.loadElements as NonNullable<NftClient["loadElements"]>)(load));
+    if (real.applyElements) counted.applyElements = (load) => (runs++, (real.applyElements as NonNullable<NftClient["applyElements"]>)(load));
     return await f(counted, () => runs);
   } finally {
     await runCommand(["ip", "netns", "del", ns]);

@@ -84,7 +84,14 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
       { firewallName: "firewall", clusterPrefixes: [cidr("10.0.0.0/8"), cidr("fd00:66::/64")], privateVrf: 42, serviceIp: "10.0.1.1", rulesetFile: join(dir, "ruleset.v4") },
       controllerDeps(api, fwExec(), {
         ...(kernel ? { kernel } : {}),
-        overrides: { nft: { ...real, run: (script: string) => (refuseCheck ? Promise.resolve({ code: 1, stdout: "", stderr: "Error: injected refusal" }) : real.run(script)) } },
+        // Refused both ways a transaction goes: nft scripts, and element batches over netlink.
+        overrides: {
+          nft: {
+            ...real,
+            run: (script: string) => (refuseCheck ? Promise.resolve({ code: 1, stdout: "", stderr: "Error: injected refusal" }) : real.run(script)),
+            ...(real.applyElements ? { applyElements: (load: Parameters<NonNullable<typeof real.applyElements>>[0]) => (refuseCheck ? Promise.reject(new Error("injected refusal")) : (real.applyElements as NonNullable<typeof real.applyElements>)(load)) } : {}),
+          },
+        },
       }),
       stop.signal,
     );

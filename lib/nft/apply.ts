@@ -17,8 +17,13 @@
  * kernel still runs it, a change that leaves the skeleton (sets, map types,
  * the elements' verdict) alone is applied as a patch: only the map elements
  * that differ are added or deleted, with their owners' counts carried. The cost
- * of a change is then the size of the change, not of the table. A patch nft
- * refuses falls back to the full replacement.
+ * of a change is then the size of the change, not of the table. A patch of
+ * elements alone goes in as one netlink batch where the client can write one
+ * (lib/nft/element-batch.ts: nft would first list every interval map); one that
+ * adds or drops layer maps or rewrites the forward chain goes through nft. A
+ * refused patch falls back to the full replacement. A table that is not there
+ * yet is loaded the same way: nft declares it with empty maps, one batch fills
+ * them.
  *
  * @example
  * ```ts
@@ -41,6 +46,7 @@ import { FirewallError } from "../errors.ts";
 import { elementText, emptyMapsText, type Ruleset, tableText } from "../ruleset/render.ts";
 import { ownerCounts } from "../stats/model-snapshot.ts";
 import type { NftClient, TableInventory } from "./client.ts";
+import type { AddedElement } from "./element-batch.ts";
 
 export interface ApplyResult {
   /** False when the kernel already had this exact rendering. */
@@ -143,52 +149,128 @@ export function carriedOwners(previous: Ruleset, next: Ruleset): { owners: Set<s
 }
 
 /**
- * The transaction that turns `previous` (running, same skeleton) into `next`: new layer maps,
- * then element deletions and additions, the forward chain's rules when its lookups changed, then
- * maps nothing refers to any more, then the marker. Every element of an owner in `carried` (by
- * name) is re-added, its first one starting at the owner's count (read just before): so a
- * policy's count survives its own change and any re-split by an overlapping one.
+ * What a patch from `previous` to `next` changes, in the order it is applied: new layer maps,
+ * then per map the element deletions and additions, the forward chain's rules when its lookups
+ * changed (null: unchanged), maps nothing refers to any more.
  */
-export function patchScript(previous: Ruleset, next: Ruleset, table: string, revisions: { from: string; to: string }, carried: Counts = new Map()): string {
-  const t = `inet ${table}`;
-  const lines: string[] = [];
+export interface PatchPlan {
+  readonly newMaps: readonly (readonly [name: string, type: string])[];
+  readonly elements: readonly { readonly map: string; readonly type: string; readonly removed: readonly string[]; readonly added: readonly AddedElement[] }[];
+  readonly forwardRules: readonly string[] | null;
+  readonly droppedMaps: readonly string[];
+}
+
+/**
+ * The plan of the transaction that turns `previous` (running, same skeleton) into `next`. Every
+ * element of an owner in `carried` (by name) is re-added, its first one starting at the owner's
+ * count (read just before): so a policy's count survives its own change and any re-split by an
+ * overlapping one.
+ */
+export function patchPlan(previous: Ruleset, next: Ruleset, carried: Counts = new Map()): PatchPlan {
   // Layer maps above 0 come and go with the overlaps (render.ts): new ones first, so elements can go in.
-  for (const [map, type] of next.maps) {
-    if (!previous.elements.has(map)) lines.push(`add map ${t} ${map} { type ${type} : verdict; flags interval; counter; }`);
-  }
+  const newMaps = [...next.maps].filter(([map]) => !previous.elements.has(map));
+  const elements: { map: string; type: string; removed: string[]; added: AddedElement[] }[] = [];
   const pending = new Map(carried);
-  const delta = next.delta?.from.deref() === previous && carried.size === 0 ? next.delta : undefined;
-  for (const [map, elements] of delta ? [] : next.elements) {
+  const added = (key: string, owner: string): AddedElement => {
+    const comment = next.owners.get(owner) as string;
+    const c = pending.get(owner);
+    if (c) pending.delete(owner);
+    return c && (c.packets > 0 || c.bytes > 0) ? { key, comment, counter: c } : { key, comment };
+  };
+  const delta = next.delta?.from.deref() === previous ? next.delta : undefined;
+  if (delta) {
+    // The renderer's delta: exactly the elements that changed, without diffing whole maps; owners
+    // whose counts are carried have all their elements re-added (found by one pass over each side).
+    const changes = new Map<string, { removed: string[]; added: (readonly [string, string])[] }>();
+    for (const [map, d] of delta.maps) {
+      if (!next.elements.has(map)) continue; // a layer map that is gone: deleted whole below
+      changes.set(map, { removed: previous.elements.has(map) ? d.removed.map(([key]) => key) : [], added: [...d.added] });
+    }
+    if (carried.size > 0) {
+      for (const [map, old] of previous.elements) {
+        if (!next.elements.has(map)) continue;
+        let c = changes.get(map);
+        for (const [key, owner] of old) {
+          if (!carried.has(owner)) continue;
+          if (!c) changes.set(map, (c = { removed: [], added: [] }));
+          if (!c.removed.includes(key)) c.removed.push(key);
+        }
+      }
+      for (const [map, now] of next.elements) {
+        let c = changes.get(map);
+        for (const [key, owner] of now) {
+          if (!carried.has(owner)) continue;
+          if (!c) changes.set(map, (c = { removed: [], added: [] }));
+          if (!c.added.some(([k]) => k === key)) c.added.push([key, owner]);
+        }
+      }
+    }
+    // In the maps' order, so that the carried count lands on the same element as without the delta.
+    for (const map of next.maps.keys()) {
+      const c = changes.get(map);
+      if (!c || c.removed.length + c.added.length === 0) continue;
+      elements.push({ map, type: next.maps.get(map) as string, removed: c.removed, added: c.added.map(([key, owner]) => added(key, owner)) });
+    }
+  }
+  for (const [map, now] of delta ? [] : next.elements) {
     const old = previous.elements.get(map) ?? new Map<string, string>();
-    if (old === elements && carried.size === 0) continue; // handed on unchanged by the incremental renderer
+    if (old === now && carried.size === 0) continue; // handed on unchanged by the incremental renderer
     // An owner whose comment changed (a name shortened differently) is a different owner.
     const same = (key: string, owner: string | undefined, other: ReadonlyMap<string, string>, rs: Ruleset) =>
       owner !== undefined && other.get(key) === owner && next.owners.get(owner) === previous.owners.get(owner) && rs.owners.has(owner);
-    const removed = [...old].filter(([key, owner]) => !same(key, owner, elements, next) || carried.has(owner)).map(([key]) => key);
-    const added = [...elements].filter(([key, owner]) => !same(key, owner, old, previous) || carried.has(owner));
-    if (removed.length > 0) lines.push(`delete element ${t} ${map} { ${removed.join(", ")} }`);
-    if (added.length > 0) {
-      const texts = added.map(([key, owner]) => {
-        const c = pending.get(owner);
-        if (c) pending.delete(owner);
-        return elementText(key, next.owners.get(owner) as string, next.verdict, c);
-      });
-      lines.push(`add element ${t} ${map} { ${texts.join(", ")} }`);
-    }
-  }
-  // The renderer's delta: exactly the elements that changed, without diffing whole maps.
-  for (const [map, d] of delta?.maps ?? []) {
-    if (!next.elements.has(map)) continue; // a layer map that is gone: deleted whole below
-    if (d.removed.length > 0 && previous.elements.has(map)) lines.push(`delete element ${t} ${map} { ${d.removed.map(([key]) => key).join(", ")} }`);
-    if (d.added.length > 0) lines.push(`add element ${t} ${map} { ${d.added.map(([key, owner]) => elementText(key, next.owners.get(owner) as string, next.verdict)).join(", ")} }`);
+    const removed = [...old].filter(([key, owner]) => !same(key, owner, now, next) || carried.has(owner)).map(([key]) => key);
+    const adds = [...now].filter(([key, owner]) => !same(key, owner, old, previous) || carried.has(owner)).map(([key, owner]) => added(key, owner));
+    if (removed.length + adds.length > 0) elements.push({ map, type: next.maps.get(map) as string, removed, added: adds });
   }
   // The forward chain's lookups follow the layers; its counters are all named, so rewriting it resets nothing.
-  if (next.forwardRules.join("\n") !== previous.forwardRules.join("\n")) {
-    lines.push(`flush chain ${t} forward`, ...next.forwardRules.map((r) => `add rule ${t} forward ${r}`));
+  const forwardRules = next.forwardRules.join("\n") !== previous.forwardRules.join("\n") ? next.forwardRules : null;
+  const droppedMaps = [...previous.elements.keys()].filter((map) => !next.elements.has(map));
+  return { newMaps, elements, forwardRules, droppedMaps };
+}
+
+/** Whether a plan changes map elements only (no map comes or goes, the forward rules stay): then it can go in over netlink. */
+export const elementsOnly = (plan: PatchPlan): boolean => plan.newMaps.length === 0 && plan.droppedMaps.length === 0 && plan.forwardRules === null;
+
+/**
+ * The transaction that turns `previous` (running, same skeleton) into `next` as nft reads it
+ * ({@link patchPlan}), then the marker: the previous revision's deleted, the next one's added.
+ */
+export function patchScript(previous: Ruleset, next: Ruleset, table: string, revisions: { from: string; to: string }, carried: Counts = new Map()): string {
+  return planScript(patchPlan(previous, next, carried), next.verdict, table, revisions);
+}
+
+function planScript(plan: PatchPlan, verdict: string, table: string, revisions: { from: string; to: string }): string {
+  const t = `inet ${table}`;
+  const lines: string[] = [];
+  for (const [map, type] of plan.newMaps) lines.push(`add map ${t} ${map} { type ${type} : verdict; flags interval; counter; }`);
+  for (const e of plan.elements) {
+    if (e.removed.length > 0) lines.push(`delete element ${t} ${e.map} { ${e.removed.join(", ")} }`);
+    if (e.added.length > 0) lines.push(`add element ${t} ${e.map} { ${e.added.map((x) => elementText(x.key, x.comment, verdict, x.counter)).join(", ")} }`);
   }
-  for (const map of previous.elements.keys()) if (!next.elements.has(map)) lines.push(`delete map ${t} ${map}`);
+  if (plan.forwardRules) lines.push(`flush chain ${t} forward`, ...plan.forwardRules.map((r) => `add rule ${t} forward ${r}`));
+  for (const map of plan.droppedMaps) lines.push(`delete map ${t} ${map}`);
   lines.push(`delete chain ${t} ${REVISION_PREFIX}${revisions.from}`, `add chain ${t} ${REVISION_PREFIX}${revisions.to}`);
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The counts of `owners` (by comment) in the kernel, read from their elements in `maps` as
+ * `previous` has them: by key where the client can (a few elements, not a dump of maps of tens of
+ * thousands), else by reading the maps whole.
+ */
+async function carriedCounts(nft: NftClient, table: string, previous: Ruleset, owners: ReadonlySet<string>, maps: ReadonlySet<string>): Promise<Map<string, { packets: number; bytes: number }>> {
+  if (!nft.elementCountersByKey) return ownerCounts(nft, table, [...maps]);
+  const out = new Map<string, { packets: number; bytes: number }>();
+  for (const map of maps) {
+    const keys: string[] = [];
+    for (const [key, owner] of previous.elements.get(map) ?? []) if (owners.has(owner)) keys.push(key);
+    for (const e of await nft.elementCountersByKey(table, map, previous.maps.get(map) as string, keys)) {
+      if (e.comment === null) continue;
+      const t = out.get(e.comment) ?? { packets: 0, bytes: 0 };
+      out.set(e.comment, { packets: t.packets + e.packets, bytes: t.bytes + e.bytes });
+    }
+  }
+  return out;
 }
 
 /**
@@ -218,10 +300,10 @@ async function loadCold(nft: NftClient, ruleset: Ruleset, table: string, revisio
   const maps = [...ruleset.maps.keys()].map((name) => ({
     name,
     type: ruleset.maps.get(name) as string,
-    elements: [...(ruleset.elements.get(name) ?? [])].map(([key, owner]) => [key, ruleset.owners.get(owner) as string] as const),
+    added: [...(ruleset.elements.get(name) ?? [])].map(([key, owner]) => ({ key, comment: ruleset.owners.get(owner) as string })),
   }));
   try {
-    await (nft.loadElements as NonNullable<NftClient["loadElements"]>)({ table, generation, verdict: ruleset.verdict, maps, chains: [`${REVISION_PREFIX}${revision}`, `${GENERATION_PREFIX}${generation + 1}`] });
+    await (nft.applyElements as NonNullable<NftClient["applyElements"]>)({ table, generation, verdict: ruleset.verdict, maps, chains: [`${REVISION_PREFIX}${revision}`, `${GENERATION_PREFIX}${generation + 1}`] });
     return generation + 1;
   } catch {
     return null;
@@ -276,15 +358,31 @@ export async function applyRuleset(
     const prev = previous as Ruleset;
     const { owners, maps } = carriedOwners(prev, ruleset);
     // Read just before the transaction: what the replaced elements count in between is lost.
-    const counts = owners.size > 0 ? await ownerCounts(nft, table, [...maps]) : new Map<string, { packets: number; bytes: number }>();
+    const counts = owners.size > 0 ? await carriedCounts(nft, table, prev, owners, maps) : new Map<string, { packets: number; bytes: number }>();
     const carried = new Map<string, { packets: number; bytes: number }>();
     for (const owner of owners) {
       const c = counts.get(prev.owners.get(owner) as string);
       if (c) carried.set(owner, c);
     }
+    const plan = patchPlan(prev, ruleset, carried);
+    // Element changes and markers alone go over netlink (nft would first list every interval map's
+    // elements: ~100 ms at 10,000 policies for a deletion); new or gone maps and forward rules by nft.
+    if (nft.applyElements && elementsOnly(plan)) {
+      await nft.applyElements({
+        table,
+        verdict: ruleset.verdict,
+        // Proven: onto exactly that generation, else the kernel refuses it.
+        ...(generation.proven !== null ? { generation: generation.proven } : {}),
+        maps: plan.elements.map((e) => ({ name: e.map, type: e.type, removed: e.removed, added: e.added, wasEmpty: (prev.elements.get(e.map)?.size ?? 0) === 0 })),
+        // The previous revision's marker must be there to be deleted: the batch applies onto that table only.
+        deleteChains: [`${REVISION_PREFIX}${from}`, ...generation.old, ...dropFingerprints],
+        chains: [`${REVISION_PREFIX}${revision}`, ...(generation.proven !== null ? [`${GENERATION_PREFIX}${generation.proven + 1}`] : [])],
+      });
+      return;
+    }
     const lines = [...generation.old, ...dropFingerprints].map((c) => `delete chain inet ${table} ${c}\n`);
     if (generation.proven !== null) lines.push(`add chain inet ${table} ${GENERATION_PREFIX}${generation.proven + 1}\n`);
-    await run(nft, `${patchScript(prev, ruleset, table, { from, to: revision }, carried)}${lines.join("")}`);
+    await run(nft, `${planScript(plan, ruleset.verdict, table, { from, to: revision })}${lines.join("")}`);
   };
 
   if (deps.verify === false && previous && sameSkeleton && deps.previousFingerprint !== undefined) {
@@ -369,7 +467,7 @@ export async function applyRuleset(
     } else drifted = fingerprints.length + generations.length > 0;
   }
   let fresh = await nft.inventory(table);
-  if (fresh === null && nft.loadElements && nft.generation) {
+  if (fresh === null && nft.applyElements && nft.generation) {
     const generation = await loadCold(nft, ruleset, table, revision);
     if (generation !== null) return { changed: true, revision, persisted, mode: drifted ? "repaired" : "replaced", fingerprint: null, generation };
     fresh = await nft.inventory(table);

@@ -41,6 +41,8 @@ export interface KernelReader {
   setElementCounters(family: "inet", table: string, set: string): readonly ElementCount[];
   /** Commits one batch of elements and chains (lib/nft/element-batch.ts), all or nothing. */
   commit?(batch: EncodedBatch): void;
+  /** The counters of the elements with these keys only (`type`: the map's key type). */
+  elementCountersByKey?(family: "inet", table: string, set: string, type: string, keys: readonly string[]): readonly ElementCount[];
 }
 
 export interface NftClient {
@@ -64,12 +66,15 @@ export interface NftClient {
   elementCounters(table: string, map: string): Promise<readonly ElementCount[]>;
   /** The nf_tables ruleset generation; absent where it cannot be read. */
   generation?(): Promise<number>;
+  /** The counter and comment of the elements of one of our maps with these keys (`type`: its key type); absent where netlink cannot be read. */
+  elementCountersByKey?(table: string, map: string, type: string, keys: readonly string[]): Promise<readonly ElementCount[]>;
   /**
-   * Adds map elements and empty chains in one transaction that applies only onto
-   * `load.generation` (else nothing of it is applied and it throws); absent where netlink cannot
-   * write. Loads elements at the kernel's speed, without nft's parser.
+   * Deletes and adds map elements and deletes and adds empty (marker) chains in one transaction,
+   * onto `load.generation` only when it is given (else nothing of it is applied and it throws);
+   * absent where netlink cannot write. Elements go in at the kernel's speed, without nft's parser
+   * and without the listing of every interval map nft does before any deletion.
    */
-  loadElements?(load: ElementLoad): Promise<void>;
+  applyElements?(load: ElementLoad): Promise<void>;
 }
 
 interface NftJson {
@@ -87,7 +92,8 @@ export function nftClient(nftPath: string, exec: Executor, kernel?: KernelReader
   return {
     json,
     ...(kernel ? { generation: async () => kernel.generation() } : {}),
-    ...(kernel?.commit ? { loadElements: async (load: ElementLoad) => kernel.commit?.(elementBatch(load)) } : {}),
+    ...(kernel?.elementCountersByKey ? { elementCountersByKey: async (table: string, map: string, type: string, keys: readonly string[]) => kernel.elementCountersByKey?.("inet", table, map, type, keys) ?? [] } : {}),
+    ...(kernel?.commit ? { applyElements: async (load: ElementLoad) => kernel.commit?.(elementBatch(load)) } : {}),
     async elementCounters(table, map) {
       if (kernel) return kernel.setElementCounters("inet", table, map);
       const doc = (await json(["list", "map", "inet", table, map])) as { nftables?: { map?: { elem?: unknown[] } }[] };

@@ -25,7 +25,7 @@
  *   table: "firewall",
  *   generation: 7,
  *   verdict: "accept",
- *   maps: [{ name: "egress4_any", type: "ipv4_addr", elements: [["198.51.100.0/24", "accept traffic for np a"]] }],
+ *   maps: [{ name: "egress4_any", type: "ipv4_addr", added: [{ key: "198.51.100.0/24", comment: "accept traffic for np a" }] }],
  *   chains: ["revision.0123456789abcdef"],
  * });
  * console.log(batch.bytes.length > 0, batch.messages); // true 3
@@ -33,21 +33,40 @@
  * @module
  */
 
-/** One map to fill: its key type as declared (`ipv4_addr . inet_proto . inet_service`) and its elements, key text → comment. */
-export interface MapElements {
+/** One element to add: its key text, its owner's comment and, when a count is carried into it, where its counter starts. */
+export interface AddedElement {
+  readonly key: string;
+  readonly comment: string;
+  readonly counter?: { readonly packets: number; readonly bytes: number };
+}
+
+/**
+ * The changes to one map: keys to delete (as they were added), then elements to add.
+ * `wasEmpty`: the map held no element before (a one-field map then gets nft's end element at
+ * zero before its first range, as nft gives it).
+ */
+export interface MapChanges {
   readonly name: string;
+  /** Its key type as declared (`ipv4_addr . inet_proto . inet_service`). */
   readonly type: string;
-  readonly elements: Iterable<readonly [key: string, comment: string]>;
+  readonly removed?: Iterable<string>;
+  readonly added: Iterable<AddedElement>;
+  readonly wasEmpty?: boolean;
 }
 
 export interface ElementLoad {
   readonly table: string;
-  /** The generation the batch applies onto: the kernel refuses it (ERESTART) once anyone committed since. */
-  readonly generation: number;
+  /**
+   * The generation the batch applies onto: the kernel refuses it (ERESTART) once anyone committed
+   * since. Absent: not pinned (then a chain deletion of a marker guards it).
+   */
+  readonly generation?: number;
   /** `accept` or `goto <chain>`, for every element. */
   readonly verdict: string;
-  readonly maps: readonly MapElements[];
-  /** Chains without rules to add in the same transaction (the markers). */
+  readonly maps: readonly MapChanges[];
+  /** Chains to delete (markers), after the elements. */
+  readonly deleteChains?: readonly string[];
+  /** Chains without rules to add (markers), last. */
   readonly chains: readonly string[];
 }
 
@@ -71,7 +90,10 @@ const NFNL_BATCH_GENID = 1;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFPROTO_INET = 1;
 const NFT_MSG_NEWCHAIN = 3;
+const NFT_MSG_DELCHAIN = 5;
 const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_GETSETELEM = 13;
+const NFT_MSG_DELSETELEM = 14;
 const NFTA_CHAIN_TABLE = 1;
 const NFTA_CHAIN_NAME = 3;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
@@ -82,6 +104,11 @@ const NFTA_SET_ELEM_KEY = 1;
 const NFTA_SET_ELEM_DATA = 2;
 const NFTA_SET_ELEM_FLAGS = 3;
 const NFTA_SET_ELEM_USERDATA = 6;
+const NFTA_SET_ELEM_EXPR = 7;
+const NFTA_EXPR_NAME = 1;
+const NFTA_EXPR_DATA = 2;
+const NFTA_COUNTER_BYTES = 1;
+const NFTA_COUNTER_PACKETS = 2;
 const NFTA_SET_ELEM_KEY_END = 10;
 const NFT_SET_ELEM_INTERVAL_END = 1;
 const NFTA_DATA_VALUE = 1;
@@ -176,6 +203,15 @@ class Writer {
     v.setUint16(this.len + 2, type, true);
     v.setUint32(this.len + 4, value >>> 0, false);
     this.len += 8;
+  }
+
+  u64be(type: number, value: number): void {
+    this.#room(12);
+    const v = this.#view;
+    v.setUint16(this.len, 12, true);
+    v.setUint16(this.len + 2, type, true);
+    v.setBigUint64(this.len + 4, BigInt(Math.max(0, Math.trunc(value))), false);
+    this.len += 12;
   }
 
   string(type: number, value: string): void {
@@ -432,17 +468,20 @@ function userData(comment: string, open: boolean): Uint8Array {
   return out;
 }
 
+const COUNTER = encoder.encode("counter\0");
+
 /**
- * One batch: begin (pinned to `load.generation`), the elements of every map in messages of at
- * most ~60 KB of elements, the chains, end. Only the last message asks for an acknowledgement:
- * errors are reported either way, and thousands of acknowledgements could overflow the socket.
+ * One batch: begin (pinned to `load.generation` when given), per map its deletions and then its
+ * additions in messages of at most ~60 KB of elements, the chain deletions, the chain additions,
+ * end. Only the last message asks for an acknowledgement: errors are reported either way, and
+ * thousands of acknowledgements could overflow the socket.
  */
 export function elementBatch(load: ElementLoad, firstSeq = 1): EncodedBatch {
   const w = new Writer();
   let seq = firstSeq;
   const verdict = verdictOf(load.verdict);
   const begin = w.message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES);
-  w.u32be(NFNL_BATCH_GENID, load.generation);
+  if (load.generation !== undefined) w.u32be(NFNL_BATCH_GENID, load.generation);
   w.endMessage(begin);
   const userDatas = new Map<string, Uint8Array>();
   const openUserDatas = new Map<string, Uint8Array>();
@@ -450,27 +489,29 @@ export function elementBatch(load: ElementLoad, firstSeq = 1): EncodedBatch {
   let messages = 0;
   let msg = -1;
   let list = -1;
+  let kind = NFT_MSG_NEWSETELEM;
 
   for (const map of load.maps) {
     const l = layout(map.type);
     const interval = l.fields.length === 1;
-    const open = (table: string, set: string) => {
-      lastSeq = seq;
-      msg = w.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE, seq++, NFPROTO_INET);
-      messages++;
-      w.string(NFTA_SET_ELEM_LIST_TABLE, table);
-      w.string(NFTA_SET_ELEM_LIST_SET, set);
-      list = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-    };
+    const width = (l.fields[0] as Field).bytes;
     const close = () => {
       if (msg < 0) return;
       w.endNest(list);
       w.endMessage(msg);
       msg = -1;
     };
-    const room = () => {
-      if (msg >= 0 && w.len - list > ELEMENTS_PER_MESSAGE_BYTES) close();
-      if (msg < 0) open(load.table, map.name);
+    /** Room for one more element, in a message of `type` for this map. */
+    const room = (type: number) => {
+      if (msg >= 0 && (kind !== type || w.len - list > ELEMENTS_PER_MESSAGE_BYTES)) close();
+      if (msg >= 0) return;
+      kind = type;
+      lastSeq = seq;
+      msg = w.message((NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F_REQUEST | (type === NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0), seq++, NFPROTO_INET);
+      messages++;
+      w.string(NFTA_SET_ELEM_LIST_TABLE, load.table);
+      w.string(NFTA_SET_ELEM_LIST_SET, map.name);
+      list = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
     };
     // Owners' comments are shared strings: one encoding each.
     const ud = (comment: string, isOpen: boolean) => {
@@ -492,68 +533,94 @@ export function elementBatch(load: ElementLoad, firstSeq = 1): EncodedBatch {
       w.bytes(NFTA_DATA_VALUE, value, length);
       w.endNest(n);
     };
+    // A carried count: the element's counter, starting there (else the map's counter flag gives it one at zero).
+    const counter = (c: AddedElement["counter"]) => {
+      if (!c || (c.packets === 0 && c.bytes === 0)) return;
+      const e = w.nest(NFTA_SET_ELEM_EXPR);
+      w.bytes(NFTA_EXPR_NAME, COUNTER);
+      const d = w.nest(NFTA_EXPR_DATA);
+      w.u64be(NFTA_COUNTER_BYTES, c.bytes);
+      w.u64be(NFTA_COUNTER_PACKETS, c.packets);
+      w.endNest(d);
+      w.endNest(e);
+    };
+    const endAt = (type: number, value: Uint8Array) => {
+      room(type);
+      const e = w.nest(NFTA_LIST_ELEM);
+      w.u32be(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+      key(NFTA_SET_ELEM_KEY, value, width);
+      w.endNest(e);
+    };
+    const read = (text: string) => {
+      const first = new Uint8Array(l.size);
+      const last = new Uint8Array(l.size);
+      readKey(text, l, first, last);
+      return { first, last };
+    };
 
+    for (const text of map.removed ?? []) {
+      const { first, last } = read(text);
+      room(NFT_MSG_DELSETELEM);
+      const e = w.nest(NFTA_LIST_ELEM);
+      key(NFTA_SET_ELEM_KEY, first, interval ? width : l.size);
+      if (!interval) key(NFTA_SET_ELEM_KEY_END, last);
+      w.endNest(e);
+      // A range of a one-field map is two elements, its start and (unless it is open) its end.
+      if (interval) {
+        const end = last.slice(0, width);
+        if (increment(end)) endAt(NFT_MSG_DELSETELEM, end);
+      }
+    }
     if (!interval) {
-      for (const [text, comment] of map.elements) {
-        const first = new Uint8Array(l.size);
-        const last = new Uint8Array(l.size);
-        readKey(text, l, first, last);
-        room();
+      for (const x of map.added) {
+        const { first, last } = read(x.key);
+        room(NFT_MSG_NEWSETELEM);
         const e = w.nest(NFTA_LIST_ELEM);
         key(NFTA_SET_ELEM_KEY, first);
         key(NFTA_SET_ELEM_KEY_END, last);
         data();
-        w.bytes(NFTA_SET_ELEM_USERDATA, ud(comment, false));
+        w.bytes(NFTA_SET_ELEM_USERDATA, ud(x.comment, false));
+        counter(x.counter);
         w.endNest(e);
       }
       close();
       continue;
     }
     // One field: ranges in ascending order as start and end elements (see the module's note).
-    const ranges: { first: Uint8Array; last: Uint8Array; comment: string }[] = [];
-    for (const [text, comment] of map.elements) {
-      const first = new Uint8Array(l.size);
-      const last = new Uint8Array(l.size);
-      readKey(text, l, first, last);
-      ranges.push({ first, last, comment });
-    }
+    const ranges: { first: Uint8Array; last: Uint8Array; x: AddedElement }[] = [];
+    for (const x of map.added) ranges.push({ ...read(x.key), x });
     ranges.sort((a, b) => compare(a.first, b.first));
     for (let i = 1; i < ranges.length; i++) {
       if (compare((ranges[i - 1] as { last: Uint8Array }).last, (ranges[i] as { first: Uint8Array }).first) >= 0) {
         throw new RangeError(`element batch: map ${map.name} has overlapping ranges`);
       }
     }
-    const width = (l.fields[0] as Field).bytes;
-    const endAt = (value: Uint8Array) => {
-      room();
-      const e = w.nest(NFTA_LIST_ELEM);
-      w.u32be(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
-      key(NFTA_SET_ELEM_KEY, value, width);
-      w.endNest(e);
-    };
-    if (ranges.length > 0 && (ranges[0] as { first: Uint8Array }).first.some((b) => b !== 0)) endAt(new Uint8Array(l.size));
+    if (map.wasEmpty !== false && ranges.length > 0 && (ranges[0] as { first: Uint8Array }).first.some((b) => b !== 0)) endAt(NFT_MSG_NEWSETELEM, new Uint8Array(l.size));
     for (const r of ranges) {
       const end = r.last.slice(0, width);
       const isOpen = !increment(end);
-      room();
+      room(NFT_MSG_NEWSETELEM);
       const e = w.nest(NFTA_LIST_ELEM);
       key(NFTA_SET_ELEM_KEY, r.first, width);
       data();
-      w.bytes(NFTA_SET_ELEM_USERDATA, ud(r.comment, isOpen));
+      w.bytes(NFTA_SET_ELEM_USERDATA, ud(r.x.comment, isOpen));
+      counter(r.x.counter);
       w.endNest(e);
-      if (!isOpen) endAt(end);
+      if (!isOpen) endAt(NFT_MSG_NEWSETELEM, end);
     }
     close();
   }
-  for (let i = 0; i < load.chains.length; i++) {
+  const chain = (type: number, name: string) => {
     lastSeq = seq;
-    const m = w.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN, NLM_F_REQUEST | NLM_F_CREATE, seq++, NFPROTO_INET);
+    const m = w.message((NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F_REQUEST | (type === NFT_MSG_NEWCHAIN ? NLM_F_CREATE : 0), seq++, NFPROTO_INET);
     messages++;
     w.string(NFTA_CHAIN_TABLE, load.table);
-    w.string(NFTA_CHAIN_NAME, load.chains[i] as string);
+    w.string(NFTA_CHAIN_NAME, name);
     w.endMessage(m);
-  }
-  // A map without elements sends nothing; an acknowledgement is still wanted, so one chain or map message must exist.
+  };
+  for (const name of load.deleteChains ?? []) chain(NFT_MSG_DELCHAIN, name);
+  for (const name of load.chains) chain(NFT_MSG_NEWCHAIN, name);
+  // An acknowledgement is wanted, so some message must exist.
   if (messages === 0) throw new RangeError("element batch: nothing to load");
   const end = w.message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES);
   w.endMessage(end);
@@ -561,6 +628,47 @@ export function elementBatch(load: ElementLoad, firstSeq = 1): EncodedBatch {
   // The last message inside the batch asks for the acknowledgement that says the commit happened.
   markAck(bytes, lastSeq);
   return { bytes, firstSeq, messages, lastSeq };
+}
+
+/**
+ * A request for the elements of `set` with these keys (NFT_MSG_GETSETELEM, not a dump): the
+ * kernel answers one message per element, then the acknowledgement, or ENOENT for a key it does
+ * not hold. A key of a one-field map asks for its range's start element, which has the counter.
+ *
+ * @example
+ * ```ts
+ * import { elementGetRequest } from "./element-batch.ts";
+ * const request = elementGetRequest("firewall", "egress4_any", "ipv4_addr", ["198.51.100.0/24"], 7);
+ * console.log(request.length > 0); // true
+ * ```
+ */
+export function elementGetRequest(table: string, set: string, type: string, keys: Iterable<string>, seq: number): Uint8Array {
+  const w = new Writer();
+  const l = layout(type);
+  const interval = l.fields.length === 1;
+  const width = (l.fields[0] as Field).bytes;
+  const m = w.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET);
+  w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+  w.string(NFTA_SET_ELEM_LIST_SET, set);
+  const list = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+  for (const text of keys) {
+    const first = new Uint8Array(l.size);
+    const last = new Uint8Array(l.size);
+    readKey(text, l, first, last);
+    const e = w.nest(NFTA_LIST_ELEM);
+    const k = w.nest(NFTA_SET_ELEM_KEY);
+    w.bytes(NFTA_DATA_VALUE, first, interval ? width : l.size);
+    w.endNest(k);
+    if (!interval) {
+      const ke = w.nest(NFTA_SET_ELEM_KEY_END);
+      w.bytes(NFTA_DATA_VALUE, last);
+      w.endNest(ke);
+    }
+    w.endNest(e);
+  }
+  w.endNest(list);
+  w.endMessage(m);
+  return w.done();
 }
 
 /** Sets NLM_F_ACK on the message with sequence number `seq`. */

@@ -39,7 +39,7 @@
  */
 import type { Pointer } from "bun:ffi";
 import { FirewallError } from "../errors.ts";
-import type { EncodedBatch } from "./element-batch.ts";
+import { type EncodedBatch, elementGetRequest } from "./element-batch.ts";
 import type { CounterValues } from "./snapshot.ts";
 
 /** An nftables address family, as `nft` spells it. */
@@ -586,6 +586,43 @@ export class NftNetlink {
     return sums;
   }
 
+  /**
+   * The counter and comment of the elements of `set` with the given keys (as the renderer prints
+   * them; `type` is the set's key type), in the kernel's order: what a change carries from an
+   * owner's elements, without dumping the whole map. A key the set does not hold throws (ENOENT).
+   *
+   * @example
+   * ```ts
+   * import { openNetlink } from "./netlink.ts";
+   * using nl = openNetlink();
+   * console.log(nl.elementCountersByKey("inet", "firewall", "egress4_any", "ipv4_addr", ["198.51.100.0/24"]));
+   * ```
+   */
+  elementCountersByKey(family: NftFamily, table: string, set: string, type: string, keys: readonly string[]): ElementCounter[] {
+    if (keys.length === 0) return [];
+    if (family !== "inet") throw new RangeError(`nf_tables netlink: elements by key are read for family inet only, not ${family}`);
+    const what = `elements of set ${family} ${table} ${set}`;
+    const out: ElementCounter[] = [];
+    const b = this.#buf;
+    const v = this.#view;
+    // One request per ~2,000 keys: a request is one datagram.
+    for (let i = 0; i < keys.length; i += 2000) {
+      const request = elementGetRequest(table, set, type, keys.slice(i, i + 2000), this.#next());
+      this.#exchange(request, NFT_MSG_NEWSETELEM, "ack", what, (start, end) => {
+        walk(v, start, end, (t, s, e) => {
+          if (t === NFTA_SET_ELEM_LIST_SET && str(b, s, e) !== set) throw new Malformed(`reply for set ${str(b, s, e)}`);
+          if (t !== NFTA_SET_ELEM_LIST_ELEMENTS) return;
+          walk(v, s, e, (listType, ls, le) => {
+            if (listType !== NFTA_LIST_ELEM) return;
+            const comment = elementCounter(b, v, ls, le);
+            if (comment !== SKIP) out.push({ comment, packets: tally.packets, bytes: tally.bytes });
+          });
+        });
+      });
+    }
+    return out;
+  }
+
   /** Dumps the elements of one set, calling `onElement` for each counted one; `restart` before a repeated dump. */
   #elements(family: NftFamily, table: string, set: string, restart: () => void, onElement: (comment: string | null, packets: number, bytes: number) => void): void {
     const what = `set ${family} ${table} ${set}`;
@@ -821,7 +858,7 @@ export class NftNetlink {
    * dump or the first reply otherwise. Returns whether the kernel flagged the
    * dump as interrupted (NLM_F_DUMP_INTR: the set changed while it was read).
    */
-  #exchange(request: Uint8Array, expect: number, dump: boolean, what: string, onMessage: (start: number, end: number) => void): boolean {
+  #exchange(request: Uint8Array, expect: number, dump: boolean | "ack", what: string, onMessage: (start: number, end: number) => void): boolean {
     if (this.#closed !== null) throw fail(`nf_tables netlink: reading ${what}${this.#where}: the socket is ${this.#closed}`);
     const c = this.#c;
     const v = this.#view;
@@ -849,12 +886,13 @@ export class NftNetlink {
             // Both carry an int: 0, or a negative errno (an error, or a dump that failed part way).
             const code = len >= NLMSG_HDRLEN + 4 ? v.getInt32(off + NLMSG_HDRLEN, true) : 0;
             if (code < 0) throw fail(`nf_tables netlink: reading ${what}${this.#where} failed: ${errnoText(-code)}`, errnoCause(-code));
-            if (type === NLMSG_DONE || !dump) return interrupted; // an ACK ends a non-dump request, too
+            if (type === NLMSG_DONE || dump !== true) return interrupted; // an ACK ends a non-dump request, too
           } else {
             if (type !== expectType) throw new Malformed(`unexpected reply type 0x${type.toString(16)}, expected 0x${expectType.toString(16)}`);
             if (len < NLMSG_HDRLEN + NFGENMSG_LEN) throw new Malformed("reply shorter than its nfgenmsg");
             onMessage(off + NLMSG_HDRLEN + NFGENMSG_LEN, off + len);
-            if (!dump) return interrupted;
+            // "ack": replies until the acknowledgement (one per element asked for).
+            if (dump === false) return interrupted;
           }
           off += align4(len);
         }
@@ -998,6 +1036,7 @@ export function kernelReader(options: NetlinkOptions = {}): {
   generation(): number;
   setElementCounters(family: "inet", table: string, set: string): ElementCounter[];
   setElementSums(family: "inet", table: string, set: string): Map<string, CounterValues>;
+  elementCountersByKey(family: "inet", table: string, set: string, type: string, keys: readonly string[]): ElementCounter[];
   namedCounters(family: "inet", table: string): Map<string, CounterValues>;
   tables(): { family: NftFamily; name: string }[];
   commit(batch: EncodedBatch): void;
@@ -1012,6 +1051,7 @@ export function kernelReader(options: NetlinkOptions = {}): {
     generation: () => use().generation(),
     setElementCounters: (family, table, set) => use().setElementCounters(family, table, set),
     setElementSums: (family, table, set) => use().setElementSums(family, table, set),
+    elementCountersByKey: (family, table, set, type, keys) => use().elementCountersByKey(family, table, set, type, keys),
     namedCounters: (family, table) => use().namedCounters(family, table),
     tables: () => use().tables(),
     commit: (batch) => use().commit(batch),

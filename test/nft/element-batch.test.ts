@@ -30,20 +30,20 @@ describe("element batch encoding", () => {
       ["ipv4_addr . inet_proto . inet_service", "10.0.0.1 . tcp . 70000"],
       ["ipv4_addr . inet_proto . inet_service", "10.0.0.1 . tcp"],
     ] as const) {
-      expect(() => elementBatch(load([{ name: "m", type, elements: [[key, "c"]] }]))).toThrow(/element key/);
+      expect(() => elementBatch(load([{ name: "m", type, added: [{ key: key, comment: "c" }] }]))).toThrow(/element key/);
     }
   });
 
   test("overlapping ranges of a one-field map, an unknown verdict, a key type it cannot encode and an oversized comment are refused", () => {
-    expect(() => elementBatch(load([{ name: "m", type: "ipv4_addr", elements: [["10.0.0.0/8", "a"], ["10.1.0.0/16", "b"]] }]))).toThrow("map m has overlapping ranges");
+    expect(() => elementBatch(load([{ name: "m", type: "ipv4_addr", added: [{ key: "10.0.0.0/8", comment: "a" }, { key: "10.1.0.0/16", comment: "b" }] }]))).toThrow("map m has overlapping ranges");
     expect(() => elementBatch(load([], "drop"))).toThrow('cannot encode verdict "drop"');
-    expect(() => elementBatch(load([{ name: "m", type: "ether_addr", elements: [] }]))).toThrow('a field it cannot encode: "ether_addr"');
-    expect(() => elementBatch(load([{ name: "m", type: "ipv4_addr", elements: [["10.0.0.1", "x".repeat(300)]] }]))).toThrow("does not fit an element");
+    expect(() => elementBatch(load([{ name: "m", type: "ether_addr", added: [] }]))).toThrow('a field it cannot encode: "ether_addr"');
+    expect(() => elementBatch(load([{ name: "m", type: "ipv4_addr", added: [{ key: "10.0.0.1", comment: "x".repeat(300) }] }]))).toThrow("does not fit an element");
   });
 
   test("elements are split into messages below the 64 KiB attribute limit, and only the last message asks for an acknowledgement", () => {
-    const elements = Array.from({ length: 5000 }, (_, i) => [`10.${i >> 8}.${i & 255}.0/24 . tcp . ${i + 1}`, `accept traffic for np p${i} tcp`] as const);
-    const batch = elementBatch(load([{ name: "m", type: "ipv4_addr . inet_proto . inet_service", elements }]), 100);
+    const added = Array.from({ length: 5000 }, (_, i) => ({ key: `10.${i >> 8}.${i & 255}.0/24 . tcp . ${i + 1}`, comment: `accept traffic for np p${i} tcp` }));
+    const batch = elementBatch(load([{ name: "m", type: "ipv4_addr . inet_proto . inet_service", added }]), 100);
     const v = new DataView(batch.bytes.buffer);
     const seen: { seq: number; flags: number; len: number }[] = [];
     for (let off = 0; off < batch.bytes.length; off += v.getUint32(off, true)) seen.push({ seq: v.getUint32(off + 8, true), flags: v.getUint16(off + 6, true), len: v.getUint32(off, true) });
@@ -117,9 +117,9 @@ describe.skipIf(skip)("a cold load over netlink, in the kernel", () => {
     const real = nftClient("nft", netnsExecutor(byBatch), nl);
     client = {
       ...real,
-      loadElements: async (l) => {
+      applyElements: async (l) => {
         try {
-          await real.loadElements?.(l);
+          await real.applyElements?.(l);
           loads.push({ ok: true });
         } catch (error) {
           loads.push({ ok: false, error });
@@ -180,12 +180,12 @@ describe.skipIf(skip)("a cold load over netlink, in the kernel", () => {
     const generation = nl.generation();
     await netnsExecutor(byBatch)(["nft", "add", "chain", "inet", "firewall", "someone_else"]);
     const before = await listed(byBatch);
-    const stale = elementBatch({ table: "firewall", generation, verdict: "accept", maps: [{ name: "m", type: "ipv4_addr", elements: [["10.0.0.0/8", "x"]] }], chains: ["marker"] });
+    const stale = elementBatch({ table: "firewall", generation, verdict: "accept", maps: [{ name: "m", type: "ipv4_addr", added: [{ key: "10.0.0.0/8", comment: "x" }] }], chains: ["marker"] });
     expect(() => nl.commit(stale)).toThrow("the ruleset changed since the batch was made");
     expect(await listed(byBatch)).toBe(before);
     expect(nl.generation()).toBe(generation + 1);
     // A batch that fails part way (a map that is not there) leaves the elements before it out too.
-    const partial = elementBatch({ table: "firewall", generation: generation + 1, verdict: "accept", maps: [{ name: "m", type: "ipv4_addr", elements: [["10.0.0.0/8", "x"]] }, { name: "gone", type: "ipv4_addr", elements: [["10.0.0.1", "y"]] }], chains: ["marker"] });
+    const partial = elementBatch({ table: "firewall", generation: generation + 1, verdict: "accept", maps: [{ name: "m", type: "ipv4_addr", added: [{ key: "10.0.0.0/8", comment: "x" }] }, { name: "gone", type: "ipv4_addr", added: [{ key: "10.0.0.1", comment: "y" }] }], chains: ["marker"] });
     expect(() => nl.commit(partial)).toThrow("ENOENT");
     expect(await listed(byBatch)).toBe(before);
     expect(nl.generation()).toBe(generation + 1);
@@ -198,7 +198,7 @@ describe.skipIf(skip)("a cold load over netlink, in the kernel", () => {
     let refused = 0;
     const failing: NftClient = {
       ...real,
-      loadElements: async () => {
+      applyElements: async () => {
         refused++;
         throw new Error("refused");
       },

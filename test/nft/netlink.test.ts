@@ -115,6 +115,18 @@ describe.skipIf(skip)("nf_tables over netlink, in a namespace", () => {
     await nft(ns, "delete map inet firewall shared\n");
   });
 
+  test("elements read by key are exactly those asked for, in concatenated and one-field maps; a key not held throws ENOENT and the socket stays usable", () => {
+    const byKey = nl.elementCountersByKey("inet", "firewall", "egress4_ports", "ipv4_addr . inet_proto . inet_service", ["198.18.0.0/24 . udp . 50-60", "203.0.113.0/24 . tcp . 1-65535"]);
+    expect(byKey.toSorted(byComment)).toEqual([
+      { comment: "accept traffic for np b udp", packets: 1, bytes: 40 },
+      { comment: null, packets: 0, bytes: 0 },
+    ]);
+    expect(nl.elementCountersByKey("inet", "firewall", "ingress4_nets", "ipv4_addr", ["10.0.0.0/8"])).toEqual([{ comment: "accept traffic for np c", packets: 7, bytes: 700 }]);
+    expect(() => nl.elementCountersByKey("inet", "firewall", "ingress4_nets", "ipv4_addr", ["11.0.0.0/8"])).toThrow("ENOENT");
+    expect(nl.elementCountersByKey("inet", "firewall", "ingress4_nets", "ipv4_addr", [])).toEqual([]);
+    expect(nl.generation()).toBeGreaterThan(0);
+  });
+
   test("an empty map has no elements", () => {
     expect(nl.setElementCounters("inet", "firewall", "egress4_any")).toEqual([]);
   });

@@ -4,9 +4,9 @@ import fc from "fast-check";
 import { parsePolicy } from "../../lib/api/policy.ts";
 import { parseService } from "../../lib/api/service.ts";
 import { type Executor, runCommand } from "../../lib/exec.ts";
-import { applyRuleset, carriedOwners, patchScript } from "../../lib/nft/apply.ts";
+import { applyRuleset, carriedOwners, elementsOnly, patchPlan, patchScript } from "../../lib/nft/apply.ts";
 import { type NftClient, nftClient } from "../../lib/nft/client.ts";
-import { openNetlink } from "../../lib/nft/netlink.ts";
+import { type NftNetlink, openNetlink } from "../../lib/nft/netlink.ts";
 import { IncrementalRenderer } from "../../lib/ruleset/incremental.ts";
 import { renderRuleset, type Ruleset } from "../../lib/ruleset/render.ts";
 import { needs, netnsExecutor } from "../netns/topology.ts";
@@ -106,17 +106,41 @@ describe.skipIf(skip)("patching in a real kernel", () => {
   const inReplaced = netnsExecutor(replaced);
   let nftPatched: NftClient;
   let nftReplaced: NftClient;
+  // The same, with netlink as in production: element changes and markers go in as a netlink batch.
+  let nlPatched: NftClient;
+  let nl: NftNetlink | undefined;
+  let netlinkPatches = 0;
 
   beforeAll(async () => {
     for (const ns of [patched, replaced]) expect((await runCommand(["ip", "netns", "add", ns])).code).toBe(0);
     nftPatched = nftClient("nft", inPatched);
     nftReplaced = nftClient("nft", inReplaced);
+    nl = openNetlink({ netns: patched });
+    const real = nftClient("nft", inPatched, nl);
+    nlPatched = {
+      ...real,
+      applyElements: async (load) => {
+        await real.applyElements?.(load);
+        if (load.deleteChains?.some((c) => c.startsWith("revision."))) netlinkPatches++;
+      },
+    };
   });
   afterAll(async () => {
+    nl?.close();
     for (const ns of [patched, replaced]) await runCommand(["ip", "netns", "del", ns]);
   });
+  const clientFor = (how: "nft" | "netlink") => (how === "nft" ? nftPatched : nlPatched);
 
-  test("any sequence of changes, patched, leaves the same table as replacing it whole", async () => {
+  for (const how of ["nft", "netlink"] as const) {
+  test(`any sequence of changes, patched (by ${how}), leaves the same table as replacing it whole`, async () => {
+    const nftPatched = clientFor(how);
+    const before = netlinkPatches;
+    // Every patch whose plan changes elements only must have gone in over netlink.
+    let eligible = 0;
+    const note = (p: { mode: string }, from: Ruleset | undefined, to: Ruleset) => {
+      if (p.mode === "patched" && from && elementsOnly(patchPlan(from, to))) eligible++;
+    };
+    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
     let previous: Ruleset | undefined;
     let patches = 0;
     await fc.assert(
@@ -125,6 +149,7 @@ describe.skipIf(skip)("patching in a real kernel", () => {
           const next = render(step as { policies: unknown[]; services: unknown[] });
           const p = await applyRuleset(next, { nft: nftPatched, table: "firewall", previous });
           if (p.mode === "patched") patches++;
+          note(p, previous, next);
           await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
           await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
           expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
@@ -135,9 +160,21 @@ describe.skipIf(skip)("patching in a real kernel", () => {
     );
     // The property is about patches: most steps must actually have been patched, not replaced.
     expect(patches).toBeGreaterThan(10);
+    // ...and by netlink, most of them there.
+    if (how === "netlink") {
+      expect(eligible).toBeGreaterThan(0);
+      expect(netlinkPatches - before).toBe(eligible);
+    }
   }, 120_000);
 
-  test("unverified patches from a known state (no listing first) also leave the same table as replacing it whole", async () => {
+  test(`unverified patches (by ${how}) from a known state (no listing first) also leave the same table as replacing it whole`, async () => {
+    const nftPatched = clientFor(how);
+    const before = netlinkPatches;
+    // Every patch whose plan changes elements only must have gone in over netlink.
+    let eligible = 0;
+    const note = (p: { mode: string }, from: Ruleset | undefined, to: Ruleset) => {
+      if (p.mode === "patched" && from && elementsOnly(patchPlan(from, to))) eligible++;
+    };
     await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
     let previous: Ruleset | undefined;
     let fingerprint: string | null | undefined;
@@ -150,6 +187,7 @@ describe.skipIf(skip)("patching in a real kernel", () => {
           const counting: NftClient = { ...nftPatched, inventory: (t) => { listings.n++; return nftPatched.inventory(t); } };
           const p = await applyRuleset(next, { nft: counting, table: "firewall", ...(previous ? { previous } : {}), ...(fingerprint === undefined ? {} : { previousFingerprint: fingerprint }), verify: false });
           if (p.mode === "patched" && listings.n === 0) fast++;
+          note(p, previous, next);
           fingerprint = p.fingerprint;
           await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
           await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
@@ -160,9 +198,20 @@ describe.skipIf(skip)("patching in a real kernel", () => {
       { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
     );
     expect(fast).toBeGreaterThan(10);
+    if (how === "netlink") {
+      expect(eligible).toBeGreaterThan(0);
+      expect(netlinkPatches - before).toBe(eligible);
+    }
   }, 120_000);
 
-  test("patches made from the incremental renderer's deltas leave the same table as replacing it whole", async () => {
+  test(`patches (by ${how}) made from the incremental renderer's deltas leave the same table as replacing it whole`, async () => {
+    const nftPatched = clientFor(how);
+    const before = netlinkPatches;
+    // Every patch whose plan changes elements only must have gone in over netlink.
+    let eligible = 0;
+    const note = (p: { mode: string }, from: Ruleset | undefined, to: Ruleset) => {
+      if (p.mode === "patched" && from && elementsOnly(patchPlan(from, to))) eligible++;
+    };
     await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
     let withDelta = 0;
     await fc.assert(
@@ -180,7 +229,7 @@ describe.skipIf(skip)("patching in a real kernel", () => {
           const services = si.flatMap((i) => (svcs.length > 0 ? [svcs[i % svcs.length] as (typeof svcs)[number]] : [])).filter((x) => !seenSvc.has(`${x.namespace}/${x.name}`) && seenSvc.add(`${x.namespace}/${x.name}`) !== undefined);
           const next = renderer.render(state({ policies, services }));
           if (previous && next.delta?.from.deref() === previous) withDelta++;
-          await applyRuleset(next, { nft: nftPatched, table: "firewall", ...(previous ? { previous } : {}) });
+          note(await applyRuleset(next, { nft: nftPatched, table: "firewall", ...(previous ? { previous } : {}) }), previous, next);
           await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
           await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
           expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
@@ -190,7 +239,12 @@ describe.skipIf(skip)("patching in a real kernel", () => {
       { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
     );
     expect(withDelta).toBeGreaterThan(10);
+    if (how === "netlink") {
+      expect(eligible).toBeGreaterThan(0);
+      expect(netlinkPatches - before).toBe(eligible);
+    }
   }, 120_000);
+  }
 
   test("after our own unverified patch, a verifying run fingerprints the vouched revision instead of replacing; unvouched, it replaces", async () => {
     await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
@@ -214,6 +268,36 @@ describe.skipIf(skip)("patching in a real kernel", () => {
   });
 
   const egress = (name: string, cidrs: string[], port: number) => policy(name, { egress: [{ to: cidrs.map((cidr) => ({ cidr })), ports: [{ port }] }] });
+
+  test("an edit that changes elements only goes in over netlink and carries the owner's count into its new element; a deletion in the same batch keeps the others' counts", async () => {
+    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+    const keep = egress("keep", ["192.0.2.0/24", "2001:db8:1::/48"], 443);
+    const a = renderRuleset(state({ policies: [keep, egress("change", ["203.0.113.0/24"], 22), egress("gone", ["198.18.0.0/24"], 53)] }));
+    const b = renderRuleset(state({ policies: [keep, egress("change", ["198.51.100.0/24", "203.0.113.0/25"], 22)] }));
+    expect(elementsOnly(patchPlan(a, b))).toBe(true);
+    const first = await applyRuleset(a, { nft: nlPatched, table: "firewall" });
+    await seedElements(inPatched, a, {
+      "192.0.2.0/24 . tcp . 443": { packets: 5, bytes: 300 },
+      "2001:db8:1::/48 . tcp . 443": { packets: 4, bytes: 400 },
+      "203.0.113.0/24 . tcp . 22": { packets: 9, bytes: 900 },
+      "198.18.0.0/24 . tcp . 53": { packets: 2, bytes: 200 },
+    });
+    // The seeding was a transaction of someone else's: vouched for again before the patch, as the controller's next run would.
+    const vouched = await applyRuleset(a, { nft: nlPatched, table: "firewall", previous: a, previousGeneration: first.generation ?? null });
+    expect(vouched.mode).toBe("repaired");
+    const before = netlinkPatches;
+    const r = await applyRuleset(b, { nft: nlPatched, table: "firewall", previous: a, previousGeneration: vouched.generation ?? null, previousFingerprint: null, verify: false });
+    expect(r.mode).toBe("patched");
+    expect(netlinkPatches - before).toBe(1);
+    expect(r.generation).toBe(nl?.generation());
+    const comment = (p: string) => `accept traffic for np ${p} tcp`;
+    expect(await ownerSums(inPatched, b)).toEqual(new Map([[comment("keep"), { packets: 9, bytes: 700 }], [comment("change"), { packets: 9, bytes: 900 }]]));
+    // The carried count is in the owner's first new element alone.
+    expect((await elementCounts(inPatched, b)).filter((e) => e.comment === comment("change"))).toEqual([
+      { map: "egress4_ports", comment: comment("change"), packets: 9, bytes: 900 },
+      { map: "egress4_ports", comment: comment("change"), packets: 0, bytes: 0 },
+    ]);
+  });
 
   test.each([
     ["nft -j list map", "json"],
