@@ -69,20 +69,22 @@ try {
     const t0 = performance.now();
     // Shared: the scrape comes first and the interval's statistics take its read (see below).
     // As the metrics server takes it: as bytes where the registry prints itself so.
-    const scrape = () => ((registry as { exposition?: () => Promise<Uint8Array> }).exposition?.() ?? registry.metrics().then((t) => new TextEncoder().encode(t)));
-    let body = before ? await scrape() : new Uint8Array(0);
+    const scrape = () => ((registry as { expositionParts?: () => Promise<Uint8Array[]> }).expositionParts?.() ?? registry.metrics().then((t) => [new TextEncoder().encode(t)]));
+    let parts = before ? await scrape() : [];
     before?.();
     const stats = await collectStats({ snapshot: read });
-    if (!before) body = await scrape();
+    if (!before) parts = await scrape();
     const cpu = cpuMs() - c0;
     const wall = performance.now() - t0;
     // Counted without splitting 11 MB into 80,000 strings (their garbage would land in the next round).
     let series = 0;
-    for (let i = 0; i < body.length; ) {
-      const nl = body.indexOf(10, i);
-      const end = nl < 0 ? body.length : nl;
-      if (end > i && body[i] !== 35 /* # */) series++;
-      i = end + 1;
+    for (const body of parts) {
+      for (let i = 0; i < body.length; ) {
+        const nl = body.indexOf(10, i);
+        const end = nl < 0 ? body.length : nl;
+        if (end > i && body[i] !== 35 /* # */) series++;
+        i = end + 1;
+      }
     }
     return { cpu, wall, series, rules: Object.keys(stats.stats.rules.accept ?? {}).length };
   };

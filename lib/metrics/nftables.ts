@@ -124,8 +124,11 @@ class SampledRegistry extends Registry {
     this.#own.push({ after, text });
   }
 
-  /** The exposition as bytes: what the metrics server sends. */
-  async exposition(): Promise<Uint8Array> {
+  /**
+   * The exposition as byte parts, in order (the families and the blank lines between them): what
+   * the metrics server sends one after the other, so that 11 MB are not copied into one buffer.
+   */
+  async expositionParts(): Promise<Uint8Array[]> {
     const parts: Promise<string | Uint8Array>[] = [];
     for (const m of this.getMetricsAsArray()) {
       parts.push(this.getSingleMetricAsString(m.name));
@@ -136,19 +139,25 @@ class SampledRegistry extends Registry {
     });
     // HELP and TYPE are two lines; a third is a sample (our own families print only with samples).
     const kept = texts.filter((t) => (typeof t === "string" ? t.split("\n", 3).length > 2 : t.length > 0)).map((t) => (typeof t === "string" ? encoder.encode(t) : t));
-    const total = kept.reduce((n, t) => n + t.length + 2, 0);
-    const out = new Uint8Array(Math.max(1, total - 1));
-    let off = 0;
+    const out: Uint8Array[] = [];
     for (const t of kept) {
-      if (off > 0) {
-        out[off++] = 10;
-        out[off++] = 10;
-      }
-      out.set(t, off);
-      off += t.length;
+      if (out.length > 0) out.push(BLANK_LINE);
+      out.push(t);
     }
-    out[off++] = 10;
-    return out.subarray(0, off);
+    out.push(NEWLINE);
+    return out;
+  }
+
+  /** The exposition as one byte array. */
+  async exposition(): Promise<Uint8Array> {
+    const parts = await this.expositionParts();
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
   }
 
   override async metrics(): Promise<string> {
@@ -158,6 +167,8 @@ class SampledRegistry extends Registry {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const NEWLINE = new Uint8Array([10]);
+const BLANK_LINE = new Uint8Array([10, 10]);
 
 /** A label value as the exposition format quotes it (prom-client's escaping). */
 const labelValue = (v: string) => (/[\\\n"]/.test(v) ? v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"') : v);
@@ -223,60 +234,124 @@ function writeInteger(out: Uint8Array, off: number, value: number): number {
   return off + digits;
 }
 
+/** Decimal digits of a safe non-negative integer. */
+function digitCount(value: number): number {
+  let digits = 1;
+  for (let v = value; v >= 10; v = Math.floor(v / 10)) digits++;
+  return digits;
+}
+
+const printable = (value: number) => Number.isSafeInteger(value) && value >= 0;
+
 /**
  * One counter family of many series, printed directly into bytes: at 10,000 policies the rule
  * series are 80,000, and prom-client's own formatting of them costs over a second of CPU per
  * scrape. The text is the same as prom-client prints (series with equal labels summed, in
  * first-seen order). `unique` series are known to have labels no other series has (the element
- * rules: one per map and comment) and skip the summing. Empty when there is no series.
+ * rules: one per map and comment) and skip the summing.
+ *
+ * The last text is kept with where each value stands: when the next scrape has the same series
+ * (the same label bytes, in the same order) and every value as many digits as before — the
+ * common case, counters grow slowly — it is the last text copied with the digits overwritten,
+ * instead of 80,000 lines put together again.
  */
-function counterFamily(name: string, help: string, series: readonly RuleSeries[], kind: "bytes" | "packets"): Uint8Array {
-  if (series.length === 0) return new Uint8Array(0);
-  const head = encoder.encode(`# HELP ${name} ${help}\n# TYPE ${name} counter`);
-  const prefix = encoder.encode(`\n${name}{`);
-  // One line per slot; a summed series adds into the slot it was first seen at.
-  const labels: Uint8Array[] = [];
-  const values: number[] = [];
-  const sums = new Map<string, number>();
-  let size = head.length;
-  for (const s of series) {
-    const value = s.rule.counter?.[kind] ?? 0;
-    if (s.unique) {
-      labels.push(s.labels);
-      values.push(value);
-      size += prefix.length + s.labels.length + 2 + 25;
-      continue;
-    }
-    const slot = sums.get(s.labels);
-    if (slot !== undefined) values[slot] = (values[slot] as number) + value;
-    else {
-      const bytes = encoder.encode(s.labels);
-      sums.set(s.labels, labels.length);
-      labels.push(bytes);
-      values.push(value);
-      size += prefix.length + bytes.length + 2 + 25;
-    }
+class CounterFamily {
+  readonly #head: Uint8Array;
+  readonly #prefix: Uint8Array;
+  #last: { labels: Uint8Array[]; at: Int32Array; widths: Uint8Array; text: Uint8Array } | undefined;
+
+  constructor(name: string, help: string) {
+    this.#head = encoder.encode(`# HELP ${name} ${help}\n# TYPE ${name} counter`);
+    this.#prefix = encoder.encode(`\n${name}{`);
   }
-  const out = new Uint8Array(size);
-  out.set(head, 0);
-  let off = head.length;
-  for (let i = 0; i < labels.length; i++) {
-    const l = labels[i] as Uint8Array;
-    const value = values[i] as number;
-    out.set(prefix, off);
-    off += prefix.length;
-    out.set(l, off);
-    off += l.length;
-    out[off++] = 125; // }
-    out[off++] = 32;
-    if (Number.isSafeInteger(value) && value >= 0) off = writeInteger(out, off, value);
-    else {
-      const t = encoder.encode(String(value));
-      out.set(t, off);
-      off += t.length;
+
+  /** The family's text (no final newline); empty without a series. */
+  print(series: readonly RuleSeries[], kind: "bytes" | "packets"): Uint8Array {
+    if (series.length === 0) {
+      this.#last = undefined;
+      return new Uint8Array(0);
     }
+    // One line per slot; a summed series adds into the slot it was first seen at.
+    const labels: Uint8Array[] = [];
+    const values: number[] = [];
+    const sums = new Map<string, number>();
+    for (const s of series) {
+      const value = s.rule.counter?.[kind] ?? 0;
+      if (s.unique) {
+        labels.push(s.labels);
+        values.push(value);
+        continue;
+      }
+      const slot = sums.get(s.labels);
+      if (slot !== undefined) values[slot] = (values[slot] as number) + value;
+      else {
+        sums.set(s.labels, labels.length);
+        labels.push(encoder.encode(s.labels));
+        values.push(value);
+      }
+    }
+    return this.#patched(labels, values) ?? this.#printed(labels, values);
   }
-  return out.subarray(0, off);
+
+  /** The last text with new digits, when the series and the values' widths are as they were. */
+  #patched(labels: readonly Uint8Array[], values: readonly number[]): Uint8Array | undefined {
+    const last = this.#last;
+    if (!last || last.labels.length !== labels.length) return undefined;
+    for (let i = 0; i < labels.length; i++) {
+      const a = labels[i] as Uint8Array;
+      const b = last.labels[i] as Uint8Array;
+      if (a !== b && !sameBytes(a, b)) return undefined;
+      const v = values[i] as number;
+      if (!printable(v) || digitCount(v) !== last.widths[i]) return undefined;
+    }
+    // A copy: the last text may still be on its way to a scraper.
+    const text = last.text.slice();
+    for (let i = 0; i < values.length; i++) writeInteger(text, last.at[i] as number, values[i] as number);
+    this.#last = { ...last, labels: labels as Uint8Array[], text };
+    return text;
+  }
+
+  #printed(labels: readonly Uint8Array[], values: readonly number[]): Uint8Array {
+    const head = this.#head;
+    const prefix = this.#prefix;
+    let size = head.length;
+    for (const l of labels) size += prefix.length + l.length + 2 + 25;
+    const out = new Uint8Array(size);
+    out.set(head, 0);
+    let off = head.length;
+    const at = new Int32Array(labels.length);
+    const widths = new Uint8Array(labels.length);
+    let patchable = true;
+    for (let i = 0; i < labels.length; i++) {
+      const l = labels[i] as Uint8Array;
+      const value = values[i] as number;
+      out.set(prefix, off);
+      off += prefix.length;
+      out.set(l, off);
+      off += l.length;
+      out[off++] = 125; // }
+      out[off++] = 32;
+      at[i] = off;
+      if (printable(value)) {
+        off = writeInteger(out, off, value);
+        widths[i] = off - (at[i] as number);
+      } else {
+        const t = encoder.encode(String(value));
+        out.set(t, off);
+        off += t.length;
+        patchable = false;
+      }
+    }
+    const text = out.subarray(0, off);
+    this.#last = patchable ? { labels: labels as Uint8Array[], at, widths, text } : undefined;
+    return text;
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**
@@ -375,10 +450,11 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
     labelled = null;
   });
   for (const [kind, help] of [["bytes", "Bytes, matched by rule per rule comment"], ["packets", "Packets, matched by rule per rule comment"]] as const) {
+    const family = new CounterFamily(`nftables_rule_${kind}`, help);
     registry.addText("nftables_chain_rules", async () => {
       const s = await snapshot();
       if (labelling?.snapshot !== s) labelling = { snapshot: s, series: ruleSeries(s) };
-      return counterFamily(`nftables_rule_${kind}`, help, labelling.series, kind);
+      return family.print(labelling.series, kind);
     });
   }
   new Gauge({

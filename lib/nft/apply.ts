@@ -190,18 +190,22 @@ export function patchPlan(previous: Ruleset, next: Ruleset, carried: Counts = ne
       for (const [map, old] of previous.elements) {
         if (!next.elements.has(map)) continue;
         let c = changes.get(map);
+        let listed: Set<string> | undefined;
         for (const [key, owner] of old) {
           if (!carried.has(owner)) continue;
           if (!c) changes.set(map, (c = { removed: [], added: [] }));
-          if (!c.removed.includes(key)) c.removed.push(key);
+          listed ??= new Set(c.removed);
+          if (!listed.has(key)) c.removed.push(key);
         }
       }
       for (const [map, now] of next.elements) {
         let c = changes.get(map);
+        let listed: Set<string> | undefined;
         for (const [key, owner] of now) {
           if (!carried.has(owner)) continue;
           if (!c) changes.set(map, (c = { removed: [], added: [] }));
-          if (!c.added.some(([k]) => k === key)) c.added.push([key, owner]);
+          listed ??= new Set(c.added.map(([k]) => k));
+          if (!listed.has(key)) c.added.push([key, owner]);
         }
       }
     }

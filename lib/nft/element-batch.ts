@@ -1,7 +1,9 @@
 /**
- * Encodes map elements as the nf_tables netlink batch `nft -f` would send for them, so that
- * loading tens of thousands of interval elements does not pay nft's parser (a third of a cold
- * load at 10,000 policies). The batch is pure bytes: {@link NftNetlink.commit} sends it.
+ * Encodes map element changes (and marker chains) as the nf_tables netlink batch `nft -f` would
+ * send for them, so that loading tens of thousands of interval elements does not pay nft's parser
+ * (a third of a cold load at 10,000 policies), and deleting one does not pay nft's listing of
+ * every interval map first. The batch is pure bytes: `NftNetlink.commit` (netlink.ts) sends it;
+ * {@link elementGetRequest} asks for single elements by key the same way.
  *
  * Exactly nft's encoding (nftables 1.0.6 with libnftnl, as `nft --debug=mnl` shows it; the
  * real-kernel test loads both ways and compares what the kernel lists):
@@ -10,7 +12,8 @@
  * - a single-field interval map holds each range as two elements: its start, carrying the verdict
  *   and the comment, and an end element (flag `INTERVAL_END`) at last + 1; a range that reaches
  *   the top of the address space has no end element but the open-interval flag in its user data;
- *   before the first range, unless it starts at zero, an end element at zero;
+ *   before the first range put into an empty map, unless it starts at zero, an end element at
+ *   zero; deleting a range deletes its start and its end element;
  * - the comment is libnftnl's user-data TLV 0, NUL-terminated;
  * - the map's `counter` flag gives each element its counter (the kernel clones the map's
  *   expression), so elements carry none unless a count is carried into them.
@@ -28,7 +31,7 @@
  *   maps: [{ name: "egress4_any", type: "ipv4_addr", added: [{ key: "198.51.100.0/24", comment: "accept traffic for np a" }] }],
  *   chains: ["revision.0123456789abcdef"],
  * });
- * console.log(batch.bytes.length > 0, batch.messages); // true 3
+ * console.log(batch.bytes.length > 0, batch.messages); // true 2
  * ```
  * @module
  */

@@ -61,8 +61,8 @@ export class KernelSnapshots {
   #model: { table: string; ruleset: Ruleset } | undefined;
   /** The last read and when it started; reads of the same moment share it. */
   #last: { at: number; snapshot: Promise<Snapshot> } | undefined;
-  /** The snapshot the last {@link readForInterval} gave. */
-  #lastInterval: Snapshot | undefined;
+  /** The snapshot the last {@link readForInterval} gave (weakly: only its identity matters). */
+  #lastInterval: WeakRef<Snapshot> | undefined;
   /** Our chains and their rules from the last terse listing, and what they were listed for. */
   #chains: { key: string; snapshot: Snapshot } | undefined;
 
@@ -103,8 +103,9 @@ export class KernelSnapshots {
    * scrape in it costs one read, not two.
    */
   async readForInterval(intervalMs: number): Promise<Snapshot> {
-    const s = await this.read({ maxAgeMs: intervalMs, ...(this.#lastInterval ? { unlike: this.#lastInterval } : {}) });
-    this.#lastInterval = s;
+    const previous = this.#lastInterval?.deref();
+    const s = await this.read({ maxAgeMs: intervalMs, ...(previous ? { unlike: previous } : {}) });
+    this.#lastInterval = new WeakRef(s);
     return s;
   }
 

@@ -152,6 +152,34 @@ describe("reading", () => {
   });
 });
 
+describe("the rule families across scrapes", () => {
+  /** The captured snapshot with every counted rule's values replaced by `f(i)`. */
+  const counted = (f: (i: number) => number): Snapshot => {
+    const s = captured();
+    let i = 0;
+    return { ...s, rules: s.rules.map((r) => (r.counter ? { ...r, counter: { packets: f(i), bytes: f(i++) * 100 } } : r)) };
+  };
+
+  test("each scrape prints exactly what a first scrape of the same snapshot prints: values of the same width, of other widths, other series", async () => {
+    let snapshot = counted(() => 1);
+    const registry = nftablesRegistry(async () => snapshot);
+    const fresh = () => nftablesRegistry(async () => snapshot).metrics();
+    expect(await registry.metrics()).toBe(await fresh());
+    // Same widths: the last text with its digits overwritten.
+    snapshot = counted((i) => (i % 9) + 1);
+    expect(await registry.metrics()).toBe(await fresh());
+    // Some values one digit wider, some counters at zero: printed anew.
+    snapshot = counted((i) => (i % 3 === 0 ? 12 : 0));
+    expect(await registry.metrics()).toBe(await fresh());
+    snapshot = counted((i) => (i % 3 === 0 ? 99 : 7));
+    expect(await registry.metrics()).toBe(await fresh());
+    // A rule fewer: other series.
+    snapshot = { ...snapshot, rules: snapshot.rules.slice(1) };
+    expect(await registry.metrics()).toBe(await fresh());
+    expect(lines(await registry.metrics(), "nftables_rule_bytes{").length).toBeGreaterThan(5);
+  });
+});
+
 describe("perPolicySeries: false", async () => {
   const text = await exposition(captured(), { perPolicySeries: false });
 
