@@ -130,120 +130,111 @@ describe.skipIf(skip)("patching in a real kernel", () => {
     for (const ns of [patched, replaced]) await runCommand(["ip", "netns", "del", ns]);
   });
   const clientFor = (how: "nft" | "netlink") => (how === "nft" ? nftPatched : nlPatched);
+  /** With netlink, every patch whose plan changes elements only must have gone in as a netlink batch. */
+  const netlinkCheck = (how: "nft" | "netlink") => {
+    const before = netlinkPatches;
+    let eligible = 0;
+    return {
+      note(p: { mode: string }, from: Ruleset | undefined, to: Ruleset): void {
+        if (p.mode === "patched" && from && elementsOnly(patchPlan(from, to))) eligible++;
+      },
+      verify(): void {
+        if (how === "nft") return;
+        expect(eligible).toBeGreaterThan(0);
+        expect(netlinkPatches - before).toBe(eligible);
+      },
+    };
+  };
 
   for (const how of ["nft", "netlink"] as const) {
-  test(`any sequence of changes, patched (by ${how}), leaves the same table as replacing it whole`, async () => {
-    const nftPatched = clientFor(how);
-    const before = netlinkPatches;
-    // Every patch whose plan changes elements only must have gone in over netlink.
-    let eligible = 0;
-    const note = (p: { mode: string }, from: Ruleset | undefined, to: Ruleset) => {
-      if (p.mode === "patched" && from && elementsOnly(patchPlan(from, to))) eligible++;
-    };
-    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
-    let previous: Ruleset | undefined;
-    let patches = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(fc.record({ policies: policiesArb(6), services: servicesArb(3) }), { minLength: 2, maxLength: 4 }), async (steps) => {
-        for (const step of steps) {
-          const next = render(step as { policies: unknown[]; services: unknown[] });
-          const p = await applyRuleset(next, { nft: nftPatched, table: "firewall", previous });
-          if (p.mode === "patched") patches++;
-          note(p, previous, next);
-          await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
-          await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
-          expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
-          previous = next;
-        }
-      }),
-      { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
-    );
-    // The property is about patches: most steps must actually have been patched, not replaced.
-    expect(patches).toBeGreaterThan(10);
-    // ...and by netlink, most of them there.
-    if (how === "netlink") {
-      expect(eligible).toBeGreaterThan(0);
-      expect(netlinkPatches - before).toBe(eligible);
-    }
-  }, 120_000);
+    test(`any sequence of changes, patched (by ${how}), leaves the same table as replacing it whole`, async () => {
+      const nftPatched = clientFor(how);
+      const byNetlink = netlinkCheck(how);
+      await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+      let previous: Ruleset | undefined;
+      let patches = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.record({ policies: policiesArb(6), services: servicesArb(3) }), { minLength: 2, maxLength: 4 }), async (steps) => {
+          for (const step of steps) {
+            const next = render(step as { policies: unknown[]; services: unknown[] });
+            const p = await applyRuleset(next, { nft: nftPatched, table: "firewall", previous });
+            if (p.mode === "patched") patches++;
+            byNetlink.note(p, previous, next);
+            await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
+            await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
+            expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
+            previous = next;
+          }
+        }),
+        { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
+      );
+      // The property is about patches: most steps must actually have been patched, not replaced.
+      expect(patches).toBeGreaterThan(10);
+      // ...and by netlink, most of them there.
+      byNetlink.verify();
+    }, 120_000);
 
-  test(`unverified patches (by ${how}) from a known state (no listing first) also leave the same table as replacing it whole`, async () => {
-    const nftPatched = clientFor(how);
-    const before = netlinkPatches;
-    // Every patch whose plan changes elements only must have gone in over netlink.
-    let eligible = 0;
-    const note = (p: { mode: string }, from: Ruleset | undefined, to: Ruleset) => {
-      if (p.mode === "patched" && from && elementsOnly(patchPlan(from, to))) eligible++;
-    };
-    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
-    let previous: Ruleset | undefined;
-    let fingerprint: string | null | undefined;
-    let fast = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(fc.record({ policies: policiesArb(6), services: servicesArb(3) }), { minLength: 2, maxLength: 4 }), async (steps) => {
-        for (const step of steps) {
-          const next = render(step as { policies: unknown[]; services: unknown[] });
-          const listings = { n: 0 };
-          const counting: NftClient = { ...nftPatched, inventory: (t) => { listings.n++; return nftPatched.inventory(t); } };
-          const p = await applyRuleset(next, { nft: counting, table: "firewall", ...(previous ? { previous } : {}), ...(fingerprint === undefined ? {} : { previousFingerprint: fingerprint }), verify: false });
-          if (p.mode === "patched" && listings.n === 0) fast++;
-          note(p, previous, next);
-          fingerprint = p.fingerprint;
-          await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
-          await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
-          expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
-          previous = next;
-        }
-      }),
-      { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
-    );
-    expect(fast).toBeGreaterThan(10);
-    if (how === "netlink") {
-      expect(eligible).toBeGreaterThan(0);
-      expect(netlinkPatches - before).toBe(eligible);
-    }
-  }, 120_000);
+    test(`unverified patches (by ${how}) from a known state (no listing first) also leave the same table as replacing it whole`, async () => {
+      const nftPatched = clientFor(how);
+      const byNetlink = netlinkCheck(how);
+      await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+      let previous: Ruleset | undefined;
+      let fingerprint: string | null | undefined;
+      let fast = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.record({ policies: policiesArb(6), services: servicesArb(3) }), { minLength: 2, maxLength: 4 }), async (steps) => {
+          for (const step of steps) {
+            const next = render(step as { policies: unknown[]; services: unknown[] });
+            const listings = { n: 0 };
+            const counting: NftClient = { ...nftPatched, inventory: (t) => { listings.n++; return nftPatched.inventory(t); } };
+            const p = await applyRuleset(next, { nft: counting, table: "firewall", ...(previous ? { previous } : {}), ...(fingerprint === undefined ? {} : { previousFingerprint: fingerprint }), verify: false });
+            if (p.mode === "patched" && listings.n === 0) fast++;
+            byNetlink.note(p, previous, next);
+            fingerprint = p.fingerprint;
+            await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
+            await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
+            expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
+            previous = next;
+          }
+        }),
+        { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
+      );
+      expect(fast).toBeGreaterThan(10);
+      byNetlink.verify();
+    }, 120_000);
 
-  test(`patches (by ${how}) made from the incremental renderer's deltas leave the same table as replacing it whole`, async () => {
-    const nftPatched = clientFor(how);
-    const before = netlinkPatches;
-    // Every patch whose plan changes elements only must have gone in over netlink.
-    let eligible = 0;
-    const note = (p: { mode: string }, from: Ruleset | undefined, to: Ruleset) => {
-      if (p.mode === "patched" && from && elementsOnly(patchPlan(from, to))) eligible++;
-    };
-    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
-    let withDelta = 0;
-    await fc.assert(
-      fc.asyncProperty(policiesArb(8), policiesArb(8), servicesArb(3), fc.array(fc.tuple(fc.array(fc.nat(15), { maxLength: 10 }), fc.array(fc.nat(2), { maxLength: 3 })), { minLength: 2, maxLength: 5 }), async (p1, p2, s1, steps) => {
-        // Objects drawn from a pool keep their identity between steps, as the controller's caches hand them on.
-        const pool = [...p1, ...p2].map((p) => parsePolicy(p)).flatMap((r) => (r.ok ? [r.value] : []));
-        const svcs = s1.map((x) => parseService(x)).flatMap((r) => (r.ok ? [r.value] : []));
-        const renderer = new IncrementalRenderer();
-        let previous: Ruleset | undefined;
-        await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
-        for (const [pi, si] of steps) {
-          const seen = new Set<string>();
-          const policies = pi.flatMap((i) => (pool.length > 0 ? [pool[i % pool.length] as (typeof pool)[number]] : [])).filter((p) => !seen.has(p.name) && seen.add(p.name) !== undefined);
-          const seenSvc = new Set<string>();
-          const services = si.flatMap((i) => (svcs.length > 0 ? [svcs[i % svcs.length] as (typeof svcs)[number]] : [])).filter((x) => !seenSvc.has(`${x.namespace}/${x.name}`) && seenSvc.add(`${x.namespace}/${x.name}`) !== undefined);
-          const next = renderer.render(state({ policies, services }));
-          if (previous && next.delta?.from.deref() === previous) withDelta++;
-          note(await applyRuleset(next, { nft: nftPatched, table: "firewall", ...(previous ? { previous } : {}) }), previous, next);
-          await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
-          await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
-          expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
-          previous = next;
-        }
-      }),
-      { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
-    );
-    expect(withDelta).toBeGreaterThan(10);
-    if (how === "netlink") {
-      expect(eligible).toBeGreaterThan(0);
-      expect(netlinkPatches - before).toBe(eligible);
-    }
-  }, 120_000);
+    test(`patches (by ${how}) made from the incremental renderer's deltas leave the same table as replacing it whole`, async () => {
+      const nftPatched = clientFor(how);
+      const byNetlink = netlinkCheck(how);
+      await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+      let withDelta = 0;
+      await fc.assert(
+        fc.asyncProperty(policiesArb(8), policiesArb(8), servicesArb(3), fc.array(fc.tuple(fc.array(fc.nat(15), { maxLength: 10 }), fc.array(fc.nat(2), { maxLength: 3 })), { minLength: 2, maxLength: 5 }), async (p1, p2, s1, steps) => {
+          // Objects drawn from a pool keep their identity between steps, as the controller's caches hand them on.
+          const pool = [...p1, ...p2].map((p) => parsePolicy(p)).flatMap((r) => (r.ok ? [r.value] : []));
+          const svcs = s1.map((x) => parseService(x)).flatMap((r) => (r.ok ? [r.value] : []));
+          const renderer = new IncrementalRenderer();
+          let previous: Ruleset | undefined;
+          await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+          for (const [pi, si] of steps) {
+            const seen = new Set<string>();
+            const policies = pi.flatMap((i) => (pool.length > 0 ? [pool[i % pool.length] as (typeof pool)[number]] : [])).filter((p) => !seen.has(p.name) && seen.add(p.name) !== undefined);
+            const seenSvc = new Set<string>();
+            const services = si.flatMap((i) => (svcs.length > 0 ? [svcs[i % svcs.length] as (typeof svcs)[number]] : [])).filter((x) => !seenSvc.has(`${x.namespace}/${x.name}`) && seenSvc.add(`${x.namespace}/${x.name}`) !== undefined);
+            const next = renderer.render(state({ policies, services }));
+            if (previous && next.delta?.from.deref() === previous) withDelta++;
+            byNetlink.note(await applyRuleset(next, { nft: nftPatched, table: "firewall", ...(previous ? { previous } : {}) }), previous, next);
+            await runCommand(["ip", "netns", "exec", replaced, "nft", "flush", "ruleset"]);
+            await applyRuleset(next, { nft: nftReplaced, table: "firewall" });
+            expect(await normalized(inPatched)).toEqual(await normalized(inReplaced));
+            previous = next;
+          }
+        }),
+        { numRuns: Number(process.env.FCT_PATCH_RUNS ?? 15) },
+      );
+      expect(withDelta).toBeGreaterThan(10);
+      byNetlink.verify();
+    }, 120_000);
   }
 
   test("after our own unverified patch, a verifying run fingerprints the vouched revision instead of replacing; unvouched, it replaces", async () => {
