@@ -602,12 +602,16 @@ export class NftNetlink {
     if (keys.length === 0) return [];
     if (family !== "inet") throw new RangeError(`nf_tables netlink: elements by key are read for family inet only, not ${family}`);
     const what = `elements of set ${family} ${table} ${set}`;
+    if (this.#closed !== null) throw fail(`nf_tables netlink: reading ${what}${this.#where}: the socket is ${this.#closed}`);
     const out: ElementCounter[] = [];
     const b = this.#buf;
     const v = this.#view;
-    // One request per ~2,000 keys: a request is one datagram.
-    for (let i = 0; i < keys.length; i += 2000) {
-      const request = elementGetRequest(table, set, type, keys.slice(i, i + 2000), this.#next());
+    // At most 500 keys a request: its element list is one attribute (at most 64 KiB; an IPv6
+    // concatenated key takes ~80 bytes), and the answers to it must fit the receive buffer.
+    for (let i = 0; i < keys.length; i += 500) {
+      const request = elementGetRequest(table, set, type, keys.slice(i, i + 500), this.#next());
+      // One answer (a datagram of its own) per element: the default receive buffer holds ~200.
+      this.#prepareForBatches(request.length);
       this.#exchange(request, NFT_MSG_NEWSETELEM, "ack", what, (start, end) => {
         walk(v, start, end, (t, s, e) => {
           if (t === NFTA_SET_ELEM_LIST_SET && str(b, s, e) !== set) throw new Malformed(`reply for set ${str(b, s, e)}`);
@@ -799,7 +803,7 @@ export class NftNetlink {
     if (!acked) throw this.#outOfStep(what, "no acknowledgement arrived; whether it was applied is unknown");
   }
 
-  /** Send and receive buffers large enough for one batch of `bytes` and its answers (root may force them). */
+  /** Send and receive buffers large enough for one batch (or request) of `bytes` and its answers (root may force them). */
   #prepareForBatches(bytes: number): void {
     const c = this.#c;
     const int = (n: number) => new Uint8Array(new Int32Array([n]).buffer);

@@ -238,5 +238,14 @@ describe.skipIf(skip)("nf_tables over netlink, in a namespace", () => {
     expect(got.reduce((s, e) => s + e.bytes, 0)).toBe((100 * n * (n - 1)) / 2);
     expect(new Set(got.map((e) => e.comment)).size).toBe(n);
     expect(got.find((e) => e.comment === "accept traffic for np scale 12345")).toEqual({ comment: "accept traffic for np scale 12345", packets: 12345, bytes: 1234500 });
+    // 8,000 of them by key, on a fresh socket (default buffers): every answer arrives.
+    using fresh = openNetlink({ netns: ns });
+    const keys = Array.from({ length: 8000 }, (_, k) => {
+      const i = k * 2;
+      return `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255} . tcp . ${1 + (i % 60000)}`;
+    });
+    const byKey = fresh.elementCountersByKey("inet", "scale", "ports", "ipv4_addr . inet_proto . inet_service", keys);
+    expect(byKey.length).toBe(8000);
+    expect(byKey.reduce((s, e) => s + e.packets, 0)).toBe(keys.reduce((s, _, k) => s + k * 2, 0));
   }, 120_000);
 });
