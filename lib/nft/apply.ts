@@ -44,7 +44,7 @@
 import { createHash } from "node:crypto";
 import { FirewallError } from "../errors.ts";
 import { elementText, emptyMapsText, type Ruleset, tableText } from "../ruleset/render.ts";
-import { ownerCounts } from "../stats/model-snapshot.ts";
+import { ownerCounts, sumByComment } from "../stats/model-snapshot.ts";
 import type { NftClient, TableInventory } from "./client.ts";
 import type { AddedElement } from "./element-batch.ts";
 
@@ -268,11 +268,7 @@ async function carriedCounts(nft: NftClient, table: string, previous: Ruleset, o
   for (const map of maps) {
     const keys: string[] = [];
     for (const [key, owner] of previous.elements.get(map) ?? []) if (owners.has(owner)) keys.push(key);
-    for (const e of await nft.elementCountersByKey(table, map, previous.maps.get(map) as string, keys)) {
-      if (e.comment === null) continue;
-      const t = out.get(e.comment) ?? { packets: 0, bytes: 0 };
-      out.set(e.comment, { packets: t.packets + e.packets, bytes: t.bytes + e.bytes });
-    }
+    sumByComment(await nft.elementCountersByKey(table, map, previous.maps.get(map) as string, keys), out);
   }
   return out;
 }

@@ -166,7 +166,7 @@ class Writer {
     return at;
   }
 
-  /** Closes a message or nest started at `at` (messages: u32 length; attributes: u16). */
+  /** Closes the message started at `at` (its length is a u32). */
   endMessage(at: number): void {
     this.#view.setUint32(at, this.len - at, true);
   }

@@ -987,7 +987,7 @@ function elementCounter(b: Uint8Array, v: DataView, start: number, end: number):
 }
 
 /**
- * Opens a read-only nf_tables netlink socket, in network namespace
+ * Opens an nf_tables netlink socket (reads, and element batches by {@link NftNetlink.commit}), in network namespace
  * `options.netns` when given. Throws a FirewallError (`nft_unavailable`) when
  * netlink cannot be had (not Bun, no such namespace, no permission).
  *

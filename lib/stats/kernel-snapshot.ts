@@ -26,6 +26,7 @@ import { FirewallError } from "../errors.ts";
 import type { ElementCount } from "../nft/client.ts";
 import { parseSnapshot, readSnapshot, type Snapshot, type SnapshotRule } from "../nft/snapshot.ts";
 import type { Ruleset } from "../ruleset/render.ts";
+import { sumByComment } from "./model-snapshot.ts";
 
 /** What of the kernel is read over netlink (lib/nft/netlink.ts). */
 export interface KernelCounters {
@@ -162,18 +163,7 @@ export class KernelSnapshots {
 
   #sums(table: string, map: string): ReadonlyMap<string, { packets: number; bytes: number }> {
     const k = this.#kernel;
-    if (k.setElementSums) return k.setElementSums("inet", table, map);
-    const sums = new Map<string, { packets: number; bytes: number }>();
-    for (const e of k.setElementCounters("inet", table, map)) {
-      if (e.comment === null) continue;
-      const t = sums.get(e.comment);
-      if (t === undefined) sums.set(e.comment, { packets: e.packets, bytes: e.bytes });
-      else {
-        t.packets += e.packets;
-        t.bytes += e.bytes;
-      }
-    }
-    return sums;
+    return k.setElementSums ? k.setElementSums("inet", table, map) : sumByComment(k.setElementCounters("inet", table, map));
   }
 
   /** Our chains and rules, listed tersely (no elements) when they changed since the last listing. */

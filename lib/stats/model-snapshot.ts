@@ -17,7 +17,7 @@
  */
 import type { Executor } from "../exec.ts";
 import { readSnapshot, type Snapshot, type SnapshotRule } from "../nft/snapshot.ts";
-import type { NftClient } from "../nft/client.ts";
+import type { ElementCount, NftClient } from "../nft/client.ts";
 import type { CountedRule } from "../ruleset/render.ts";
 
 export interface TableModel {
@@ -52,16 +52,33 @@ export function modelRules(model: TableModel, counters: Snapshot["counters"], ow
   });
 }
 
+/**
+ * Adds element counters into `into` by the owner comment each element carries (elements without
+ * one left out); returns `into`.
+ *
+ * @example
+ * ```ts
+ * import { sumByComment } from "./model-snapshot.ts";
+ * console.log(sumByComment([{ comment: "np a", packets: 1, bytes: 10 }, { comment: "np a", packets: 2, bytes: 20 }]).get("np a")); // { packets: 3, bytes: 30 }
+ * ```
+ */
+export function sumByComment(elements: Iterable<ElementCount>, into = new Map<string, { packets: number; bytes: number }>()): Map<string, { packets: number; bytes: number }> {
+  for (const e of elements) {
+    if (e.comment === null) continue;
+    const t = into.get(e.comment);
+    if (t === undefined) into.set(e.comment, { packets: e.packets, bytes: e.bytes });
+    else {
+      t.packets += e.packets;
+      t.bytes += e.bytes;
+    }
+  }
+  return into;
+}
+
 /** Sums the element counters of `maps` by the owner comment each element carries. */
 export async function ownerCounts(nft: Pick<NftClient, "elementCounters">, table: string, maps: readonly string[]): Promise<Map<string, { packets: number; bytes: number }>> {
   const out = new Map<string, { packets: number; bytes: number }>();
-  for (const m of maps) {
-    for (const e of await nft.elementCounters(table, m)) {
-      if (e.comment === null) continue;
-      const t = out.get(e.comment) ?? { packets: 0, bytes: 0 };
-      out.set(e.comment, { packets: t.packets + e.packets, bytes: t.bytes + e.bytes });
-    }
-  }
+  for (const m of maps) sumByComment(await nft.elementCounters(table, m), out);
   return out;
 }
 
