@@ -1,9 +1,10 @@
 /**
- * The droptailer shipper: one gRPC channel (grpc-js) to the cluster's droptailer server,
- * unary `proto.Droptailer/Push` over mutual TLS (SPEC §10). The target (address, CA, client
- * certificate and key) follows the cluster live through `setTarget`; the channel is rebuilt only
- * when one of them changed. `push` never throws: it resolves to a discriminated result with a
- * reason fit for a log line or a metric label.
+ * The droptailer shipper: one HTTP/2 connection (lib/droptailer/grpc-connection.ts) to the
+ * cluster's droptailer server, unary `proto.Droptailer/Push` over mutual TLS (SPEC §10). The
+ * target (address, CA, client certificate and key) follows the cluster live through `setTarget`;
+ * the connection is rebuilt only when one of them changed, and reopened (with backoff) when it
+ * broke. `push` never throws: it resolves to a discriminated result with a reason fit for a log
+ * line or a metric label.
  *
  * @example
  * ```ts
@@ -15,11 +16,12 @@
  * ```
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { TimestampSchema } from "@bufbuild/protobuf/wkt";
-import { DropSchema, VoidSchema, type Drop } from "./gen/droptailer_pb.ts";
+import { createSecureContext, type PeerCertificate, type SecureContext } from "node:tls";
 import { escapeText } from "../escape.ts";
+import { encodeDrop, type DropEvent } from "./drop-message.ts";
+import { GrpcConnection } from "./grpc-connection.ts";
+
+export type { DropEvent } from "./drop-message.ts";
 
 /** The droptailer's port (SPEC §10). */
 export const DROPTAILER_PORT = 50051;
@@ -28,13 +30,6 @@ export const DROPTAILER_SERVER_NAME = "droptailer";
 /** Deadline of one Push. */
 export const DEFAULT_PUSH_DEADLINE_MS = 5_000;
 const PUSH_PATH = "/proto.Droptailer/Push";
-
-/** One kernel drop (or accept) event. */
-export interface DropEvent {
-  /** Microseconds since the Unix epoch (bigint), or a Date (millisecond precision). */
-  readonly timestamp: bigint | Date;
-  readonly fields: Readonly<Record<string, string>>;
-}
 
 /** Where to ship: the server pod's IP and the PEM contents of Secret `firewall/droptailer-client`. */
 export interface DropTarget {
@@ -52,11 +47,11 @@ export interface DropTarget {
 /**
  * Why a push did not succeed:
  * - `no_target`: no target set yet (or it was cleared);
- * - `bad_credentials`: the PEM buffers could not be loaded (channel not built);
+ * - `bad_credentials`: the PEM buffers could not be loaded (no connection built);
  * - `refused`: the TLS handshake failed (unknown CA, name mismatch, client certificate refused);
  * - `unavailable`: no connection (refused, reset, unreachable, server going away);
  * - `deadline`: no answer within the deadline;
- * - `rejected`: the server answered with an error status;
+ * - `rejected`: the server answered with an error status, or not as gRPC does;
  * - `closed`: the shipper was shut down.
  */
 export type PushFailureKind = "no_target" | "bad_credentials" | "refused" | "unavailable" | "deadline" | "rejected" | "closed";
@@ -65,26 +60,31 @@ export type PushResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly kind: PushFailureKind; readonly reason: string; readonly grpcCode?: number };
 
-/** Connection state for metrics: grpc-js connectivity plus our own. */
+/**
+ * Connection state for metrics: `idle` (none open yet), `connecting`, `ready`,
+ * `transient_failure` (the last attempt failed; the next waits for its backoff), and our own.
+ */
 export type ConnectionState = "no_target" | "bad_credentials" | "idle" | "connecting" | "ready" | "transient_failure" | "closed";
 
 export interface ShipperStatus {
   readonly state: ConnectionState;
   /** `address:port` of the current target, if any. */
   readonly target?: string;
-  /** The reason of the last failed push or channel build, cleared by a success. */
+  /** The reason of the last failed push or connection, cleared by a success. */
   readonly lastError?: string;
-  /** How often the channel was (re)built. */
+  /** How often the target's credentials were (re)loaded: once per changed target. */
   readonly channelBuilds: number;
 }
 
 export interface DropShipperOptions {
   /** Deadline of one push, ms (default 5,000). */
   readonly deadlineMs?: number;
-  /** Aborting closes the channel; pushes in flight and later resolve `closed`. */
+  /** Aborting closes the connection; pushes in flight and later resolve `closed`. */
   readonly signal?: AbortSignal;
-  /** grpc-js reconnect backoff (defaults 200 ms initial, 5 s max, not grpc's 1 s / 120 s). */
+  /** Backoff between connection attempts after a failed one (default 200 ms doubling to 5 s). */
   readonly reconnectBackoffMs?: { readonly initial: number; readonly max: number };
+  /** Injected for tests. */
+  readonly now?: () => number;
 }
 
 const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean =>
@@ -93,89 +93,33 @@ const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolea
 const hostPort = (address: string, port: number): string =>
   address.includes(":") && !address.startsWith("[") ? `[${address}]:${port}` : `${address}:${port}`;
 
-/** Converts an event into the protobuf message. */
-export function toDropMessage(event: DropEvent): Drop {
-  let seconds: bigint;
-  let nanos: number;
-  if (typeof event.timestamp === "bigint") {
-    const us = event.timestamp;
-    let rem = us % 1_000_000n;
-    seconds = us / 1_000_000n;
-    if (rem < 0n) {
-      rem += 1_000_000n;
-      seconds -= 1n;
-    }
-    nanos = Number(rem) * 1000;
-  } else {
-    const ms = event.timestamp.getTime();
-    const s = Math.floor(ms / 1000);
-    seconds = BigInt(s);
-    nanos = (ms - s * 1000) * 1_000_000;
-  }
-  return create(DropSchema, { timestamp: create(TimestampSchema, { seconds, nanos }), fields: { ...event.fields } });
-}
-
-const serialize = (d: Drop): Buffer => Buffer.from(toBinary(DropSchema, d));
-const deserialize = (b: Buffer) => fromBinary(VoidSchema, b);
-
-/** Maps a grpc-js failure onto our kinds, with a short, escaped reason. */
-export function classifyError(err: grpc.ServiceError | Error & { code?: number; details?: string }): { kind: PushFailureKind; reason: string } {
-  const details = ((err as { details?: string }).details ?? err.message ?? "")
-    .replace(/^No connection established\. Last error: /, "")
-    .replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)\. Resolution note: ?.*$/s, "");
-  const text = details.toLowerCase();
-  const code = (err as { code?: number }).code;
-  const say = (k: PushFailureKind, what: string) => ({ kind: k, reason: `${k}: ${what}` });
-  if (code === grpc.status.DEADLINE_EXCEEDED) return say("deadline", "no answer within the deadline");
-  if (code === grpc.status.CANCELLED && /shut ?down|channel closed|cancelled on client/.test(text)) return say("closed", "the shipper was shut down");
-  if (/unable to verify|self[- ]signed|unable to get (local )?issuer|unknown ca|certificate signed by unknown|unable_to_get_issuer|cert_untrusted/.test(text)) {
-    return say("refused", "certificate signed by unknown authority");
-  }
-  if (/hostname|altname|does not match|err_tls_cert_altname_invalid|subject/.test(text) && /cert|host/.test(text)) {
-    return say("refused", `server certificate is not valid for ${DROPTAILER_SERVER_NAME}`);
-  }
-  if (/certificate_required|certificate required/.test(text)) return say("refused", "the server requires a client certificate");
-  if (/peer did not return a certificate|handshake failure|bad certificate|alert/.test(text)) {
-    return say("refused", `the server refused the TLS handshake (client certificate missing or not accepted): ${escapeText(details, { max: 200 })}`);
-  }
-  if (/certificate|ssl|tls|wrong version number/.test(text)) return say("refused", `TLS: ${escapeText(details, { max: 200 })}`);
-  if (code === grpc.status.UNAVAILABLE || code === grpc.status.CANCELLED || code === undefined) {
-    if (/econnrefused|connection refused/.test(text)) return say("unavailable", "connection refused");
-    return say("unavailable", escapeText(details || "no connection", { max: 200 }));
-  }
-  return say("rejected", `${grpc.status[code] ?? code}: ${escapeText(details, { max: 200 })}`);
-}
-
-const stateName = (s: grpc.connectivityState): ConnectionState =>
-  s === grpc.connectivityState.READY ? "ready"
-  : s === grpc.connectivityState.CONNECTING ? "connecting"
-  : s === grpc.connectivityState.TRANSIENT_FAILURE ? "transient_failure"
-  : s === grpc.connectivityState.SHUTDOWN ? "closed"
-  : "idle";
-
 export class DropShipper {
   readonly #deadlineMs: number;
   readonly #backoff: { readonly initial: number; readonly max: number };
+  readonly #now: () => number;
   #target: DropTarget | undefined;
-  #client: grpc.Client | undefined;
+  #context: SecureContext | undefined;
+  #connection: GrpcConnection | undefined;
   #buildError: string | undefined;
   #lastError: string | undefined;
+  /** After a failed connection attempt: why, and when the next may start. */
+  #connectFailure: { kind: PushFailureKind; reason: string; retryAt: number; attempts: number } | undefined;
   #closed = false;
   #builds = 0;
-  readonly #inFlight = new Set<grpc.ClientUnaryCall>();
 
   constructor(options: DropShipperOptions = {}) {
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_PUSH_DEADLINE_MS;
     this.#backoff = options.reconnectBackoffMs ?? { initial: 200, max: 5_000 };
+    this.#now = options.now ?? Date.now;
     const signal = options.signal;
     if (signal?.aborted) this.close();
     else signal?.addEventListener("abort", () => this.close(), { once: true });
   }
 
   /**
-   * Sets where to ship. Rebuilds the channel only when the address, port, CA, certificate or key
-   * changed (compared by content); `undefined` clears the target. Returns whether it rebuilt.
-   * Never throws: PEM that cannot be loaded leaves state `bad_credentials` with the reason.
+   * Sets where to ship. Reloads the credentials and reconnects only when the address, port, CA,
+   * certificate or key changed (compared by content); `undefined` clears the target. Returns
+   * whether it changed. Never throws: PEM that cannot be loaded leaves state `bad_credentials`.
    */
   setTarget(target: DropTarget | undefined): boolean {
     if (this.#closed) return false;
@@ -183,28 +127,21 @@ export class DropShipper {
     if (old && target && old.address === target.address && (old.port ?? DROPTAILER_PORT) === (target.port ?? DROPTAILER_PORT)
       && sameBytes(old.ca, target.ca) && sameBytes(old.cert, target.cert) && sameBytes(old.key, target.key)) return false;
     if (!old && !target) return false;
-    this.#dropClient();
+    // Calls in flight were for the old server: they fail, and the queue retries them at the new one.
+    this.#dropConnection("unavailable", "unavailable: the droptailer target changed");
     this.#target = target && { ...target };
+    this.#context = undefined;
     this.#buildError = undefined;
+    this.#connectFailure = undefined;
     if (!target) return true;
     try {
-      const creds = grpc.credentials.createSsl(
-        Buffer.from(target.ca),
-        target.key ? Buffer.from(target.key) : null,
-        target.cert ? Buffer.from(target.cert) : null,
-        { checkServerIdentity: (_host, cert) => checkName(cert) },
-      );
-      this.#client = new grpc.Client(hostPort(target.address, target.port ?? DROPTAILER_PORT), creds, {
-        "grpc.ssl_target_name_override": DROPTAILER_SERVER_NAME,
-        "grpc.default_authority": DROPTAILER_SERVER_NAME,
-        "grpc.initial_reconnect_backoff_ms": this.#backoff.initial,
-        "grpc.max_reconnect_backoff_ms": this.#backoff.max,
-        "grpc.keepalive_time_ms": 30_000,
-        "grpc.keepalive_timeout_ms": 10_000,
+      this.#context = createSecureContext({
+        ca: Buffer.from(target.ca),
+        ...(target.cert ? { cert: Buffer.from(target.cert) } : {}),
+        ...(target.key ? { key: Buffer.from(target.key) } : {}),
       });
       this.#builds++;
     } catch (e) {
-      this.#client = undefined;
       this.#buildError = `bad_credentials: ${escapeText(e instanceof Error ? e.message : String(e), { max: 200 })}`;
       this.#lastError = this.#buildError;
     }
@@ -214,34 +151,27 @@ export class DropShipper {
   /** Pushes one event; resolves (never rejects) within the deadline. */
   push(event: DropEvent): Promise<PushResult> {
     if (this.#closed) return Promise.resolve(this.#fail("closed", "closed: the shipper was shut down"));
-    if (!this.#target) return Promise.resolve(this.#fail("no_target", "no_target: no droptailer server known yet"));
-    const client = this.#client;
-    if (!client) return Promise.resolve(this.#fail("bad_credentials", this.#buildError ?? "bad_credentials"));
-    let message: Drop;
+    const target = this.#target;
+    if (!target) return Promise.resolve(this.#fail("no_target", "no_target: no droptailer server known yet"));
+    if (!this.#context) return Promise.resolve(this.#fail("bad_credentials", this.#buildError ?? "bad_credentials"));
+    let message: Uint8Array;
     try {
-      message = toDropMessage(event);
+      message = encodeDrop(event);
     } catch (e) {
       return Promise.resolve(this.#fail("rejected", `rejected: the event cannot be encoded: ${escapeText(String(e), { max: 200 })}`));
     }
-    return new Promise<PushResult>((resolve) => {
-      let call: grpc.ClientUnaryCall | undefined;
-      try {
-        call = client.makeUnaryRequest(PUSH_PATH, serialize, deserialize, message, new grpc.Metadata(),
-          { deadline: Date.now() + this.#deadlineMs }, (err) => {
-            if (call) this.#inFlight.delete(call);
-            if (!err) {
-              this.#lastError = undefined;
-              resolve({ ok: true });
-              return;
-            }
-            const { kind, reason } = this.#closed ? { kind: "closed" as const, reason: "closed: the shipper was shut down" } : classifyError(err);
-            resolve(this.#fail(kind, reason, err.code));
-          });
-        this.#inFlight.add(call);
-      } catch (e) {
-        const { kind, reason } = classifyError(e instanceof Error ? e : new Error(String(e)));
-        resolve(this.#fail(kind, reason));
+    let c = this.#connection;
+    if (!c?.usable) {
+      const f = this.#connectFailure;
+      if (f && this.#now() < f.retryAt) return Promise.resolve(this.#fail(f.kind, f.reason));
+      c = this.#open(target, this.#context);
+    }
+    return c.call(message).then((r) => {
+      if (r.ok) {
+        this.#lastError = undefined;
+        return r;
       }
+      return this.#fail(this.#closed ? "closed" : r.kind, this.#closed ? "closed: the shipper was shut down" : r.reason, r.grpcCode);
     });
   }
 
@@ -250,36 +180,49 @@ export class DropShipper {
     const t = this.#target;
     const target = t ? hostPort(t.address, t.port ?? DROPTAILER_PORT) : undefined;
     let state: ConnectionState;
+    const c = this.#connection;
     if (this.#closed) state = "closed";
     else if (!t) state = "no_target";
-    else if (!this.#client) state = "bad_credentials";
-    else {
-      try {
-        state = stateName(this.#client.getChannel().getConnectivityState(false));
-      } catch {
-        state = "closed";
-      }
-    }
+    else if (!this.#context) state = "bad_credentials";
+    else if (c?.state === "ready") state = "ready";
+    else if (c?.state === "connecting") state = "connecting";
+    else if (this.#connectFailure || c) state = "transient_failure";
+    else state = "idle";
     return { state, ...(target ? { target } : {}), ...(this.#lastError ? { lastError: this.#lastError } : {}), channelBuilds: this.#builds };
   }
 
-  /** Closes the channel and cancels pushes in flight; later pushes resolve `closed`. */
+  /** Closes the connection and ends pushes in flight; later pushes resolve `closed`. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const c of this.#inFlight) c.cancel();
-    this.#inFlight.clear();
-    this.#dropClient();
+    this.#dropConnection("closed", "closed: the shipper was shut down");
   }
 
-  #dropClient(): void {
-    const c = this.#client;
-    this.#client = undefined;
-    try {
-      c?.close();
-    } catch {
-      // closing an already broken channel is of no interest
-    }
+  #open(target: DropTarget, secureContext: SecureContext): GrpcConnection {
+    const c = GrpcConnection.connect({
+      host: target.address.replace(/^\[(.*)\]$/, "$1"), port: target.port ?? DROPTAILER_PORT, servername: DROPTAILER_SERVER_NAME,
+      secureContext, checkServerIdentity: (_host, cert) => checkName(cert), authority: DROPTAILER_SERVER_NAME,
+      path: PUSH_PATH, deadlineMs: this.#deadlineMs, now: this.#now,
+    });
+    this.#connection = c;
+    void c.ready.then((r) => {
+      if (this.#connection !== c) return;
+      if (r.ok) {
+        this.#connectFailure = undefined;
+        return;
+      }
+      const attempts = (this.#connectFailure?.attempts ?? 0) + 1;
+      const delay = Math.min(this.#backoff.max, this.#backoff.initial * 2 ** (attempts - 1));
+      this.#connectFailure = { kind: r.kind, reason: r.reason, retryAt: this.#now() + delay, attempts };
+      this.#lastError = r.reason;
+    });
+    return c;
+  }
+
+  #dropConnection(kind: "closed" | "unavailable", reason: string): void {
+    const c = this.#connection;
+    this.#connection = undefined;
+    c?.close(kind, reason);
   }
 
   #fail(kind: PushFailureKind, reason: string, grpcCode?: number): PushResult {
@@ -289,9 +232,9 @@ export class DropShipper {
 }
 
 /** The server must present a certificate for `droptailer` (DNS SAN, or CN without SANs). */
-function checkName(cert: { subject?: { CN?: string | string[] }; subjectaltname?: string }): Error | undefined {
+function checkName(cert: PeerCertificate): Error | undefined {
   const sans = (cert.subjectaltname ?? "").split(",").map((s) => s.trim()).filter((s) => s.startsWith("DNS:")).map((s) => s.slice(4));
-  const cn = cert.subject?.CN;
+  const cn = cert.subject?.CN as string | string[] | undefined;
   const names = sans.length > 0 ? sans : Array.isArray(cn) ? cn : cn ? [cn] : [];
   if (names.includes(DROPTAILER_SERVER_NAME)) return undefined;
   return new Error(`server certificate is not valid for ${DROPTAILER_SERVER_NAME} (names: ${escapeText(names.join(", "), { max: 120 })})`);

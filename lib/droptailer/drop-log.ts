@@ -87,8 +87,9 @@ export class DropLog {
       signal: options.signal,
       // An outage is retried often enough to catch up soon after the server is back.
       backoff: { initialMs: 100, maxMs: 5_000 },
-      // A window of pushes keeps the one HTTP/2 connection busy (bench/drop-log.ts).
-      concurrency: 64,
+      // A window of pushes keeps the one HTTP/2 connection busy: 64 shipped ~18,000/s against
+      // grpc-go, 256 all of 20,000/s (bench/drop-log.ts).
+      concurrency: 256,
       onShipped: (p) => {
         this.#pending = p;
         this.#lastFailure = undefined;

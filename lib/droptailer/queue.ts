@@ -112,6 +112,9 @@ export class DropQueue<P = unknown> {
   #dropped = 0;
   #offered = 0;
   #wakeItems: (() => void) | undefined;
+  /** Wakes the sender when a push in flight ended; `#settled` says one did since it last looked. */
+  #wakeSettled: (() => void) | undefined;
+  #settled = false;
   #kick = new AbortController();
   readonly #stop = new AbortController();
   #running: Promise<void> | undefined;
@@ -164,8 +167,8 @@ export class DropQueue<P = unknown> {
   stop(): void {
     this.#stop.abort();
     this.kick();
-    const w = this.#wakeItems;
-    this.#wakeItems = undefined;
+    const w = this.#wakeItems ?? this.#wakeSettled;
+    this.#wakeItems = this.#wakeSettled = undefined;
     w?.();
   }
 
@@ -198,6 +201,10 @@ export class DropQueue<P = unknown> {
           slot.settled = this.#pushUntilAccepted(entry).then((ok) => {
             slot.done = ok;
             slot.finished = true;
+            this.#settled = true;
+            const w = this.#wakeSettled;
+            this.#wakeSettled = undefined;
+            w?.();
           });
           this.#inFlight.push(slot);
         }
@@ -206,11 +213,16 @@ export class DropQueue<P = unknown> {
           continue;
         }
         // Wait for any push to settle (or for a new event, to fill the window), then report the
-        // accepted prefix in order.
-        const woken = new Promise<void>((r) => (this.#wakeItems = r));
-        const pending = this.#inFlight.filter((x) => !x.finished).map((x) => x.settled);
-        await Promise.race([...pending, ...(this.#inFlight.length < window ? [woken] : [])]);
+        // accepted prefix in order. One waiter for all of them: the window may be hundreds wide.
+        if (!this.#settled) {
+          await new Promise<void>((r) => {
+            this.#wakeSettled = r;
+            if (this.#inFlight.length < window) this.#wakeItems = r;
+          });
+        }
         this.#wakeItems = undefined;
+        this.#wakeSettled = undefined;
+        this.#settled = false;
         this.#reportAccepted();
       }
     } finally {
