@@ -83,7 +83,7 @@ export interface DropShipperOptions {
   readonly signal?: AbortSignal;
   /** Backoff between connection attempts after a failed one (default 200 ms doubling to 5 s). */
   readonly reconnectBackoffMs?: { readonly initial: number; readonly max: number };
-  /** Injected for tests. */
+  /** A monotonic clock in ms, for deadlines and backoff (default `performance.now`). */
   readonly now?: () => number;
 }
 
@@ -99,7 +99,10 @@ export class DropShipper {
   readonly #now: () => number;
   #target: DropTarget | undefined;
   #context: SecureContext | undefined;
+  /** The one new pushes go to. */
   #connection: GrpcConnection | undefined;
+  /** Every connection not yet ended (one going away may still have calls in flight). */
+  readonly #live = new Set<GrpcConnection>();
   #buildError: string | undefined;
   #lastError: string | undefined;
   /** After a failed connection attempt: why, and when the next may start. */
@@ -110,7 +113,7 @@ export class DropShipper {
   constructor(options: DropShipperOptions = {}) {
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_PUSH_DEADLINE_MS;
     this.#backoff = options.reconnectBackoffMs ?? { initial: 200, max: 5_000 };
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => performance.now());
     const signal = options.signal;
     if (signal?.aborted) this.close();
     else signal?.addEventListener("abort", () => this.close(), { once: true });
@@ -205,24 +208,34 @@ export class DropShipper {
       path: PUSH_PATH, deadlineMs: this.#deadlineMs, now: this.#now,
     });
     this.#connection = c;
-    void c.ready.then((r) => {
+    this.#live.add(c);
+    // A connection that ended before any call succeeded on it (refused, a handshake that failed,
+    // a server that goes away at once) counts as a failed attempt: the next one backs off. One
+    // that worked resets the backoff.
+    void c.closed.then((end) => {
+      this.#live.delete(c);
       if (this.#connection !== c) return;
-      if (r.ok) {
+      if (end.succeeded > 0) {
         this.#connectFailure = undefined;
         return;
       }
       const attempts = (this.#connectFailure?.attempts ?? 0) + 1;
       const delay = Math.min(this.#backoff.max, this.#backoff.initial * 2 ** (attempts - 1));
-      this.#connectFailure = { kind: r.kind, reason: r.reason, retryAt: this.#now() + delay, attempts };
-      this.#lastError = r.reason;
+      this.#connectFailure = { kind: end.kind, reason: end.reason, retryAt: this.#now() + delay, attempts };
+      if (end.kind !== "closed") this.#lastError = end.reason;
+    });
+    void c.ready.then((r) => {
+      // Handshake done: pushes wait for it no longer than the backoff would.
+      if (r.ok && this.#connection === c && this.#connectFailure) this.#connectFailure = { ...this.#connectFailure, retryAt: 0 };
     });
     return c;
   }
 
+  /** Closes every connection, the one going away included: their calls end now with this reason. */
   #dropConnection(kind: "closed" | "unavailable", reason: string): void {
-    const c = this.#connection;
     this.#connection = undefined;
-    c?.close(kind, reason);
+    for (const c of [...this.#live]) c.close(kind, reason);
+    this.#live.clear();
   }
 
   #fail(kind: PushFailureKind, reason: string, grpcCode?: number): PushResult {

@@ -1,8 +1,8 @@
 /**
  * The droptailer's `proto.Drop` message in protobuf's wire format, encoded directly: a timestamp
- * (`google.protobuf.Timestamp`, field 1) and the fields as a `map<string, string>` (field 2). One
- * buffer per event, sized before it is written; the generated code (`gen/droptailer_pb.ts`)
- * decodes it in the tests, field by field.
+ * (`google.protobuf.Timestamp`, field 1) and the fields as a `map<string, string>` (field 2), in
+ * the fields' order. One buffer per event; the generated code (`gen/droptailer_pb.ts`) decodes it
+ * in the tests, field by field, and writes the same bytes.
  *
  * @example
  * ```ts
@@ -51,8 +51,93 @@ function int64Bytes(v: bigint): number[] {
   return out;
 }
 
-/** Encodes one event as `proto.Drop`. */
+let scratch = Buffer.allocUnsafe(64 * 1024);
+const MAX_SAFE_US = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Encodes one event as `proto.Drop`. The common event (a kernel line: short ASCII fields, a time
+ * after 1970) is written in one pass into a scratch buffer with one-byte lengths; anything longer
+ * takes the exact two-pass way.
+ */
 export function encodeDrop(event: DropEvent): Uint8Array {
+  return encodeShort(event) ?? encodeExact(event);
+}
+
+/** The one-pass way, or undefined when a length needs more than one byte or the time is negative. */
+function encodeShort(event: DropEvent): Uint8Array | undefined {
+  let seconds: number;
+  let nanos: number;
+  if (typeof event.timestamp === "bigint") {
+    const us = event.timestamp;
+    if (us < 0n || us > MAX_SAFE_US) return undefined;
+    const n = Number(us);
+    seconds = Math.floor(n / 1_000_000);
+    nanos = (n - seconds * 1_000_000) * 1000;
+  } else {
+    const ms = event.timestamp.getTime();
+    if (!(ms >= 0)) return undefined;
+    seconds = Math.floor(ms / 1000);
+    nanos = (ms - seconds * 1000) * 1_000_000;
+  }
+  let out = scratch;
+  let p = 0;
+  out[p++] = 0x0a; // field 1, length-delimited
+  const tsAt = p++;
+  if (seconds !== 0) {
+    out[p++] = 0x08;
+    for (let v = seconds; ; ) {
+      // Beyond 32 bits: no bit operators.
+      const low = v % 128;
+      v = (v - low) / 128;
+      if (v === 0) {
+        out[p++] = low;
+        break;
+      }
+      out[p++] = low | 0x80;
+    }
+  }
+  if (nanos !== 0) {
+    out[p++] = 0x10;
+    for (let v = nanos; ; v >>>= 7) {
+      if (v < 0x80) {
+        out[p++] = v;
+        break;
+      }
+      out[p++] = (v & 0x7f) | 0x80;
+    }
+  }
+  out[tsAt] = p - tsAt - 1;
+  const fields = event.fields;
+  for (const k in fields) {
+    const v = fields[k] as string;
+    // UTF-8 takes at most three bytes per UTF-16 unit.
+    const worst = p + 6 + 3 * (k.length + v.length);
+    if (worst > out.length) {
+      if (worst > 1 << 20) return undefined;
+      const grown = Buffer.allocUnsafe(Math.max(worst, out.length * 2));
+      out.copy(grown, 0, 0, p);
+      out = scratch = grown;
+    }
+    const entry = p;
+    out[p] = 0x12; // field 2: one map entry
+    out[p + 2] = 0x0a; // key
+    const kl = out.write(k, p + 4, "utf8");
+    if (kl >= 0x80) return undefined;
+    out[p + 3] = kl;
+    p += 4 + kl;
+    out[p] = 0x12; // value
+    const vl = out.write(v, p + 2, "utf8");
+    if (vl >= 0x80) return undefined;
+    out[p + 1] = vl;
+    p += 2 + vl;
+    const length = p - entry - 2;
+    if (length >= 0x80) return undefined;
+    out[entry + 1] = length;
+  }
+  return Uint8Array.prototype.slice.call(out, 0, p);
+}
+
+function encodeExact(event: DropEvent): Uint8Array {
   const { seconds, nanos } = timestampOf(event);
   const secondBytes = seconds === 0n ? [] : int64Bytes(seconds);
   const tsLength = (secondBytes.length ? 1 + secondBytes.length : 0) + (nanos ? 1 + varintSize(nanos) : 0);

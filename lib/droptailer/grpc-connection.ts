@@ -46,7 +46,7 @@ export interface GrpcConnectOptions {
   readonly deadlineMs: number;
   /** Until the server's first SETTINGS (TLS and HTTP/2 handshake), ms (default 10,000). */
   readonly connectTimeoutMs?: number;
-  /** Injected for tests. */
+  /** A monotonic clock in ms (default `performance.now`: deadlines must not move with the wall clock). */
   readonly now?: () => number;
 }
 
@@ -80,6 +80,8 @@ const MAX_ANSWER_BODY = 16 * 1024;
 const RECEIVE_WINDOW = 1 << 24;
 const MAX_WINDOW = 2 ** 31 - 1;
 const MAX_STREAM_ID = 2 ** 31 - 1;
+/** Bytes waiting in the socket beyond which the server is taken for one that does not read (§10.5). */
+const MAX_WRITE_BACKLOG = 16 * 1024 * 1024;
 
 interface Call {
   readonly id: number;
@@ -91,7 +93,9 @@ interface Call {
   sendWindow: number;
   /** `:status` once the answer's headers came. */
   status?: string;
+  /** From the trailers, or from a trailers-only answer; never from the initial headers of a full one. */
   grpcStatus?: string;
+  contentType?: string;
   grpcMessage?: string;
   bodyBytes: number;
 }
@@ -111,6 +115,7 @@ export class GrpcConnection {
   readonly #socket: tls.TLSSocket;
   readonly #decoder = new HpackDecoder();
   readonly #requestHeaders: Uint8Array;
+  readonly #timeoutBlocks = new Map<number, Uint8Array>();
   #state: ConnectionState = "connecting";
   /** The reason it closed or could not connect. */
   #error: { kind: CallFailureKind; reason: string } | undefined;
@@ -131,20 +136,28 @@ export class GrpcConnection {
   #connWindow = 65_535;
   #received = 0;
   #lastFrameAt: number;
+  #succeeded = 0;
+  /** Why the server said it is going away (GOAWAY), if it did. */
+  #goaway: string | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Resolves once the server's first SETTINGS came (ok), or with why the connection failed before that. */
   readonly ready: Promise<CallOutcome>;
   #readyResolve!: (o: CallOutcome) => void;
+  /** Resolves when the connection has ended: why, and how many calls succeeded on it. */
+  readonly closed: Promise<{ readonly kind: CallFailureKind; readonly reason: string; readonly succeeded: number }>;
+  #closedResolve!: (o: { kind: CallFailureKind; reason: string; succeeded: number }) => void;
 
   private constructor(o: GrpcConnectOptions) {
     this.#o = o;
-    this.#now = o.now ?? Date.now;
+    this.#now = o.now ?? (() => performance.now());
     this.#lastFrameAt = this.#now();
     this.ready = new Promise((r) => (this.#readyResolve = r));
+    this.closed = new Promise((r) => (this.#closedResolve = r));
+    // Constant but for grpc-timeout (the time the call has left), which goes last.
     this.#requestHeaders = encodeLiteralHeaders([
       [":method", "POST"], [":scheme", "https"], [":path", o.path], [":authority", o.authority],
-      ["content-type", "application/grpc"], ["te", "trailers"], ["grpc-timeout", `${Math.max(1, Math.ceil(o.deadlineMs))}m`],
-      ["user-agent", "firewall-controller"],
+      ["content-type", "application/grpc"], ["te", "trailers"], ["user-agent", "firewall-controller"],
     ]);
     this.#socket = tls.connect({
       host: o.host, port: o.port, servername: o.servername, secureContext: o.secureContext, ALPNProtocols: ["h2"],
@@ -211,6 +224,17 @@ export class GrpcConnection {
     this.#fail(kind, reason);
   }
 
+  /** The request's header block with `grpc-timeout` of `ms`: a few distinct values, cached. */
+  #headersFor(ms: number): Uint8Array {
+    let h = this.#timeoutBlocks.get(ms);
+    if (h === undefined) {
+      if (this.#timeoutBlocks.size >= 256) this.#timeoutBlocks.clear();
+      h = Buffer.concat([this.#requestHeaders, encodeLiteralHeaders([["grpc-timeout", `${ms}m`]])]);
+      this.#timeoutBlocks.set(ms, h);
+    }
+    return h;
+  }
+
   /** Opens streams for waiting calls while the server allows more. */
   #startHeld(): void {
     while (this.#heldHead < this.#held.length && this.#calls.size < this.#maxStreams && this.#state === "ready") {
@@ -225,6 +249,12 @@ export class GrpcConnection {
         if (this.#calls.size === 0) this.#fail(out.kind, out.reason);
         break;
       }
+      const left = h.deadline - this.#now();
+      if (left <= 0) {
+        // Its time ran out while it waited for a stream: never sent, so nothing at the server.
+        h.resolve({ ok: false, kind: "deadline", reason: "deadline: no stream within the deadline (not sent)" });
+        continue;
+      }
       const id = this.#nextId;
       this.#nextId += 2;
       const data = Buffer.allocUnsafe(5 + h.message.length);
@@ -233,7 +263,7 @@ export class GrpcConnection {
       data.set(h.message, 5);
       const call: Call = { id, deadline: h.deadline, resolve: h.resolve, data, sent: 0, sendWindow: this.#initialWindow, bodyBytes: 0 };
       this.#calls.set(id, call);
-      this.#queue(frame(Frame.HEADERS, END_HEADERS, id, this.#requestHeaders));
+      this.#queue(frame(Frame.HEADERS, END_HEADERS, id, this.#headersFor(Math.ceil(left))));
       this.#blocked.push(call);
     }
     if (this.#heldHead > 1024 && this.#heldHead * 2 > this.#held.length) {
@@ -273,6 +303,10 @@ export class GrpcConnection {
       const out = this.#out;
       this.#out = [];
       if (out.length === 0 || this.#state === "closed") return;
+      if (this.#socket.writableLength > MAX_WRITE_BACKLOG) {
+        this.#fail("unavailable", `unavailable: the server does not read (more than ${MAX_WRITE_BACKLOG} bytes waiting for it)`);
+        return;
+      }
       this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
     });
   }
@@ -312,7 +346,7 @@ export class GrpcConnection {
         if (!body) return this.#protocolError("DATA with bad padding", 1);
         const c = this.#calls.get(stream);
         if (!c) return;
-        c.bodyBytes += body.length;
+        c.bodyBytes += payload.length; // padding included: it is bytes the server made us take
         if (c.status === undefined) return this.#endCall(c, { ok: false, kind: "rejected", reason: "rejected: the server sent data before headers" }, true);
         if (c.bodyBytes > MAX_ANSWER_BODY) return this.#endCall(c, { ok: false, kind: "rejected", reason: `rejected: an answer larger than ${MAX_ANSWER_BODY} bytes` }, true);
         if (flags & END_STREAM) this.#finish(c);
@@ -340,6 +374,7 @@ export class GrpcConnection {
         return;
       }
       case Frame.RST_STREAM: {
+        if (stream === 0) return this.#protocolError("RST_STREAM on stream 0", 1);
         if (payload.length !== 4) return this.#protocolError("RST_STREAM of a wrong size", 6);
         const c = this.#calls.get(stream);
         if (!c) return;
@@ -350,7 +385,7 @@ export class GrpcConnection {
       }
       case Frame.SETTINGS: {
         if (stream !== 0) return this.#protocolError("SETTINGS on a stream", 1);
-        if (flags & ACK) return;
+        if (flags & ACK) return payload.length === 0 ? undefined : this.#protocolError("a SETTINGS acknowledgement with a payload", 6);
         if (payload.length % 6 !== 0) return this.#protocolError("SETTINGS of a wrong size", 6);
         for (let i = 0; i < payload.length; i += 6) {
           const id = payload.readUInt16BE(i);
@@ -360,7 +395,10 @@ export class GrpcConnection {
             if (v > MAX_WINDOW) return this.#protocolError(`INITIAL_WINDOW_SIZE ${v}`, 3);
             const delta = v - this.#initialWindow;
             this.#initialWindow = v;
-            for (const c of this.#calls.values()) c.sendWindow += delta;
+            for (const c of this.#calls.values()) {
+              c.sendWindow += delta;
+              if (c.sendWindow > MAX_WINDOW) return this.#protocolError(`INITIAL_WINDOW_SIZE ${v} overflows a stream's window`, 3);
+            }
           } else if (id === 5) {
             if (v < 16_384 || v > 16_777_215) return this.#protocolError(`MAX_FRAME_SIZE ${v}`, 1);
             this.#maxFrame = v;
@@ -384,9 +422,12 @@ export class GrpcConnection {
         if (stream !== 0 || payload.length < 8) return this.#protocolError("a malformed GOAWAY", 6);
         const last = payload.readUInt32BE(0) & 0x7fffffff;
         const code = payload.readUInt32BE(4);
-        if (this.#state === "ready" || this.#state === "connecting") this.#state = "draining";
         // Streams above `last` were not processed: safe to retry elsewhere.
         const reason = `unavailable: the server is going away (${errorName(code)})`;
+        // Before its SETTINGS: the connection never worked (the shipper backs off).
+        if (this.#state === "connecting") return this.#fail("unavailable", reason);
+        if (this.#state === "ready") this.#state = "draining";
+        this.#goaway = reason;
         for (const c of [...this.#calls.values()]) if (c.id > last) this.#endCall(c, { ok: false, kind: "unavailable", reason }, false);
         this.#failHeld({ ok: false, kind: "unavailable", reason });
         if (this.#calls.size === 0) this.#fail("unavailable", reason);
@@ -400,7 +441,14 @@ export class GrpcConnection {
           this.#connWindow += inc;
         } else {
           const c = this.#calls.get(stream);
-          if (c) c.sendWindow += inc;
+          if (c) {
+            // A stream error (RFC 9113 §6.9): that call fails, the connection goes on.
+            if (inc === 0 || c.sendWindow + inc > MAX_WINDOW) {
+              this.#endCall(c, { ok: false, kind: "rejected", reason: `rejected: the server's WINDOW_UPDATE by ${inc} broke the stream's flow control` }, true);
+              return;
+            }
+            c.sendWindow += inc;
+          }
         }
         this.#pump();
         return;
@@ -421,10 +469,13 @@ export class GrpcConnection {
     const c = this.#calls.get(b.stream);
     if (!c) return;
     const first = c.status === undefined;
+    // The status of a call is in its trailers, or in the one block of a trailers-only answer.
+    const carriesStatus = !first || b.endStream;
     for (const [name, value] of r.headers) {
       if (first && name === ":status") c.status = value;
-      else if (name === "grpc-status") c.grpcStatus = value;
-      else if (name === "grpc-message") c.grpcMessage = value;
+      else if (first && name === "content-type") c.contentType = value;
+      else if (carriesStatus && name === "grpc-status") c.grpcStatus = value;
+      else if (carriesStatus && name === "grpc-message") c.grpcMessage = value;
     }
     if (first && c.status === undefined) return this.#endCall(c, { ok: false, kind: "rejected", reason: "rejected: an answer without :status" }, true);
     if (b.endStream) this.#finish(c);
@@ -434,50 +485,62 @@ export class GrpcConnection {
   /** The answer is complete: judge it by HTTP status and grpc-status. */
   #finish(c: Call): void {
     if (c.status !== "200") return this.#endCall(c, { ok: false, kind: "rejected", reason: `rejected: HTTP status ${escapeText(String(c.status), { max: 20 })}` }, false);
-    if (c.grpcStatus === "0") return this.#endCall(c, { ok: true }, false);
-    if (c.grpcStatus === undefined) return this.#endCall(c, { ok: false, kind: "rejected", reason: "rejected: the answer had no grpc-status" }, false);
-    const code = Number(c.grpcStatus);
-    const name = Number.isInteger(code) ? GRPC_CODES[code] ?? String(code) : escapeText(c.grpcStatus, { max: 20 });
+    if (!/^application\/grpc(?:$|[+;])/.test(c.contentType ?? "")) {
+      return this.#endCall(c, { ok: false, kind: "rejected", reason: `rejected: not a gRPC answer (content-type ${escapeText(c.contentType ?? "missing", { max: 60 })})` }, false);
+    }
+    if (c.grpcStatus === "0") {
+      this.#succeeded++;
+      return this.#endCall(c, { ok: true }, false);
+    }
+    if (c.grpcStatus === undefined) return this.#endCall(c, { ok: false, kind: "rejected", reason: "rejected: the answer had no grpc-status in its trailers" }, false);
+    const code = /^\d{1,3}$/.test(c.grpcStatus) ? Number(c.grpcStatus) : undefined;
+    const name = code === undefined ? escapeText(c.grpcStatus, { max: 20 }) : GRPC_CODES[code] ?? String(code);
     const message = c.grpcMessage === undefined ? "" : `: ${escapeText(percentDecode(c.grpcMessage), { max: 200 })}`;
     // UNAVAILABLE is the server saying "not now": retryable like a lost connection.
     const kind: CallFailureKind = code === 14 ? "unavailable" : code === 4 ? "deadline" : "rejected";
-    this.#endCall(c, { ok: false, kind, reason: `${kind}: ${name}${message}`, ...(Number.isInteger(code) ? { grpcCode: code } : {}) }, false);
+    this.#endCall(c, { ok: false, kind, reason: `${kind}: ${name}${message}`, ...(code === undefined ? {} : { grpcCode: code }) }, false);
   }
 
   /** Ends a call; `reset` tells the server we gave up on the stream. */
   #endCall(c: Call, outcome: CallOutcome, reset: boolean): void {
     if (!this.#calls.delete(c.id)) return;
-    if (reset && this.#state !== "closed") {
+    // An answer before all of the request was sent leaves our half of the stream open: close it
+    // with NO_ERROR (RFC 9113 §8.1), or it holds one of the server's concurrent streams.
+    const early = !reset && c.sent < c.data.length;
+    if ((reset || early) && this.#state !== "closed") {
       const code = Buffer.alloc(4);
-      code.writeUInt32BE(8, 0); // CANCEL
+      code.writeUInt32BE(reset ? 8 : 0, 0); // CANCEL, NO_ERROR
       this.#queue(frame(Frame.RST_STREAM, 0, c.id, code));
     }
     c.resolve(outcome);
-    if (this.#state === "draining" && this.#calls.size === 0) this.#fail("unavailable", "unavailable: the server went away");
+    if (this.#state === "draining" && this.#calls.size === 0) this.#fail("unavailable", this.#goaway ?? "unavailable: the connection is going away");
     else if (this.#heldHead < this.#held.length) this.#startHeld();
   }
 
   /** Deadlines; a server silent for a whole deadline while calls wait is taken for dead. */
   #expire(): void {
     const now = this.#now();
-    for (const c of this.#calls.values()) {
-      if (c.deadline > now) break; // in order of their start, so of their deadline
-      this.#endCall(c, { ok: false, kind: "deadline", reason: "deadline: no answer within the deadline" }, true);
-    }
+    // Waiting calls first: ending a sent one opens a stream for the next waiting one.
     while (this.#heldHead < this.#held.length && this.#held[this.#heldHead]!.deadline <= now) {
       const h = this.#held[this.#heldHead]!;
       this.#held[this.#heldHead++] = undefined as unknown as Held;
-      h.resolve({ ok: false, kind: "deadline", reason: "deadline: no answer within the deadline" });
+      h.resolve({ ok: false, kind: "deadline", reason: "deadline: no stream within the deadline (not sent)" });
     }
-    if (this.#state === "ready" && this.pending > 0 && now - this.#lastFrameAt >= this.#o.deadlineMs) {
-      this.#fail("unavailable", `unavailable: the server sent nothing for ${Math.round((now - this.#lastFrameAt) / 1000)} s`);
+    for (const c of this.#calls.values()) {
+      if (c.deadline > now) break; // in order of their start, so of their deadline
+      // Not a frame since this call was made, a whole deadline ago: the connection is dead (a
+      // server that is merely slow answers other calls, PINGs or SETTINGS meanwhile).
+      if (this.#lastFrameAt < c.deadline - this.#o.deadlineMs) {
+        return this.#fail("unavailable", `unavailable: the server sent nothing for ${Math.round(this.#o.deadlineMs)} ms while a call waited`);
+      }
+      this.#endCall(c, { ok: false, kind: "deadline", reason: "deadline: no answer within the deadline" }, true);
     }
   }
 
   #protocolError(what: string, code: number): void {
     if (this.#state === "closed") return;
     const p = Buffer.alloc(8);
-    p.writeUInt32BE(this.#nextId > 2 ? this.#nextId - 2 : 0, 0);
+    p.writeUInt32BE(0, 0); // the last stream the server started: none (push is off)
     p.writeUInt32BE(code, 4);
     try {
       this.#socket.write(Buffer.concat([...this.#out, frame(Frame.GOAWAY, 0, 0, p)]));
@@ -511,8 +574,9 @@ export class GrpcConnection {
     this.#blocked = [];
     for (const c of calls) c.resolve(outcome);
     this.#failHeld(outcome);
+    // `ready` already resolved ok unless it never got that far.
     if (wasConnecting) this.#readyResolve(outcome);
-    else this.#readyResolve({ ok: true });
+    this.#closedResolve({ kind, reason, succeeded: this.#succeeded });
   }
 }
 

@@ -23,6 +23,23 @@ describe("encodeDrop writes proto.Drop as the generated code reads it", () => {
     ), { numRuns: 500 });
   });
 
+  test("kernel-like events (times after 1970, short ASCII fields, now and then a long or non-ASCII one) decode exactly", () => {
+    const text = fc.oneof(fc.string({ unit: fc.constantFrom("A", "B", "1", "=", ":", "."), maxLength: 40 }), fc.string({ unit: "grapheme", maxLength: 50 }), fc.string({ maxLength: 200 }));
+    fc.assert(fc.property(
+      fc.oneof(fc.bigInt({ min: 0n, max: 2_000_000_000_000_000n }), fc.constant(0n), fc.constant(BigInt(Number.MAX_SAFE_INTEGER)), fc.constant(BigInt(Number.MAX_SAFE_INTEGER) + 1n)),
+      fc.dictionary(text, text, { maxKeys: 25 }),
+      (us, fields) => {
+        const bytes = encodeDrop({ timestamp: us, fields });
+        const d = fromBinary(DropSchema, bytes);
+        expect((d.timestamp?.seconds ?? 0n) * 1_000_000n + BigInt((d.timestamp?.nanos ?? 0) / 1000)).toBe(us);
+        expect(d.fields).toEqual(Object.fromEntries(Object.entries(fields).map(([k, v]) => [k.toWellFormed(), v.toWellFormed()])));
+        // The same bytes the generated code writes (map entries in the fields' order).
+        const { seconds, nanos } = timestampOf({ timestamp: us, fields });
+        expect(Buffer.from(bytes).equals(Buffer.from(toBinary(DropSchema, create(DropSchema, { timestamp: create(TimestampSchema, { seconds, nanos }), fields }))))).toBe(true);
+      },
+    ), { numRuns: 1000 });
+  });
+
   test("byte for byte what the generated code writes, for a kernel event", () => {
     const event = { timestamp: 1_700_000_000_123_456n, fields: { ACTION: "drop", SRC: "192.0.2.1", DPT: "22", SYN: "" } };
     const { seconds, nanos } = timestampOf(event);

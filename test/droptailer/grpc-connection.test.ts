@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createSecureContext, createServer, type Server, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DropShipper } from "../../lib/droptailer/client.ts";
 import { GrpcConnection, type CallOutcome } from "../../lib/droptailer/grpc-connection.ts";
 import { encodeLiteralHeaders, HpackDecoder } from "../../lib/droptailer/hpack.ts";
 import { waitUntil } from "../wait-until.ts";
@@ -119,8 +120,13 @@ describe("GrpcConnection against a scripted server", () => {
     };
     const c = connect();
     expect(await c.call(Uint8Array.from([1, 2, 3]))).toEqual({ ok: true });
-    expect(request).toEqual([[":method", "POST"], [":scheme", "https"], [":path", "/proto.Droptailer/Push"], [":authority", "droptailer"],
-      ["content-type", "application/grpc"], ["te", "trailers"], ["grpc-timeout", "5000m"], ["user-agent", "firewall-controller"]]);
+    expect(request.slice(0, -1)).toEqual([[":method", "POST"], [":scheme", "https"], [":path", "/proto.Droptailer/Push"], [":authority", "droptailer"],
+      ["content-type", "application/grpc"], ["te", "trailers"], ["user-agent", "firewall-controller"]]);
+    // The time the call has left when its stream opens.
+    const [name, timeout] = request.at(-1)!;
+    expect(name).toBe("grpc-timeout");
+    expect(Number(timeout.match(/^(\d+)m$/)?.[1])).toBeGreaterThan(4000);
+    expect(Number(timeout.match(/^(\d+)m$/)?.[1])).toBeLessThanOrEqual(5000);
     expect([...body]).toEqual([0, 0, 0, 0, 3, 1, 2, 3]);
     expect(c.state).toBe("ready");
     c.close();
@@ -236,7 +242,7 @@ describe("GrpcConnection against a scripted server", () => {
     await waitUntil("the reset arrived", async () => peer.frames.some((f) => f.type === RST_STREAM && f.payload.readUInt32BE(0) === 8));
     c.call(Uint8Array.from([2]));
     await waitUntil("given up", async () => c.state === "closed");
-    expect(c.error?.reason).toMatch(/^unavailable: the server sent nothing for \d+ s$/);
+    expect(c.error?.reason).toBe("unavailable: the server sent nothing for 300 ms while a call waited");
   });
 
   test("hostile frames end the connection with GOAWAY and a reason, never the process", async () => {
@@ -246,6 +252,8 @@ describe("GrpcConnection against a scripted server", () => {
       ["push promise", (peer, s) => peer.send(5, 0x4, s, u32(2)), /PUSH_PROMISE/, 1],
       ["window overflow", (peer) => peer.send(WINDOW_UPDATE, 0, 0, u32(0x7fffffff)), /connection WINDOW_UPDATE/, 3],
       ["interleaved header block", (peer, s) => { peer.send(HEADERS, 0, s, Buffer.from([0x88])); peer.send(DATA, 0, s, Buffer.alloc(1)); }, /a frame inside a header block/, 1],
+      ["SETTINGS acknowledgement with a payload", (peer) => peer.send(4, 1, 0, setting(3, 1)), /SETTINGS acknowledgement with a payload/, 6],
+      ["RST_STREAM on stream 0", (peer) => peer.send(RST_STREAM, 0, 0, u32(0)), /RST_STREAM on stream 0/, 1],
     ];
     for (const [name, act, reason, code] of cases) {
       scenario = (peer, f) => {
@@ -260,5 +268,124 @@ describe("GrpcConnection against a scripted server", () => {
       expect(peer.frames.find((f) => f.type === GOAWAY)!.payload.readUInt32BE(4)).toBe(code);
       expect(c.state).toBe("closed");
     }
+  });
+
+  test("a connection idle for longer than the deadline still works: silence counts only while a call waits", async () => {
+    scenario = (peer, f) => {
+      if (f.type === DATA) setTimeout(() => peer.answer(f.stream), 150);
+    };
+    const c = connect(300);
+    expect(await c.call(Uint8Array.from([1]))).toEqual({ ok: true });
+    await Bun.sleep(500); // the scenario: idle for more than a deadline
+    expect(await c.call(Uint8Array.from([2]))).toEqual({ ok: true });
+    expect(c.state).toBe("ready");
+    c.close();
+  });
+
+  test("a call whose time ran out while it waited for a stream is never sent", async () => {
+    scenario = (peer, f) => {
+      // Answers nothing, but a PING now and then: the connection is alive, the server slow.
+      if (f.type === DATA) peer.send(6, 0, 0, Buffer.alloc(8));
+    };
+    const c = connect(300, [setting(3, 1)]);
+    const [a, b] = await Promise.all([c.call(Uint8Array.from([1])), c.call(Uint8Array.from([2]))]);
+    expect(a).toEqual({ ok: false, kind: "deadline", reason: "deadline: no answer within the deadline" });
+    expect(b).toEqual({ ok: false, kind: "deadline", reason: "deadline: no stream within the deadline (not sent)" });
+    const peer = peers.at(-1)!;
+    await waitUntil("the reset", async () => peer.frames.some((f) => f.type === RST_STREAM));
+    expect(peer.frames.filter((f) => f.type === HEADERS).map((f) => f.stream)).toEqual([1]);
+    c.close();
+  });
+
+  test("an answer before the whole request was sent: our half of the stream is closed with NO_ERROR", async () => {
+    scenario = (peer, f) => {
+      if (f.type === HEADERS) peer.answer(f.stream);
+    };
+    const c = connect(5_000, [setting(4, 10)]);
+    expect(await c.call(new Uint8Array(1000))).toEqual({ ok: true });
+    const peer = peers.at(-1)!;
+    await waitUntil("the reset", async () => peer.frames.some((f) => f.type === RST_STREAM));
+    const rst = peer.frames.find((f) => f.type === RST_STREAM)!;
+    expect({ stream: rst.stream, code: rst.payload.readUInt32BE(0) }).toEqual({ stream: 1, code: 0 });
+    c.close();
+  });
+
+  test("grpc-status counts from the trailers only; content-type must be gRPC's; a status that is not a number is named, not parsed", async () => {
+    scenario = (peer, f) => {
+      if (f.type !== DATA) return;
+      if (f.stream === 1) {
+        peer.headers(1, [[":status", "200"], ["content-type", "application/grpc"], ["grpc-status", "0"]], false);
+        peer.send(DATA, 1, 1, Buffer.alloc(5));
+      } else if (f.stream === 3) peer.headers(3, [[":status", "200"], ["content-type", "text/html"], ["grpc-status", "0"]], true);
+      else peer.answer(f.stream, "");
+    };
+    const c = connect();
+    expect(await c.call(Uint8Array.from([1]))).toEqual({ ok: false, kind: "rejected", reason: "rejected: the answer had no grpc-status in its trailers" });
+    expect(await c.call(Uint8Array.from([1]))).toEqual({ ok: false, kind: "rejected", reason: "rejected: not a gRPC answer (content-type text/html)" });
+    expect(await c.call(Uint8Array.from([1]))).toEqual({ ok: false, kind: "rejected", reason: "rejected: " });
+    c.close();
+  });
+
+  test("a stream WINDOW_UPDATE of zero fails that call only", async () => {
+    scenario = (peer, f) => {
+      if (f.type === HEADERS && f.stream === 1) peer.send(WINDOW_UPDATE, 0, 1, u32(0));
+      if (f.type === DATA && f.stream === 3) peer.answer(3);
+    };
+    const c = connect(5_000, [setting(4, 0)]);
+    expect(await c.call(Uint8Array.from([1]))).toEqual({ ok: false, kind: "rejected", reason: "rejected: the server's WINDOW_UPDATE by 0 broke the stream's flow control" });
+    scenario = (peer, f) => {
+      if (f.type === HEADERS) peer.send(WINDOW_UPDATE, 0, f.stream, u32(100));
+      if (f.type === DATA && f.flags & 1) peer.answer(f.stream);
+    };
+    expect(await c.call(Uint8Array.from([1]))).toEqual({ ok: true });
+    expect(c.state).toBe("ready");
+    c.close();
+  });
+});
+
+describe("DropShipper's connections against a scripted server", () => {
+  const target = () => ({ address: "127.0.0.1", port, ca: pki.ca });
+  test("a server that goes away right after its SETTINGS: connections back off, not one per push", async () => {
+    const before = peers.length;
+    onConnect = (peer) => {
+      peer.send(4, 0, 0);
+      peer.send(GOAWAY, 0, 0, u32(0, 0));
+    };
+    scenario = () => undefined;
+    const ac = new AbortController();
+    const s = new DropShipper({ signal: ac.signal, reconnectBackoffMs: { initial: 200, max: 1000 } });
+    s.setTarget(target());
+    const until = performance.now() + 500;
+    let pushes = 0;
+    while (performance.now() < until) {
+      expect((await s.push({ timestamp: 1n, fields: {} })).ok).toBe(false);
+      pushes++;
+    }
+    // 0 ms, then after 200 ms, then 400 ms later: at most three connections in half a second.
+    expect(pushes).toBeGreaterThan(10);
+    expect(peers.length - before).toBeLessThanOrEqual(3);
+    expect(s.status.state).toBe("transient_failure");
+    expect(s.status.lastError).toBe("unavailable: the server is going away (NO_ERROR)");
+    ac.abort();
+  });
+
+  test("close() ends the calls of a connection that is going away, too", async () => {
+    onConnect = (peer) => peer.send(4, 0, 0);
+    scenario = (peer, f) => {
+      // Stream 1 is kept (below GOAWAY's last id) and never answered.
+      if (f.type === DATA && f.stream === 1) peer.send(GOAWAY, 0, 0, u32(1, 0));
+    };
+    const s = new DropShipper({ reconnectBackoffMs: { initial: 50, max: 50 } });
+    s.setTarget(target());
+    const before = peers.length;
+    const first = s.push({ timestamp: 1n, fields: { N: "1" } });
+    await waitUntil("its connection", async () => peers.length === before + 1);
+    const peer = peers.at(-1)!;
+    await waitUntil("its request (answered by GOAWAY)", async () => peer.frames.some((f) => f.type === DATA));
+    await waitUntil("the shipper knows the connection is going away", async () => s.status.state !== "ready");
+    void s.push({ timestamp: 2n, fields: { N: "2" } });
+    await waitUntil("a new connection for new pushes", async () => peers.length === before + 2);
+    s.close();
+    expect(await first).toEqual({ ok: false, kind: "closed", reason: "closed: the shipper was shut down" });
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { DROP_LOG_PREFIX } from "../../lib/ruleset/render.ts";
 import { ACCEPT_PREFIX, DROP_PREFIX, MAX_FIELDS, MAX_LINE_CHARS, parseDropLine } from "../../lib/droptailer/parse.ts";
 
@@ -86,5 +87,49 @@ describe("parseDropLine", () => {
     expect(f["__proto__"]).toBe("x");
     expect(f["constructor"] as unknown).toBe("");
     expect(Object.getPrototypeOf(f)).toBeNull();
+  });
+});
+
+describe("parseDropLine scans tokens as the regular-expression split did", () => {
+  /** The earlier implementation: split on /\s+/, the cut line's last token popped. */
+  function reference(text: string): Record<string, string> | null {
+    const prefix = [DROP_PREFIX, ACCEPT_PREFIX].find((p) => text.startsWith(p));
+    if (prefix === undefined) return null;
+    let rest = text.slice(prefix.length);
+    let cut = false;
+    if (text.length > MAX_LINE_CHARS) {
+      rest = rest.slice(0, Math.max(0, MAX_LINE_CHARS - prefix.length));
+      cut = true;
+    }
+    const tokens = rest.split(/\s+/).filter((t) => t !== "");
+    if (cut) tokens.pop();
+    const fields: Record<string, string> = Object.create(null);
+    let n = 0;
+    for (const token of tokens) {
+      const eq = token.indexOf("=");
+      const key = eq < 0 ? token : token.slice(0, eq);
+      if (key === "" || key === "ACTION") continue;
+      if (!(key in fields)) {
+        if (n >= MAX_FIELDS) continue;
+        n++;
+      }
+      fields[key] = eq < 0 ? "" : token.slice(eq + 1);
+    }
+    fields.ACTION = prefix === DROP_PREFIX ? "drop" : "accept";
+    return fields;
+  }
+  const piece = fc.oneof(
+    fc.constantFrom(" ", "  ", "\t", "\n", "\u00a0", "\u2028", "\u3000", "\ufeff", "\u200b", "=", "==", "ACTION=x", "SYN", "SRC=1.2.3.4", "__proto__=y"),
+    fc.string({ unit: "grapheme", maxLength: 8 }),
+    fc.string({ unit: fc.constantFrom("A", "B", "=", " "), maxLength: 6 }),
+  );
+  test("the same fields for random lines, long and cut ones included", () => {
+    fc.assert(fc.property(fc.constantFrom(DROP_PREFIX, ACCEPT_PREFIX, "nftables-firewall-other: "), fc.array(piece, { maxLength: 80 }), fc.nat({ max: 5000 }),
+      (prefix, pieces, pad) => {
+        const line = prefix + pieces.join("") + (pad > 4000 ? " K=" + "v".repeat(pad) : "");
+        const got = parseDropLine(line, { wallUs: 1n });
+        const want = reference(line);
+        expect(got === null ? null : { ...got.fields }).toEqual(want === null ? null : { ...want });
+      }), { numRuns: 2000 });
   });
 });
