@@ -207,6 +207,10 @@ export class Controller {
   #probeTimer: ReturnType<typeof setInterval> | undefined;
   /** The last text logged per topic, so a state is logged once when it changes, not every reconcile. */
   readonly #said = new Map<string, string>();
+  /** The classification whose rejections were last reported (see #reportRejections). */
+  #rejectionsSaid: Classified | undefined;
+  /** The last status pass that left every policy's status right: for which verdicts, at which reflector count. */
+  #statusPass: { readonly desired: Classified; readonly writes: number } | undefined;
 
   constructor(options: ControllerOptions, deps: ControllerDeps, signal: AbortSignal) {
     this.#o = options;
@@ -586,6 +590,10 @@ export class Controller {
 
   /** A log line and an Event for every rejection, once per change of its problems (not every reconcile). */
   async #reportRejections(desired: Classified): Promise<void> {
+    // The same classification as last time (the classifier returns the very object when nothing
+    // changed): everything in it was said; at 10,000 policies the loop alone is felt.
+    if (desired === this.#rejectionsSaid) return;
+    this.#rejectionsSaid = desired;
     for (const [key, v] of desired.verdicts) {
       const topic = `rejected ${key}`;
       if (v.state !== "rejected") {
@@ -611,6 +619,11 @@ export class Controller {
   }
 
   async #writePolicyStatuses(desired: Classified): Promise<void> {
+    // Nothing to look at when the verdicts and the policies (their statuses included) are those
+    // of a pass that found or made every status right.
+    const writes = this.#reflectors.policies.writes;
+    if (this.#statusPass?.desired === desired && this.#statusPass.writes === writes) return;
+    let complete = true;
     for (const o of this.#reflectors.policies.items()) {
       const ns = o.metadata.namespace ?? "";
       const v: Verdict | undefined = desired.verdicts.get(objectKey("ClusterwideNetworkPolicy", ns, o.metadata.name));
@@ -631,11 +644,13 @@ export class Controller {
         contentType: "application/merge-patch+json",
       });
       if (r.status !== 200) {
+        complete = false;
         this.#d.log.warn({ code: "api_failed", object: `${ns}/${o.metadata.name}` }, `writing policy status failed: ${statusMessage(r)}`);
         // Unreachable: the other writes would fail alike; the next reconcile writes what is still due.
         if (r.status === 0) return;
       }
     }
+    if (complete) this.#statusPass = { desired, writes };
   }
 
   async #writeFirewallStatus(o: KubeObject, desired: Classified, result: ReconcileResult, periodic: boolean): Promise<void> {

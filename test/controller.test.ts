@@ -192,6 +192,18 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     expect(JSON.stringify(ep)).toContain("10.0.1.1");
   });
 
+  test("a policy status someone else changed is put right by the next periodic reconcile (the unchanged ones are not looked at again)", async () => {
+    await waitUntil("Ready", async () => (await get(`${CWNP}/allow-a`)).status?.state === "Ready");
+    await controller.idle();
+    const r = await api.request("PATCH", `${CWNP}/allow-a/status`, { body: { status: { state: "Invalid", message: "forged" } }, contentType: "application/merge-patch+json" });
+    expect(r.status).toBe(200);
+    // Not a change that matters to the rules: only the interval (2 s) brings the reconcile that sees it.
+    await waitUntil("written back", async () => {
+      const a = await get(`${CWNP}/allow-a`);
+      return a.status?.state === "Ready" && a.status?.message !== "forged";
+    }, 10_000);
+  }, 15_000);
+
   test("its own status writes do not trigger reconciles", async () => {
     await controller.idle();
     await new Promise((r) => setTimeout(r, 200));

@@ -51,6 +51,7 @@ export class Reflector {
   readonly #o: ReflectorOptions;
   /** `stable`: the object as of the last change `relevant` sees (see {@link stableItems}). */
   readonly #items = new Map<string, { object: KubeObject; relevant: string; stable: KubeObject }>();
+  #writes = 0;
   #resourceVersion = "";
   #synced = false;
   #fresh = false;
@@ -89,6 +90,14 @@ export class Reflector {
 
   get lastError(): Error | undefined {
     return this.#lastError;
+  }
+
+  /**
+   * How often an object was stored or removed (any change, status included): a caller that saw
+   * the same count before saw the same {@link items} — work over all of them can be skipped.
+   */
+  get writes(): number {
+    return this.#writes;
   }
 
   items(): KubeObject[] {
@@ -195,6 +204,7 @@ export class Reflector {
     for (const [key, entry] of [...this.#items]) {
       if (!seen.has(key)) {
         this.#items.delete(key);
+        this.#writes++;
         changed ||= entry.relevant !== IRRELEVANT;
       }
     }
@@ -213,6 +223,7 @@ export class Reflector {
     // The generation too: what reads the stable object may report it (observedGeneration).
     const same = had !== undefined && before === relevant && had.stable.metadata.generation === object.metadata.generation && had.stable.metadata.uid === object.metadata.uid;
     this.#items.set(key, { object, relevant, stable: same ? had.stable : object });
+    this.#writes++;
     return before !== relevant;
   }
 
@@ -228,7 +239,10 @@ export class Reflector {
     const key = keyOf(object);
     if (type === "DELETED") {
       const before = this.#items.get(key);
-      if (before && this.#items.delete(key) && before.relevant !== IRRELEVANT) this.#o.onChange();
+      if (before && this.#items.delete(key)) {
+        this.#writes++;
+        if (before.relevant !== IRRELEVANT) this.#o.onChange();
+      }
     } else if (this.#put(key, object)) this.#o.onChange();
     return undefined;
   }

@@ -52,6 +52,28 @@ describe("Reflector", () => {
     stop.abort();
   });
 
+  test("writes counts every stored or removed object, irrelevant ones and status-only changes included; an unchanged count means the same items", async () => {
+    const { api, push, watching } = fakeApi(() => ({ apiVersion: "v1", kind: "ServiceList", metadata: { resourceVersion: "5" }, items: [svc("a", "ClusterIP")] }));
+    const stop = new AbortController();
+    const r = new Reflector({ api, path: "/api/v1/services", onChange: () => {}, relevant, signal: stop.signal });
+    void r.start();
+    await waitUntil("watching", async () => watching());
+    const w0 = r.writes;
+    expect(w0).toBe(1); // the list's one object
+    const items0 = r.items();
+    expect(r.writes).toBe(w0);
+    push({ type: "MODIFIED", object: { apiVersion: "v1", kind: "Service", ...svc("a", "ClusterIP"), status: { loadBalancer: {} } } });
+    expect(r.writes).toBe(w0 + 1);
+    expect(r.items()).not.toEqual(items0);
+    push({ type: "BOOKMARK", object: { apiVersion: "v1", kind: "Service", metadata: { resourceVersion: "9" } } as unknown as KubeObject });
+    expect(r.writes).toBe(w0 + 1);
+    push({ type: "DELETED", object: { apiVersion: "v1", kind: "Service", ...svc("a", "ClusterIP") } });
+    expect(r.writes).toBe(w0 + 2);
+    push({ type: "DELETED", object: { apiVersion: "v1", kind: "Service", ...svc("a", "ClusterIP") } }); // not there: nothing
+    expect(r.writes).toBe(w0 + 2);
+    stop.abort();
+  });
+
   test("stableItems keep an object's identity while only its status changes; a relevant change, a new generation or a new uid gives the new one; items are always the newest", async () => {
     const { api, push, watching } = fakeApi(() => ({ apiVersion: "v1", kind: "ServiceList", metadata: { resourceVersion: "5" }, items: [] }));
     const stop = new AbortController();
