@@ -224,10 +224,6 @@ export class DropShipper {
       this.#connectFailure = { kind: end.kind, reason: end.reason, retryAt: this.#now() + delay, attempts };
       if (end.kind !== "closed") this.#lastError = end.reason;
     });
-    void c.ready.then((r) => {
-      // Handshake done: pushes wait for it no longer than the backoff would.
-      if (r.ok && this.#connection === c && this.#connectFailure) this.#connectFailure = { ...this.#connectFailure, retryAt: 0 };
-    });
     return c;
   }
 
