@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseSnapshot, type Snapshot, type SnapshotRule } from "../../lib/nft/snapshot.ts";
@@ -134,5 +135,42 @@ describe("ruleStats", () => {
     const rules = ["b", "a", "c"].map((comment, i) => rule({ handle: i, comment, counter: { packets: 1, bytes: 1 } }));
     expect(ruleStats(only(rules), { max: 2 }).rules.accept).toEqual({ a: c(1, 1), b: c(1, 1) });
     expect(ruleStats(only(rules.toReversed()), { max: 2 }).rules.accept).toEqual({ a: c(1, 1), b: c(1, 1) });
+  });
+});
+
+describe("ruleStats picks its bounded entries as a full sort would", () => {
+  /** The earlier way: every entry sorted, the first `max` kept. */
+  function reference(snapshot: Snapshot, max: number): { kept: string[]; omitted: number } {
+    const entries = new Map<string, { group: string; comment: string; bytes: number; packets: number; tier: number }>();
+    for (const r of snapshot.rules) {
+      if (r.comment === null || r.counter === null) continue;
+      const group = r.verdict === "accept" || r.verdict === "drop" ? r.verdict : "other";
+      const tier = r.table === "firewall" && r.family === "inet" ? (r.chain === "forward" ? 0 : 2) : 1;
+      const k = `${group}\u0000${r.comment}`;
+      const e = entries.get(k) ?? { group, comment: r.comment, bytes: 0, packets: 0, tier };
+      e.tier = Math.min(e.tier, tier);
+      e.bytes += r.counter.bytes;
+      e.packets += r.counter.packets;
+      entries.set(k, e);
+    }
+    const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const ranked = [...entries.values()].sort((a, b) => a.tier - b.tier || b.bytes - a.bytes || b.packets - a.packets || cmp(a.comment, b.comment) || cmp(a.group, b.group));
+    return { kept: ranked.slice(0, max).map((e) => `${e.group}:${e.comment}:${e.bytes}:${e.packets}`).sort(), omitted: ranked.length - Math.min(max, ranked.length) };
+  }
+  test("random rules (ties, three tiers, both verdicts, shared comments) and bounds", () => {
+    const arb = fc.record({
+      comment: fc.constantFrom("a", "b", "c", "d", "e", "f", "g", "h", "accept x", "drop y"),
+      verdict: fc.constantFrom("accept" as const, "drop" as const, "jump" as const),
+      table: fc.constantFrom("firewall", "metal"),
+      chain: fc.constantFrom("forward", "np4", "input"),
+      bytes: fc.nat({ max: 5 }),
+      packets: fc.nat({ max: 3 }),
+    });
+    fc.assert(fc.property(fc.array(arb, { maxLength: 60 }), fc.nat({ max: 12 }), (rs, max) => {
+      const snap = only(rs.map((x) => rule({ comment: x.comment, verdict: x.verdict, table: x.table, chain: x.chain, counter: { bytes: x.bytes, packets: x.packets } })));
+      const got = ruleStats(snap, { max });
+      const kept = (["accept", "drop", "other"] as const).flatMap((g) => Object.entries(got.rules[g]).map(([c, v]) => `${g}:${c}:${v.counter.bytes}:${v.counter.packets}`)).sort();
+      expect({ kept, omitted: got.omitted }).toEqual(reference(snap, max));
+    }), { numRuns: 3000 });
   });
 });
