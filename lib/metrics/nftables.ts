@@ -305,7 +305,8 @@ class CounterFamily {
       if (!printable(v) || digitCount(v) !== last.widths[i]) return undefined;
     }
     // A copy: the last text may still be on its way to a scraper.
-    const text = last.text.slice();
+    const text = Buffer.allocUnsafe(last.text.length);
+    text.set(last.text);
     for (let i = 0; i < values.length; i++) writeInteger(text, last.at[i] as number, values[i] as number);
     this.#last = { ...last, labels: labels as Uint8Array[], text };
     return text;
