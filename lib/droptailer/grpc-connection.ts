@@ -141,9 +141,6 @@ export class GrpcConnection {
   #goaway: string | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Resolves once the server's first SETTINGS came (ok), or with why the connection failed before that. */
-  readonly ready: Promise<CallOutcome>;
-  #readyResolve!: (o: CallOutcome) => void;
   /** Resolves when the connection has ended: why, and how many calls succeeded on it. */
   readonly closed: Promise<{ readonly kind: CallFailureKind; readonly reason: string; readonly succeeded: number }>;
   #closedResolve!: (o: { kind: CallFailureKind; reason: string; succeeded: number }) => void;
@@ -152,7 +149,6 @@ export class GrpcConnection {
     this.#o = o;
     this.#now = o.now ?? (() => performance.now());
     this.#lastFrameAt = this.#now();
-    this.ready = new Promise((r) => (this.#readyResolve = r));
     this.closed = new Promise((r) => (this.#closedResolve = r));
     // Constant but for grpc-timeout (the time the call has left), which goes last.
     this.#requestHeaders = encodeLiteralHeaders([
@@ -198,11 +194,6 @@ export class GrpcConnection {
   /** Why it closed (or failed to connect), if it did. */
   get error(): { readonly kind: CallFailureKind; readonly reason: string } | undefined {
     return this.#error;
-  }
-
-  /** Calls in flight or waiting for a stream. */
-  get pending(): number {
-    return this.#calls.size + this.#held.length - this.#heldHead;
   }
 
   /** Whether new calls can go on this connection (not closed, not going away, stream ids left). */
@@ -408,7 +399,6 @@ export class GrpcConnection {
         if (this.#state === "connecting") {
           this.#state = "ready";
           clearTimeout(this.#connectTimer);
-          this.#readyResolve({ ok: true });
         }
         this.#startHeld();
         return;
@@ -562,7 +552,6 @@ export class GrpcConnection {
   /** Ends the connection: every call left resolves with this reason. */
   #fail(kind: CallFailureKind, reason: string): void {
     if (this.#state === "closed") return;
-    const wasConnecting = this.#state === "connecting";
     this.#state = "closed";
     this.#error = { kind, reason };
     clearTimeout(this.#connectTimer);
@@ -574,8 +563,6 @@ export class GrpcConnection {
     this.#blocked = [];
     for (const c of calls) c.resolve(outcome);
     this.#failHeld(outcome);
-    // `ready` already resolved ok unless it never got that far.
-    if (wasConnecting) this.#readyResolve(outcome);
     this.#closedResolve({ kind, reason, succeeded: this.#succeeded });
   }
 }
