@@ -32,7 +32,7 @@
  * @module
  */
 import { Counter, Gauge, Registry } from "prom-client";
-import type { Match, MatchField, Snapshot, SnapshotRule } from "../nft/snapshot.ts";
+import type { ElementSums, Match, MatchField, Snapshot, SnapshotRule } from "../nft/snapshot.ts";
 
 export interface NftablesMetricsOptions {
   /**
@@ -111,7 +111,7 @@ export function ruleLabels(rule: SnapshotRule): Record<RuleLabel, string> {
  * everything else of a scrape); {@link exposition} hands the whole text over as bytes.
  */
 class SampledRegistry extends Registry {
-  readonly #own: { after: string; text: () => Promise<string | Uint8Array> }[] = [];
+  readonly #own: { after: string; text: () => Promise<string | Uint8Array[]> }[] = [];
   readonly #scraped: (() => void)[] = [];
 
   /** Called after every exposition (to let go of what only that scrape needed). */
@@ -120,7 +120,7 @@ class SampledRegistry extends Registry {
   }
 
   /** A family printed by `text` (HELP, TYPE, samples, no final newline; empty for none), after the family `after`. */
-  addText(after: string, text: () => Promise<string | Uint8Array>): void {
+  addText(after: string, text: () => Promise<string | Uint8Array[]>): void {
     this.#own.push({ after, text });
   }
 
@@ -129,7 +129,7 @@ class SampledRegistry extends Registry {
    * the metrics server sends one after the other, so that 11 MB are not copied into one buffer.
    */
   async expositionParts(): Promise<Uint8Array[]> {
-    const parts: Promise<string | Uint8Array>[] = [];
+    const parts: Promise<string | Uint8Array[]>[] = [];
     for (const m of this.getMetricsAsArray()) {
       parts.push(this.getSingleMetricAsString(m.name));
       for (const o of this.#own) if (o.after === m.name) parts.push(o.text());
@@ -138,11 +138,11 @@ class SampledRegistry extends Registry {
       for (const f of this.#scraped) f();
     });
     // HELP and TYPE are two lines; a third is a sample (our own families print only with samples).
-    const kept = texts.filter((t) => (typeof t === "string" ? t.split("\n", 3).length > 2 : t.length > 0)).map((t) => (typeof t === "string" ? encoder.encode(t) : t));
+    const kept = texts.filter((t) => (typeof t === "string" ? t.split("\n", 3).length > 2 : t.some((p) => p.length > 0))).map((t) => (typeof t === "string" ? [encoder.encode(t)] : t));
     const out: Uint8Array[] = [];
     for (const t of kept) {
       if (out.length > 0) out.push(BLANK_LINE);
-      out.push(t);
+      out.push(...t);
     }
     out.push(NEWLINE);
     return out;
@@ -182,63 +182,84 @@ function labelText(rule: SnapshotRule): string {
 }
 
 /**
- * The label texts of the element rules (one per map and owner comment), kept across scrapes as
+ * The label texts of the element series (one per map and owner comment), kept across scrapes as
  * bytes: their labels are a function of family, table, map, verdict and comment alone (no
- * matches, handle 0), and at 10,000 policies building them anew was most of a scrape. Bounded by
+ * matches, handle 0), and at 10,000 policies building them anew was most of a scrape. A map
+ * whose comments are the same array as at the last scrape (an unchanged map: lib/stats/) takes
+ * the last labels as they are; a changed one builds only the labels of new comments. Bounded by
  * what the last scrapes saw.
  */
 class ElementLabels {
-  /** By map (the rule's chain), then by comment: both are shared strings, so no key is built per rule. */
-  readonly #texts = new Map<string, Map<string | null, { bytes: Uint8Array; seen: number; family: string; table: string; verdict: string }>>();
+  /** By family, table and map. */
+  readonly #blocks = new Map<string, { comments: readonly string[]; verdict: string; labels: Uint8Array[]; byComment: Map<string, Uint8Array>; seen: number }>();
   #scrape = 0;
 
-  get(rule: SnapshotRule): Uint8Array {
-    let byComment = this.#texts.get(rule.chain);
-    if (byComment === undefined) this.#texts.set(rule.chain, (byComment = new Map()));
-    const e = byComment.get(rule.comment);
-    if (e !== undefined && e.family === rule.family && e.table === rule.table && e.verdict === rule.verdict) {
-      e.seen = this.#scrape;
-      return e.bytes;
+  get(block: ElementSums): readonly Uint8Array[] {
+    const key = `${block.family}\u0000${block.table}\u0000${block.map}`;
+    const last = this.#blocks.get(key);
+    if (last !== undefined && last.verdict === block.verdict) {
+      last.seen = this.#scrape;
+      if (last.comments === block.comments) return last.labels;
     }
-    const bytes = encoder.encode(labelText(rule));
-    byComment.set(rule.comment, { bytes, seen: this.#scrape, family: rule.family, table: rule.table, verdict: rule.verdict });
-    return bytes;
+    const old = last?.verdict === block.verdict ? last.byComment : undefined;
+    const byComment = new Map<string, Uint8Array>();
+    const labels = block.comments.map((comment) => {
+      let bytes = old?.get(comment) ?? byComment.get(comment);
+      if (bytes === undefined) {
+        bytes = encoder.encode(labelText({ family: block.family, table: block.table, chain: block.map, handle: 0, comment, counter: null, counterName: null, verdict: block.verdict, target: block.target, matches: [] }));
+      }
+      byComment.set(comment, bytes);
+      return bytes;
+    });
+    this.#blocks.set(key, { comments: block.comments, verdict: block.verdict, labels, byComment, seen: this.#scrape });
+    return labels;
   }
 
-  /** Before a scrape: what the last two scrapes did not use is forgotten. */
+  /** Before a scrape: maps the last two scrapes did not see are forgotten. */
   rotate(): void {
     this.#scrape++;
-    for (const [chain, byComment] of this.#texts) {
-      for (const [k, e] of byComment) if (e.seen < this.#scrape - 2) byComment.delete(k);
-      if (byComment.size === 0) this.#texts.delete(chain);
-    }
+    for (const [k, b] of this.#blocks) if (b.seen < this.#scrape - 2) this.#blocks.delete(k);
   }
 }
 
-/** One series of a rule family: labels as text (summed with equal ones) or as bytes (unique, printed as they are). */
-type RuleSeries = { rule: SnapshotRule; labels: string; unique: false } | { rule: SnapshotRule; labels: Uint8Array; unique: true };
+/** One series of a rule family, by its labels as text (summed with equal ones). */
+type RuleSeries = { rule: SnapshotRule; labels: string };
+
+/** The element series of one map: labels known unique (one per map and comment), printed as they are. */
+type ElementSeries = { labels: readonly Uint8Array[]; sums: ElementSums };
+
+/** Powers of ten up to 10^16 (a safe integer has at most 16 digits). */
+const POW10 = Array.from({ length: 17 }, (_, i) => 10 ** i);
+
+/** Decimal digits of a safe non-negative integer: comparisons only (this runs for 80,000 values a scrape). */
+function digitCount(value: number): number {
+  let digits = 1;
+  while (digits < 16 && value >= (POW10[digits] as number)) digits++;
+  return digits;
+}
+
+/** Writes the digits of an integer 0 <= value < 2^31 ending just before `end`, with int arithmetic. */
+function writeSmall(out: Uint8Array, end: number, value: number, digits: number): void {
+  let v = value | 0;
+  for (let i = end - 1; i >= end - digits; i--) {
+    const q = (v / 10) | 0;
+    out[i] = 48 + (v - q * 10);
+    v = q;
+  }
+}
 
 /** Writes the decimal digits of a safe non-negative integer at `off`; returns the offset after them. */
 function writeInteger(out: Uint8Array, off: number, value: number): number {
-  if (value === 0) {
-    out[off] = 48;
-    return off + 1;
+  const digits = digitCount(value);
+  const end = off + digits;
+  if (value < 0x8000_0000) writeSmall(out, end, value, digits);
+  else {
+    // Above 2^31: the low eight digits and the rest (below 2^53 / 10^8 < 2^31) apart.
+    const high = Math.floor(value / 1e8);
+    writeSmall(out, end, value - high * 1e8, 8);
+    writeSmall(out, end - 8, high, digits - 8);
   }
-  let digits = 0;
-  for (let v = value; v >= 1; v = Math.floor(v / 10)) digits++;
-  let v = value;
-  for (let i = digits - 1; i >= 0; i--) {
-    out[off + i] = 48 + (v % 10);
-    v = Math.floor(v / 10);
-  }
-  return off + digits;
-}
-
-/** Decimal digits of a safe non-negative integer. */
-function digitCount(value: number): number {
-  let digits = 1;
-  for (let v = value; v >= 10; v = Math.floor(v / 10)) digits++;
-  return digits;
+  return end;
 }
 
 const printable = (value: number) => Number.isSafeInteger(value) && value >= 0;
@@ -250,38 +271,30 @@ const printable = (value: number) => Number.isSafeInteger(value) && value >= 0;
  * first-seen order). `unique` series are known to have labels no other series has (the element
  * rules: one per map and comment) and skip the summing.
  *
- * The last text is kept with where each value stands: when the next scrape has the same series
- * (the same label bytes, in the same order) and every value as many digits as before — the
- * common case, counters grow slowly — it is the last text copied with the digits overwritten,
- * instead of 80,000 lines put together again.
+ * The last text is kept, in parts of about 64 KiB, with where each value stands: when the next
+ * scrape has the same series (the same label bytes, in the same order), it is the last text
+ * again with only the parts that hold a changed value copied (a value of as many digits as
+ * before is overwritten in place) or printed again, instead of 80,000 lines put together again
+ * (or 11 MB copied).
  */
 class CounterFamily {
   readonly #head: Uint8Array;
   readonly #prefix: Uint8Array;
-  #last: { labels: Uint8Array[]; at: Int32Array; widths: Uint8Array; text: Uint8Array } | undefined;
+  #last: LastText | undefined;
 
   constructor(name: string, help: string) {
     this.#head = encoder.encode(`# HELP ${name} ${help}\n# TYPE ${name} counter`);
     this.#prefix = encoder.encode(`\n${name}{`);
   }
 
-  /** The family's text (no final newline); empty without a series. */
-  print(series: readonly RuleSeries[], kind: "bytes" | "packets"): Uint8Array {
-    if (series.length === 0) {
-      this.#last = undefined;
-      return new Uint8Array(0);
-    }
+  /** The family's text in parts (no final newline); none without a series. */
+  print(series: readonly RuleSeries[], elements: readonly ElementSeries[], kind: "bytes" | "packets"): Uint8Array[] {
     // One line per slot; a summed series adds into the slot it was first seen at.
     const labels: Uint8Array[] = [];
     const values: number[] = [];
     const sums = new Map<string, number>();
     for (const s of series) {
       const value = s.rule.counter?.[kind] ?? 0;
-      if (s.unique) {
-        labels.push(s.labels);
-        values.push(value);
-        continue;
-      }
       const slot = sums.get(s.labels);
       if (slot !== undefined) values[slot] = (values[slot] as number) + value;
       else {
@@ -290,42 +303,100 @@ class CounterFamily {
         values.push(value);
       }
     }
+    for (const e of elements) {
+      const v = e.sums[kind];
+      for (let i = 0; i < e.labels.length; i++) {
+        labels.push(e.labels[i] as Uint8Array);
+        values.push(v[i] as number);
+      }
+    }
+    if (labels.length === 0) {
+      this.#last = undefined;
+      return [];
+    }
     return this.#patched(labels, values) ?? this.#printed(labels, values);
   }
 
-  /** The last text with new digits, when the series and the values' widths are as they were. */
-  #patched(labels: readonly Uint8Array[], values: readonly number[]): Uint8Array | undefined {
+  /**
+   * The last text with the new values, when the series are as they were. Its parts are never
+   * written to (a scraper may still be sending them): a part with a changed value is a copy with
+   * the new digits written over the old (all of as many digits as before), or else put together
+   * from the old part's bytes between the changed values and their new digits; the other parts
+   * are the last ones.
+   */
+  #patched(labels: readonly Uint8Array[], values: readonly number[]): Uint8Array[] | undefined {
     const last = this.#last;
     if (!last || last.labels.length !== labels.length) return undefined;
+    const changed: number[] = [];
     for (let i = 0; i < labels.length; i++) {
       const a = labels[i] as Uint8Array;
       const b = last.labels[i] as Uint8Array;
       if (a !== b && !sameBytes(a, b)) return undefined;
-      const v = values[i] as number;
-      if (!printable(v) || digitCount(v) !== last.widths[i]) return undefined;
+      if (values[i] !== last.values[i]) changed.push(i);
     }
-    // A copy: the last text may still be on its way to a scraper.
-    const text = Buffer.allocUnsafe(last.text.length);
-    text.set(last.text);
-    for (let i = 0; i < values.length; i++) writeInteger(text, last.at[i] as number, values[i] as number);
-    this.#last = { ...last, labels: labels as Uint8Array[], text };
-    return text;
+    const parts = last.parts.slice();
+    let at = last.at;
+    let ends = last.ends;
+    // Parts in which a value has another width, and the copies in which digits were overwritten.
+    const rebuild = new Set<number>();
+    for (const i of changed) {
+      const v = values[i] as number;
+      if (!printable(v) || digitCount(v) !== (last.ends[i] as number) - (last.at[i] as number)) rebuild.add(last.partOf[i] as number);
+    }
+    if (rebuild.size > 0) {
+      at = at.slice();
+      ends = ends.slice();
+    }
+    for (const i of changed) {
+      const c = last.partOf[i] as number;
+      if (rebuild.has(c)) continue;
+      let part = parts[c] as Buffer;
+      // Buffer.from copies (a Buffer's slice() would not).
+      if (part === last.parts[c]) parts[c] = part = Buffer.from(part);
+      writeInteger(part, at[i] as number, values[i] as number);
+    }
+    for (const c of rebuild) parts[c] = rebuilt(last.parts[c] as Buffer, last.firstLine[c] as number, last.firstLine[c + 1] as number, last, values, at, ends);
+    this.#last = { labels: labels as Uint8Array[], values: Float64Array.from(values), at, ends, partOf: last.partOf, firstLine: last.firstLine, parts };
+    return parts;
   }
 
-  #printed(labels: readonly Uint8Array[], values: readonly number[]): Uint8Array {
-    const head = this.#head;
+  #printed(labels: readonly Uint8Array[], values: readonly number[]): Buffer[] {
+    // Parts of about PART_BYTES, by the size of their labels (the values' digits vary).
+    const first: number[] = [0];
+    const partOf = new Int32Array(labels.length);
+    let size = this.#head.length;
+    for (let i = 0; i < labels.length; i++) {
+      if (size >= PART_BYTES) {
+        first.push(i);
+        size = 0;
+      }
+      partOf[i] = first.length - 1;
+      size += this.#prefix.length + (labels[i] as Uint8Array).length + 2 + 20;
+    }
+    first.push(labels.length);
+    const firstLine = Int32Array.from(first);
+    const at = new Int32Array(labels.length);
+    const ends = new Int32Array(labels.length);
+    const parts: Buffer[] = [];
+    for (let c = 0; c + 1 < firstLine.length; c++) parts.push(this.#part(c, firstLine, labels, values, at, ends));
+    this.#last = { labels: labels as Uint8Array[], values: Float64Array.from(values), at, ends, partOf, firstLine, parts };
+    return parts;
+  }
+
+  /** Part `c` (lines firstLine[c] to firstLine[c + 1]; the first with the family's head), setting where each of its values stands in it. */
+  #part(c: number, firstLine: Int32Array, labels: readonly Uint8Array[], values: readonly number[], at: Int32Array, ends: Int32Array): Buffer {
+    const head = c === 0 ? this.#head : EMPTY;
     const prefix = this.#prefix;
+    const from = firstLine[c] as number;
+    const to = firstLine[c + 1] as number;
     let size = head.length;
-    for (const l of labels) size += prefix.length + l.length + 2 + 25;
-    const out = new Uint8Array(size);
+    for (let i = from; i < to; i++) size += prefix.length + (labels[i] as Uint8Array).length + 2 + 25;
+    // Not zero-filled: every byte up to `off` is written. A Buffer, for Buffer.copy in rebuilt().
+    const out = Buffer.allocUnsafe(size);
     out.set(head, 0);
     let off = head.length;
-    const at = new Int32Array(labels.length);
-    const widths = new Uint8Array(labels.length);
-    let patchable = true;
-    for (let i = 0; i < labels.length; i++) {
+    for (let i = from; i < to; i++) {
       const l = labels[i] as Uint8Array;
-      const value = values[i] as number;
       out.set(prefix, off);
       off += prefix.length;
       out.set(l, off);
@@ -333,21 +404,70 @@ class CounterFamily {
       out[off++] = 125; // }
       out[off++] = 32;
       at[i] = off;
-      if (printable(value)) {
-        off = writeInteger(out, off, value);
-        widths[i] = off - (at[i] as number);
-      } else {
-        const t = encoder.encode(String(value));
-        out.set(t, off);
-        off += t.length;
-        patchable = false;
-      }
+      off = writeValue(out, off, values[i] as number);
+      ends[i] = off;
     }
-    const text = out.subarray(0, off);
-    this.#last = patchable ? { labels: labels as Uint8Array[], at, widths, text } : undefined;
-    return text;
+    return out.subarray(0, off);
   }
 }
+
+/** Writes `value` at `off` as the exposition prints it; returns the offset after it. */
+function writeValue(out: Uint8Array, off: number, value: number): number {
+  if (printable(value)) return writeInteger(out, off, value);
+  const t = encoder.encode(String(value));
+  out.set(t, off);
+  return off + t.length;
+}
+
+/**
+ * The part holding lines [from, to) again from its `old` bytes, with the values that changed
+ * since `last` written anew: the bytes between changed values are copied as they are. Sets where
+ * each of its values stands now in `at` and `ends`.
+ */
+function rebuilt(old: Buffer, from: number, to: number, last: LastText, values: readonly number[], at: Int32Array, ends: Int32Array): Buffer {
+  const out = Buffer.allocUnsafe(old.length + (to - from) * 25);
+  let off = 0;
+  let copyFrom = 0;
+  let shift = 0;
+  for (let i = from; i < to; i++) {
+    const v = values[i] as number;
+    const oldAt = last.at[i] as number;
+    const oldEnd = last.ends[i] as number;
+    if (v === last.values[i]) {
+      at[i] = oldAt + shift;
+      ends[i] = oldEnd + shift;
+      continue;
+    }
+    // Buffer.copy: a view per line (subarray) would cost more than the copy.
+    off += old.copy(out, off, copyFrom, oldAt);
+    at[i] = off;
+    off = writeValue(out, off, v);
+    ends[i] = off;
+    shift = off - oldEnd;
+    copyFrom = oldEnd;
+  }
+  off += old.copy(out, off, copyFrom);
+  return out.subarray(0, off);
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** What {@link CounterFamily} printed last, in parts, and where each value stands in its part. */
+interface LastText {
+  readonly labels: Uint8Array[];
+  readonly values: Float64Array;
+  /** Where each value starts and ends in its part. */
+  readonly at: Int32Array;
+  readonly ends: Int32Array;
+  readonly partOf: Int32Array;
+  /** The first line of each part, and the number of lines after the last. */
+  readonly firstLine: Int32Array;
+  /** Buffers (see {@link rebuilt}). */
+  readonly parts: Buffer[];
+}
+
+/** About how large a part of a printed family is: a changed value costs a copy of its part. */
+const PART_BYTES = 64 * 1024;
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -428,23 +548,23 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
     },
   });
   // Per-policy and per-service figures: our maps' element counters, summed by owner comment.
-  const ownChain = (r: SnapshotRule) => r.table === ourTable && r.family === "inet" && r.fromElements === true;
+  const ownMap = (e: ElementSums) => e.table === ourTable && e.family === "inet";
   const elementLabels = new ElementLabels();
   let labelled: Snapshot | null = null;
   const ruleSeries = (s: Snapshot | null) => {
     if (s !== labelled) elementLabels.rotate();
     labelled = s;
     // As the original: only counted rules. A rule naming a counter that does not exist counts as 0.
-    // Element rules are unique per table, map and comment (they are sums by comment).
-    const out: RuleSeries[] = [];
+    const series: RuleSeries[] = [];
     for (const r of s?.rules ?? []) {
-      if ((r.counter === null && r.counterName === null) || (!perPolicy && ownChain(r))) continue;
-      out.push(r.fromElements === true ? { rule: r, labels: elementLabels.get(r), unique: true } : { rule: r, labels: labelText(r), unique: false });
+      if (r.counter === null && r.counterName === null) continue;
+      series.push({ rule: r, labels: labelText(r) });
     }
-    return out;
+    const elements: ElementSeries[] = [];
+    for (const e of s?.elements ?? []) if (perPolicy || !ownMap(e)) elements.push({ labels: elementLabels.get(e), sums: e });
+    return { series, elements };
   };
-  // Both families of one scrape share one labelling of its snapshot; it goes with the scrape
-  // (at 10,000 policies it holds ~10 MB).
+  // Both families of one scrape share one labelling of its snapshot; it goes with the scrape.
   let labelling: { snapshot: Snapshot | null; series: ReturnType<typeof ruleSeries> } | undefined;
   registry.onScraped(() => {
     labelling = undefined;
@@ -455,7 +575,7 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
     registry.addText("nftables_chain_rules", async () => {
       const s = await snapshot();
       if (labelling?.snapshot !== s) labelling = { snapshot: s, series: ruleSeries(s) };
-      return family.print(labelling.series, kind);
+      return family.print(labelling.series.series, labelling.series.elements, kind);
     });
   }
   new Gauge({

@@ -40,6 +40,7 @@
 import type { Pointer } from "bun:ffi";
 import { FirewallError } from "../errors.ts";
 import { type EncodedBatch, elementGetRequest } from "./element-batch.ts";
+import { type CommentIndex, slotOfBytes } from "./comment-index.ts";
 import type { CounterValues } from "./snapshot.ts";
 
 /** An nftables address family, as `nft` spells it. */
@@ -423,17 +424,24 @@ function counterExpr(b: Uint8Array, v: DataView, start: number, end: number, int
   return true;
 }
 
-/** The comment in a libnftnl udata TLV list (type u8, len u8, value). */
-function udataComment(b: Uint8Array, start: number, end: number): string | null {
+/**
+ * Where the comment is in a libnftnl udata TLV list (type u8, len u8, value) in [start, end):
+ * sets `comment.start`/`comment.end` and returns true, or false for none.
+ */
+function udataComment(b: Uint8Array, start: number, end: number): boolean {
   let off = start;
   while (off + 2 <= end) {
     const type = b[off] as number;
     const len = b[off + 1] as number;
-    if (off + 2 + len > end) return null; // truncated: treat as no comment rather than failing the whole dump
-    if (type === NFTNL_UDATA_SET_ELEM_COMMENT) return internedComment(b, off + 2, off + 2 + len);
+    if (off + 2 + len > end) return false; // truncated: treat as no comment rather than failing the whole dump
+    if (type === NFTNL_UDATA_SET_ELEM_COMMENT) {
+      comment.start = off + 2;
+      comment.end = off + 2 + len;
+      return true;
+    }
     off += 2 + len;
   }
-  return null;
+  return false;
 }
 
 /**
@@ -554,8 +562,8 @@ export class NftNetlink {
    */
   setElementCounters(family: NftFamily, table: string, set: string): ElementCounter[] {
     const out: ElementCounter[] = [];
-    this.#elements(family, table, set, () => (out.length = 0), (comment, packets, bytes) => {
-      out.push({ comment, packets, bytes });
+    this.#elements(family, table, set, () => (out.length = 0), (b) => {
+      out.push({ comment: commentText(b), packets: tally.packets, bytes: tally.bytes });
     });
     return out;
   }
@@ -574,16 +582,48 @@ export class NftNetlink {
    */
   setElementSums(family: NftFamily, table: string, set: string): Map<string, CounterValues> {
     const sums = new Map<string, Tally>();
-    this.#elements(family, table, set, () => sums.clear(), (comment, packets, bytes) => {
-      if (comment === null) return;
-      const t = sums.get(comment);
-      if (t === undefined) sums.set(comment, { packets, bytes });
-      else {
-        t.packets += packets;
-        t.bytes += bytes;
-      }
+    this.#elements(family, table, set, () => sums.clear(), (b) => {
+      if (comment.start >= 0) addTo(sums, internedComment(b, comment.start, comment.end));
     });
     return sums;
+  }
+
+  /**
+   * The counters of the elements of `set` in `table` added up by comment into the slots of
+   * `index`: an element whose comment has slot `s` adds to `packets[s]` and `bytes[s]` (both
+   * zeroed first), without a string or an object per element. Elements with a comment the index
+   * does not know are summed by comment into the map returned (empty when the index knows every
+   * owner); elements without one are left out. Otherwise as {@link setElementCounters}.
+   *
+   * @example
+   * ```ts
+   * import { commentIndex } from "./comment-index.ts";
+   * import { openNetlink } from "./netlink.ts";
+   * using nl = openNetlink();
+   * const index = commentIndex(["accept traffic for np a tcp"]);
+   * const packets = new Float64Array(1), bytes = new Float64Array(1);
+   * nl.setElementSlots("inet", "firewall", "egress4_ports", index, packets, bytes);
+   * console.log(packets[0], bytes[0]); // 3 180
+   * ```
+   */
+  setElementSlots(family: NftFamily, table: string, set: string, index: CommentIndex, packets: Float64Array, bytes: Float64Array): Map<string, CounterValues> {
+    if (packets.length < index.comments.length || bytes.length < index.comments.length) throw new RangeError("nf_tables netlink: fewer counter slots than comments");
+    const unknown = new Map<string, Tally>();
+    const restart = () => {
+      packets.fill(0);
+      bytes.fill(0);
+      unknown.clear();
+    };
+    this.#elements(family, table, set, restart, (b) => {
+      if (comment.start < 0) return;
+      const slot = slotOfBytes(index, b, comment.start, comment.end);
+      if (slot < 0) addTo(unknown, internedComment(b, comment.start, comment.end));
+      else {
+        packets[slot] = (packets[slot] as number) + tally.packets;
+        bytes[slot] = (bytes[slot] as number) + tally.bytes;
+      }
+    });
+    return unknown;
   }
 
   /**
@@ -618,8 +658,7 @@ export class NftNetlink {
           if (t !== NFTA_SET_ELEM_LIST_ELEMENTS) return;
           walk(v, s, e, (listType, ls, le) => {
             if (listType !== NFTA_LIST_ELEM) return;
-            const comment = elementCounter(b, v, ls, le);
-            if (comment !== SKIP) out.push({ comment, packets: tally.packets, bytes: tally.bytes });
+            if (countedElement(b, v, ls, le)) out.push({ comment: commentText(b), packets: tally.packets, bytes: tally.bytes });
           });
         });
       });
@@ -628,7 +667,7 @@ export class NftNetlink {
   }
 
   /** Dumps the elements of one set, calling `onElement` for each counted one; `restart` before a repeated dump. */
-  #elements(family: NftFamily, table: string, set: string, restart: () => void, onElement: (comment: string | null, packets: number, bytes: number) => void): void {
+  #elements(family: NftFamily, table: string, set: string, restart: () => void, onElement: (b: Uint8Array) => void): void {
     const what = `set ${family} ${table} ${set}`;
     const attrs = [stringAttr(NFTA_SET_ELEM_LIST_TABLE, table, "table"), stringAttr(NFTA_SET_ELEM_LIST_SET, set, "set")];
     this.#dump(what, () => {
@@ -646,8 +685,7 @@ export class NftNetlink {
           walk(v, s, e, (listType, ls, le) => {
             if (listType !== NFTA_LIST_ELEM) return;
             if (++seen > MAX_DUMP_ENTRIES) throw new DumpTooLarge(`more than ${MAX_DUMP_ENTRIES} elements`);
-            const comment = elementCounter(b, v, ls, le);
-            if (comment !== SKIP) onElement(comment, tally.packets, tally.bytes);
+            if (countedElement(b, v, ls, le)) onElement(b);
           });
         });
       });
@@ -954,24 +992,27 @@ function familyNumber(family: NftFamily): number {
 }
 
 const tally: Tally = { packets: 0, bytes: 0 };
+/** Where the element {@link countedElement} read last keeps its comment. */
+const comment = { start: -1, end: -1 };
 
-/** What {@link elementCounter} returns for interval ends and uncounted elements. */
-const SKIP = Symbol("skip");
-
-/** One nft_set_elem_attributes nest: its comment (null: none) with its counter in `tally`, or SKIP for interval ends and uncounted elements. */
-function elementCounter(b: Uint8Array, v: DataView, start: number, end: number): string | null | typeof SKIP {
+/**
+ * One nft_set_elem_attributes nest: false for interval ends and uncounted elements; else true,
+ * with its counter in `tally` and its comment's bytes at [comment.start, comment.end) of `b`
+ * (comment.start < 0: none).
+ */
+function countedElement(b: Uint8Array, v: DataView, start: number, end: number): boolean {
   // Plain loops, not walk(): this runs for every element, and closures per element cost as much as the kernel's dump.
   let flags = 0;
-  let commentStart = -1;
-  let commentEnd = -1;
+  let udataStart = -1;
+  let udataEnd = -1;
   let counted = false;
   for (let off = start, len = 0; off + 4 <= end; off += align4(len)) {
     len = attrLen(v, off, end);
     const type = attrType(v, off);
     if (type === NFTA_SET_ELEM_FLAGS) flags = u32be(v, off + 4, off + len);
     else if (type === NFTA_SET_ELEM_USERDATA) {
-      commentStart = off + 4;
-      commentEnd = off + len;
+      udataStart = off + 4;
+      udataEnd = off + len;
     }
     else if (type === NFTA_SET_ELEM_EXPR && !counted) counted = counterExpr(b, v, off + 4, off + len, tally);
     else if (type === NFTA_SET_ELEM_EXPRESSIONS && !counted) {
@@ -982,9 +1023,23 @@ function elementCounter(b: Uint8Array, v: DataView, start: number, end: number):
       }
     }
   }
-  if (flags & NFT_SET_ELEM_INTERVAL_END || !counted) return SKIP;
-  return commentStart < 0 ? null : udataComment(b, commentStart, commentEnd);
+  if (flags & NFT_SET_ELEM_INTERVAL_END || !counted) return false;
+  if (udataStart < 0 || !udataComment(b, udataStart, udataEnd)) comment.start = comment.end = -1;
+  return true;
 }
+
+/** Adds the {@link tally} into `sums` under `key`. */
+function addTo(sums: Map<string, Tally>, key: string): void {
+  const t = sums.get(key);
+  if (t === undefined) sums.set(key, { packets: tally.packets, bytes: tally.bytes });
+  else {
+    t.packets += tally.packets;
+    t.bytes += tally.bytes;
+  }
+}
+
+/** The comment {@link countedElement} found, as a string (null: none). */
+const commentText = (b: Uint8Array): string | null => (comment.start < 0 ? null : internedComment(b, comment.start, comment.end));
 
 /**
  * Opens an nf_tables netlink socket (reads, and element batches by {@link NftNetlink.commit}), in network namespace
@@ -1040,6 +1095,7 @@ export function kernelReader(options: NetlinkOptions = {}): {
   generation(): number;
   setElementCounters(family: "inet", table: string, set: string): ElementCounter[];
   setElementSums(family: "inet", table: string, set: string): Map<string, CounterValues>;
+  setElementSlots(family: "inet", table: string, set: string, index: CommentIndex, packets: Float64Array, bytes: Float64Array): Map<string, CounterValues>;
   elementCountersByKey(family: "inet", table: string, set: string, type: string, keys: readonly string[]): ElementCounter[];
   namedCounters(family: "inet", table: string): Map<string, CounterValues>;
   tables(): { family: NftFamily; name: string }[];
@@ -1055,6 +1111,7 @@ export function kernelReader(options: NetlinkOptions = {}): {
     generation: () => use().generation(),
     setElementCounters: (family, table, set) => use().setElementCounters(family, table, set),
     setElementSums: (family, table, set) => use().setElementSums(family, table, set),
+    setElementSlots: (family, table, set, index, packets, bytes) => use().setElementSlots(family, table, set, index, packets, bytes),
     elementCountersByKey: (family, table, set, type, keys) => use().elementCountersByKey(family, table, set, type, keys),
     namedCounters: (family, table) => use().namedCounters(family, table),
     tables: () => use().tables(),

@@ -24,7 +24,8 @@
 import type { Executor } from "../exec.ts";
 import { FirewallError } from "../errors.ts";
 import type { ElementCount } from "../nft/client.ts";
-import { parseSnapshot, readSnapshot, type Snapshot, type SnapshotRule } from "../nft/snapshot.ts";
+import { type CommentIndex, commentIndex } from "../nft/comment-index.ts";
+import { type ElementSums, parseSnapshot, readSnapshot, type Snapshot, type SnapshotRule } from "../nft/snapshot.ts";
 import type { Ruleset } from "../ruleset/render.ts";
 import { sumByComment } from "./model-snapshot.ts";
 
@@ -35,6 +36,11 @@ export interface KernelCounters {
   setElementCounters(family: "inet", table: string, set: string): readonly ElementCount[];
   /** The same summed by comment, without an object per element (optional: summed here otherwise). */
   setElementSums?(family: "inet", table: string, set: string): ReadonlyMap<string, { packets: number; bytes: number }>;
+  /**
+   * The same added into the slots of `index` (lib/nft/netlink.ts); comments it does not know
+   * are returned summed (optional: {@link setElementSums} otherwise).
+   */
+  setElementSlots?(family: "inet", table: string, set: string, index: CommentIndex, packets: Float64Array, bytes: Float64Array): ReadonlyMap<string, { packets: number; bytes: number }>;
 }
 
 /**
@@ -45,6 +51,14 @@ export const SCRAPE_MAX_AGE_MS = 1000;
 
 /** Marker chains (lib/nft/apply.ts) change with every transaction: not part of the cached rules. */
 const MARKER = /^(revision|fingerprint|generation)\./;
+
+const NO_ELEMENTS: ReadonlyMap<string, string> = new Map();
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** When {@link KernelSnapshots.read} may answer with an earlier read instead of reading again. */
 export interface ReadOptions {
@@ -66,6 +80,12 @@ export class KernelSnapshots {
   #lastInterval: WeakRef<Snapshot> | undefined;
   /** Our chains and their rules from the last terse listing, and what they were listed for. */
   #chains: { key: string; snapshot: Snapshot } | undefined;
+  /**
+   * By map: the comments of its elements' owners and the elements and owners they were found
+   * in. The same comments keep the same index (and array) across rulesets, so that readers of
+   * the snapshots can keep what they built for them.
+   */
+  readonly #indexes = new Map<string, { elements: ReadonlyMap<string, string>; owners: ReadonlyMap<string, string>; index: CommentIndex }>();
 
   constructor(deps: { nftPath: string; exec: Executor; kernel: KernelCounters; now?: () => number }) {
     this.#nftPath = deps.nftPath;
@@ -134,6 +154,7 @@ export class KernelSnapshots {
       rules: listed.flatMap((s) => s.rules),
       counters: listed.flatMap((s) => s.counters),
       sets: listed.flatMap((s) => s.sets),
+      elements: listed.flatMap((s) => s.elements ?? []),
     };
     if (!ours) return { tables, ...rest };
 
@@ -142,12 +163,22 @@ export class KernelSnapshots {
     const chains = await this.#ourChains(table, ruleset);
     // Our rules count into named counters: their values now, not the listing's.
     const rules: SnapshotRule[] = chains.rules.map((r) => (r.counterName === null ? r : { ...r, counter: named.get(r.counterName) ?? null }));
-    const accepts = ruleset.verdict === "accept" || ruleset.verdict.startsWith("goto ") ? "accept" : "other";
+    const verdict = ruleset.verdict === "accept" || ruleset.verdict.startsWith("goto ") ? "accept" : "other";
+    const elements: ElementSums[] = [];
     for (const map of ruleset.maps.keys()) {
-      for (const [comment, counter] of this.#sums(table, map)) {
-        rules.push({ family: "inet", table, chain: map, handle: 0, comment, counter, counterName: null, verdict: accepts, target: null, matches: [], fromElements: true });
+      const index = this.#indexFor(map, ruleset);
+      const n = index.comments.length;
+      const packets = new Float64Array(n);
+      const bytes = new Float64Array(n);
+      const unknown = this.#slots(table, map, index, packets, bytes);
+      elements.push({ family: "inet", table, map, verdict, target: null, comments: index.comments, packets, bytes });
+      // Elements of owners the ruleset does not know (someone else's, until the next apply).
+      if (unknown.size > 0) {
+        const values = [...unknown.values()];
+        elements.push({ family: "inet", table, map, verdict, target: null, comments: [...unknown.keys()], packets: Float64Array.from(values, (c) => c.packets), bytes: Float64Array.from(values, (c) => c.bytes) });
       }
     }
+    for (const map of this.#indexes.keys()) if (!ruleset.maps.has(map)) this.#indexes.delete(map);
     const sets = [
       ...[...(ruleset.sets ?? new Map<string, number>())].map(([name, elements]) => ({ family: "inet", table, name, kind: "set" as const, elements })),
       ...[...ruleset.elements].map(([name, e]) => ({ family: "inet", table, name, kind: "map" as const, elements: e.size })),
@@ -158,12 +189,42 @@ export class KernelSnapshots {
       rules: [...rules, ...rest.rules],
       counters: [...counters, ...rest.counters],
       sets: [...sets, ...rest.sets],
+      elements: [...elements, ...rest.elements],
     };
   }
 
-  #sums(table: string, map: string): ReadonlyMap<string, { packets: number; bytes: number }> {
+  /** The comments of the owners of `map`'s elements, indexed; the last index while they are the same. */
+  #indexFor(map: string, ruleset: Ruleset): CommentIndex {
+    const elements = ruleset.elements.get(map) ?? NO_ELEMENTS;
+    const cached = this.#indexes.get(map);
+    if (cached?.elements === elements && cached.owners === ruleset.owners) return cached.index;
+    const comments: string[] = [];
+    const seen = new Set<string>();
+    for (const owner of elements.values()) {
+      if (seen.has(owner)) continue;
+      seen.add(owner);
+      const comment = ruleset.owners.get(owner);
+      if (comment !== undefined) comments.push(comment);
+    }
+    const index = cached && sameStrings(cached.index.comments, comments) ? cached.index : commentIndex(comments);
+    this.#indexes.set(map, { elements, owners: ruleset.owners, index });
+    return index;
+  }
+
+  /** Adds `map`'s element counters into the slots of `index`; returns what it does not know, summed by comment. */
+  #slots(table: string, map: string, index: CommentIndex, packets: Float64Array, bytes: Float64Array): ReadonlyMap<string, { packets: number; bytes: number }> {
     const k = this.#kernel;
-    return k.setElementSums ? k.setElementSums("inet", table, map) : sumByComment(k.setElementCounters("inet", table, map));
+    if (k.setElementSlots) return k.setElementSlots("inet", table, map, index, packets, bytes);
+    const unknown = new Map<string, { packets: number; bytes: number }>();
+    for (const [comment, c] of k.setElementSums ? k.setElementSums("inet", table, map) : sumByComment(k.setElementCounters("inet", table, map))) {
+      const slot = index.slots.get(comment);
+      if (slot === undefined) unknown.set(comment, c);
+      else {
+        packets[slot] = c.packets;
+        bytes[slot] = c.bytes;
+      }
+    }
+    return unknown;
   }
 
   /** Our chains and rules, listed tersely (no elements) when they changed since the last listing. */
@@ -179,7 +240,7 @@ export class KernelSnapshots {
     const snapshot: Snapshot = {
       tables: [],
       chains: s.chains.filter((c) => !MARKER.test(c.name)),
-      rules: s.rules.filter((x) => !x.fromElements),
+      rules: s.rules,
       counters: [],
       sets: [],
     };

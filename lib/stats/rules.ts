@@ -52,7 +52,7 @@ export interface RuleStatsOptions {
 }
 
 /** accept / drop by verdict; jump, goto, return, masquerade, log-only and none → other (SPEC §3.1). */
-const groupOf = (r: SnapshotRule): RuleGroup => (r.verdict === "accept" || r.verdict === "drop" ? r.verdict : "other");
+const groupOf = (r: Pick<SnapshotRule, "verdict">): RuleGroup => (r.verdict === "accept" || r.verdict === "drop" ? r.verdict : "other");
 
 interface Entry {
   group: RuleGroup;
@@ -94,6 +94,24 @@ export function ruleStats(snapshot: Snapshot, options: RuleStatsOptions = {}): R
     }
     e.bytes += r.counter.bytes;
     e.packets += r.counter.packets;
+  }
+  for (const block of snapshot.elements ?? []) {
+    const group = groupOf(block);
+    // As the rules they stand for (chain: the map's name) would rank.
+    const isOurs = block.table === ours && block.family === "inet";
+    const tier = isOurs && block.map === "forward" ? 0 : isOurs ? 2 : 1;
+    const entries = byGroup[group];
+    const { comments, packets, bytes } = block;
+    for (let s = 0; s < comments.length; s++) {
+      const comment = comments[s] as string;
+      const e = entries.get(comment);
+      if (e === undefined) entries.set(comment, { group, comment, bytes: bytes[s] as number, packets: packets[s] as number, tier, named: null });
+      else {
+        if (tier < e.tier) e.tier = tier;
+        e.bytes += bytes[s] as number;
+        e.packets += packets[s] as number;
+      }
+    }
   }
   const total = byGroup.accept.size + byGroup.drop.size + byGroup.other.size;
   const kept = topRanked([byGroup.accept.values(), byGroup.drop.values(), byGroup.other.values()], Math.max(0, max)).sort((a, b) => cmp(a.comment, b.comment));

@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { nftablesRegistry, ruleLabels } from "../../lib/metrics/nftables.ts";
-import { parseSnapshot, type Snapshot } from "../../lib/nft/snapshot.ts";
+import { type ElementSums, parseSnapshot, type Snapshot } from "../../lib/nft/snapshot.ts";
 
 function captured(): Snapshot {
   const r = parseSnapshot(JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/nft/ruleset.json"), "utf8")));
@@ -177,6 +178,78 @@ describe("the rule families across scrapes", () => {
     snapshot = { ...snapshot, rules: snapshot.rules.slice(1) };
     expect(await registry.metrics()).toBe(await fresh());
     expect(lines(await registry.metrics(), "nftables_rule_bytes{").length).toBeGreaterThan(5);
+  });
+});
+
+describe("the element series across scrapes", () => {
+  /** A map of `n` owners (~150 bytes of labels each: 3,000 lines span several of a family's parts). */
+  const block = (map: string, comments: readonly string[], values: (i: number) => number): ElementSums => ({
+    family: "inet", table: "firewall", map, verdict: "accept", target: null, comments,
+    packets: Float64Array.from(comments, (_, i) => values(i)), bytes: Float64Array.from(comments, (_, i) => values(i) * 7),
+  });
+  const snapshotOf = (elements: ElementSums[]): Snapshot => ({ tables: [{ family: "inet", name: "firewall" }], chains: [], rules: [], counters: [], sets: [], elements });
+  const owners = (n: number, tag = "") => Array.from({ length: n }, (_, i) => `accept traffic for np policy-${tag}${i} tcp`);
+
+  test("each scrape prints what a first scrape of its snapshot prints, whatever changed since the last (property)", async () => {
+    const a = owners(1500);
+    const b = owners(1500, "b");
+    // A step: some values change (same width, other widths, zero, beyond 2^53), or the series do.
+    const step = fc.oneof(
+      fc.record({ kind: fc.constant("values" as const), seed: fc.integer({ min: 0, max: 1000 }), every: fc.integer({ min: 1, max: 3000 }), to: fc.constantFrom(0, 1, 9, 10, 99_999, 123_456_789, 2 ** 31, 2 ** 53 - 1, 2 ** 60) }),
+      fc.record({ kind: fc.constant("series" as const), drop: fc.integer({ min: 0, max: 1499 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 6 }), async (steps) => {
+        let values = (i: number) => i % 10;
+        let first = a;
+        let snapshot = snapshotOf([block("egress4_ports", first, values), block("egress6_ports", b, values)]);
+        const registry = nftablesRegistry(async () => snapshot);
+        const fresh = () => nftablesRegistry(async () => snapshot).metrics();
+        expect(await registry.metrics()).toBe(await fresh());
+        for (const s of steps) {
+          if (s.kind === "values") {
+            const before = values;
+            values = (i) => (i % s.every === s.seed % s.every ? s.to : before(i));
+          } else first = first.filter((_, i) => i !== s.drop);
+          // The unchanged map keeps its comments array, as reads of an unchanged map do.
+          snapshot = snapshotOf([block("egress4_ports", first, values), block("egress6_ports", b, values)]);
+          expect(await registry.metrics()).toBe(await fresh());
+        }
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  test("values print as JavaScript prints them, whatever their size (property)", async () => {
+    const edges = [0, 9, 10, 99_999_999, 100_000_000, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 10 ** 15, 2 ** 53 - 1, 2 ** 53, 2 ** 64, 0.5];
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.oneof(fc.maxSafeNat(), fc.constantFrom(...edges)), { minLength: 1, maxLength: 50 }), async (values) => {
+        const comments = values.map((_, i) => `np ${i}`);
+        const text = await nftablesRegistry(async () => snapshotOf([{ ...block("m", comments, () => 0), packets: Float64Array.from(values) }])).metrics();
+        expect(lines(text, "nftables_rule_packets{").map((l) => l.slice(l.lastIndexOf(" ") + 1))).toEqual(values.map(String));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test("an unchanged value keeps its part: the parts of a scrape are the last scrape's where nothing in them changed", async () => {
+    const comments = owners(3000);
+    let snapshot = snapshotOf([block("egress4_ports", comments, () => 5)]);
+    const registry = nftablesRegistry(async () => snapshot) as unknown as { expositionParts(): Promise<Uint8Array[]> };
+    const first = await registry.expositionParts();
+    snapshot = snapshotOf([block("egress4_ports", comments, (i) => (i === 2999 ? 6 : 5))]);
+    const second = await registry.expositionParts();
+    // The bytes and packets families span several parts each; one value changed in each family's last part.
+    expect(second.length).toBe(first.length);
+    const text = (p: Uint8Array) => new TextDecoder().decode(p);
+    const ruleParts = second.flatMap((p, i) => (text(p).includes("nftables_rule_") ? [i] : []));
+    expect(ruleParts.length).toBeGreaterThan(10);
+    // Each family's parts follow one another; its last is the one before a gap.
+    const lastOfEach = ruleParts.filter((i, k) => ruleParts[k + 1] !== i + 1);
+    expect(lastOfEach.length).toBe(2);
+    expect(ruleParts.filter((i) => second[i] !== first[i])).toEqual(lastOfEach);
+    // The last scrape's parts were not written to.
+    expect(new TextDecoder().decode(Buffer.concat(first))).not.toContain("} 6\n");
   });
 });
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { readlinkSync } from "node:fs";
 import { runCommand } from "../../lib/exec.ts";
+import { commentIndex } from "../../lib/nft/comment-index.ts";
 import { type ElementCounter, netlinkAvailable, type NftNetlink, openNetlink } from "../../lib/nft/netlink.ts";
 import { needs, netnsExecutor } from "../netns/topology.ts";
 
@@ -112,6 +113,21 @@ describe.skipIf(skip)("nf_tables over netlink, in a namespace", () => {
     expect(new Map(nl.setElementSums("inet", "firewall", "shared"))).toEqual(new Map([["np x", { packets: 5, bytes: 50 }], ["np y", { packets: 2, bytes: 20 }]]));
     expect(new Map(nl.setElementSums("inet", "firewall", "egress4_ports"))).toEqual(new Map([["accept traffic for np a tcp", { packets: 3, bytes: 180 }], ["accept traffic for np b udp", { packets: 1, bytes: 40 }]]));
     expect(nl.setElementSums("inet", "firewall", "egress4_any").size).toBe(0);
+
+    // Into slots: the known comments there (the slot of a comment without elements stays 0),
+    // the others summed apart; the arrays are zeroed first.
+    const index = commentIndex(["np y", "np gone", "np x"]);
+    const packets = new Float64Array(3).fill(99);
+    const bytes = new Float64Array(3).fill(99);
+    expect(nl.setElementSlots("inet", "firewall", "shared", index, packets, bytes)).toEqual(new Map());
+    expect([...packets]).toEqual([2, 0, 5]);
+    expect([...bytes]).toEqual([20, 0, 50]);
+    const partial = commentIndex(["np x"]);
+    const p1 = new Float64Array(1);
+    const b1 = new Float64Array(1);
+    expect(new Map(nl.setElementSlots("inet", "firewall", "shared", partial, p1, b1))).toEqual(new Map([["np y", { packets: 2, bytes: 20 }]]));
+    expect([p1[0], b1[0]]).toEqual([5, 50]);
+    expect(() => nl.setElementSlots("inet", "firewall", "shared", index, new Float64Array(2), bytes)).toThrow("fewer counter slots");
     await nft(ns, "delete map inet firewall shared\n");
   });
 

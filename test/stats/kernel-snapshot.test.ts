@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Executor } from "../../lib/exec.ts";
+import { elementRules, type Snapshot } from "../../lib/nft/snapshot.ts";
 import { renderRuleset } from "../../lib/ruleset/render.ts";
 import { type KernelCounters, KernelSnapshots } from "../../lib/stats/kernel-snapshot.ts";
 import { policy, state } from "../ruleset/helpers.ts";
@@ -91,7 +92,7 @@ describe("KernelSnapshots: when a read may be reused", () => {
     await expect(snapshots.read({ maxAgeMs: 1000 })).rejects.toThrow("netlink broke");
     const after = await snapshots.read({ maxAgeMs: 1000 });
     expect(kernel.reads).toBe(3);
-    expect(after.rules.find((r) => r.fromElements)?.counter?.packets).toBe(3);
+    expect(elementRules(after).find((r) => r.fromElements)?.counter?.packets).toBe(3);
   });
 
   test("the counts of a reused read are those of the read (the kernel is not asked again)", async () => {
@@ -99,8 +100,57 @@ describe("KernelSnapshots: when a read may be reused", () => {
     const a = await snapshots.read({ maxAgeMs: 1000 });
     at(500);
     const b = await snapshots.read({ maxAgeMs: 1000 });
-    const count = (s: typeof a) => s.rules.find((r) => r.comment === "accept traffic for np a tcp")?.counter?.packets;
+    const count = (s: typeof a) => elementRules(s).find((r) => r.comment === "accept traffic for np a tcp")?.counter?.packets;
     expect(count(a)).toBe(1);
     expect(count(b)).toBe(1);
+  });
+});
+
+describe("KernelSnapshots: element sums", () => {
+  const egress = (name: string, cidr: string) => policy(name, { egress: [{ to: [{ cidr }], ports: [{ port: 443 }] }] });
+  const rulesetOf = (...names: string[]) => renderRuleset(state({ policies: names.map((n, i) => egress(n, `198.51.${i}.0/24`)) }));
+  /** A kernel holding, in every map, one element per owner comment the ruleset gives it, counting 2 packets; and one element of an owner no ruleset knows. */
+  const kernelFor = (ruleset: { owners: ReadonlyMap<string, string>; elements: ReadonlyMap<string, ReadonlyMap<string, string>> }): KernelCounters => ({
+    tables: () => [{ family: "inet", name: "firewall" }],
+    namedCounters: () => new Map(),
+    setElementCounters: (_f, _t, map) => [
+      ...[...new Set(ruleset.elements.get(map)?.values())].map((o) => ({ comment: ruleset.owners.get(o) ?? null, packets: 2, bytes: 120 })),
+      ...(map === "egress4_ports" ? [{ comment: "someone else's", packets: 1, bytes: 1 }] : []),
+    ],
+  });
+  const block = (s: Snapshot, map: string) => s.elements?.filter((e) => e.map === map) ?? [];
+
+  test("a map's comments are the same array across reads, and across rulesets that leave its owners as they were; new owners give a new one", async () => {
+    const r1 = rulesetOf("a", "b");
+    let kernel = kernelFor(r1);
+    const snapshots = new KernelSnapshots({ nftPath: "nft", exec, kernel: { tables: () => kernel.tables(), namedCounters: (f, t) => kernel.namedCounters(f, t), setElementCounters: (f, t, m) => kernel.setElementCounters(f, t, m) } });
+    snapshots.applied({ table: "firewall", ruleset: r1 });
+    const s1 = await snapshots.read();
+    const s2 = await snapshots.read();
+    const [ours1, unknown1] = block(s1, "egress4_ports");
+    expect(ours1?.comments).toEqual(["accept traffic for np a tcp", "accept traffic for np b tcp"]);
+    expect([...(ours1?.packets ?? [])]).toEqual([2, 2]);
+    expect(block(s2, "egress4_ports")[0]?.comments).toBe(ours1?.comments as string[]);
+    // Elements of an owner the ruleset does not know: their own block, summed by comment.
+    expect(unknown1?.comments).toEqual(["someone else's"]);
+    expect([...(unknown1?.bytes ?? [])]).toEqual([1]);
+
+    // Rendered again from the same policies: other objects, the same owners.
+    const r2 = rulesetOf("a", "b");
+    expect(r2.elements.get("egress4_ports")).not.toBe(r1.elements.get("egress4_ports"));
+    snapshots.applied({ table: "firewall", ruleset: r2 });
+    expect(block(await snapshots.read(), "egress4_ports")[0]?.comments).toBe(ours1?.comments as string[]);
+
+    const r3 = rulesetOf("a", "b", "c");
+    kernel = kernelFor(r3);
+    snapshots.applied({ table: "firewall", ruleset: r3 });
+    const s3 = await snapshots.read();
+    const ours3 = block(s3, "egress4_ports")[0];
+    expect(ours3?.comments).toEqual(["accept traffic for np a tcp", "accept traffic for np b tcp", "accept traffic for np c tcp"]);
+    expect([...(ours3?.packets ?? [])]).toEqual([2, 2, 2]);
+    // As status.stats sees them: every owner's count once.
+    expect(elementRules(s3).filter((r) => r.chain === "egress4_ports").map((r) => [r.comment, r.counter?.packets])).toEqual([
+      ["accept traffic for np a tcp", 2], ["accept traffic for np b tcp", 2], ["accept traffic for np c tcp", 2], ["someone else's", 1],
+    ]);
   });
 });

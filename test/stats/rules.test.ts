@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseSnapshot, type Snapshot, type SnapshotRule } from "../../lib/nft/snapshot.ts";
+import { type ElementSums, elementRules, parseSnapshot, type Snapshot, type SnapshotRule } from "../../lib/nft/snapshot.ts";
 import { MAX_RULE_STATS, ruleStats } from "../../lib/stats/rules.ts";
 
 function captured(): Snapshot {
@@ -102,6 +102,26 @@ describe("ruleStats", () => {
       chainRule({ handle: 5, table: "metal", chain: "input", counterName: "n", counter: { packets: 7, bytes: 70 } }),
     ]));
     expect(s.rules.accept).toEqual({ c: c(10 + 20 + 50 + 70, 1 + 2 + 5 + 7) });
+  });
+
+  test("element sums count as the rules they stand for: the same statistics either way (property)", () => {
+    const comment = fc.constantFrom("a", "b", "c", "d", "forward's");
+    const block = fc.record({
+      table: fc.constantFrom("firewall", "metal"),
+      map: fc.constantFrom("egress4_ports", "egress6_ports", "forward"),
+      verdict: fc.constantFrom("accept" as const, "drop" as const, "other" as const),
+      sums: fc.uniqueArray(fc.tuple(comment, fc.nat({ max: 100 }), fc.nat({ max: 100 })), { selector: (t) => t[0], maxLength: 5 }),
+    });
+    const chainRules = fc.array(fc.record({ comment, bytes: fc.nat({ max: 100 }), chain: fc.constantFrom("forward", "input") }), { maxLength: 4 });
+    fc.assert(fc.property(fc.array(block, { maxLength: 6 }), chainRules, fc.nat({ max: 8 }), (blocks, rs, max) => {
+      const elements: ElementSums[] = blocks.map((b) => ({
+        family: "inet", table: b.table, map: b.map, verdict: b.verdict, target: null, comments: b.sums.map((t) => t[0]),
+        packets: Float64Array.from(b.sums, (t) => t[1]), bytes: Float64Array.from(b.sums, (t) => t[2]),
+      }));
+      const rules = rs.map((r, i) => chainRule({ handle: i, comment: r.comment, chain: r.chain, counter: { packets: 1, bytes: r.bytes } }));
+      const columns: Snapshot = { ...only(rules), elements };
+      expect(ruleStats(columns, { max })).toEqual(ruleStats(only([...rules, ...elementRules(columns)]), { max }));
+    }), { numRuns: 300 });
   });
 
   test("the bound is 250 entries", () => {
