@@ -202,6 +202,8 @@ export class Controller {
   /** Every ruleset file this process wrote: removed with the table on deletion. */
   readonly #rulesetFiles = new Set<string>();
   #reconciles = 0;
+  #classifications = 0;
+  #lastClassified: Classified | undefined;
   #periodicTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #probeTimer: ReturnType<typeof setInterval> | undefined;
@@ -251,6 +253,14 @@ export class Controller {
       clearTimeout(this.#retryTimer);
       clearInterval(this.#probeTimer);
     }, { once: true });
+  }
+
+  /**
+   * Reconciles whose classification was new (not the previous one again): a reconcile where
+   * nothing that the rules depend on changed classifies nothing anew.
+   */
+  get classifications(): number {
+    return this.#classifications;
   }
 
   /** Number of reconciles run so far (for tests and metrics). */
@@ -480,9 +490,10 @@ export class Controller {
       else this.#sayOnce("finalizer", "info", undefined);
     }
 
-    // Policies and Services as of their last change that matters: our own status writes do not
-    // make them new objects to classify and render again.
-    const objects = [fwObject, ...this.#reflectors.policies.stableItems(), ...this.#reflectors.services.stableItems()].map((object) => ({ object }));
+    // The Firewall, Policies and Services as of their last change that matters: our own status
+    // writes (the Firewall's every interval) do not make them new objects to classify again.
+    const fwStable = this.#reflectors.firewalls.getStable(FIREWALL_NAMESPACE, this.#o.firewallName) ?? fwObject;
+    const objects = [fwStable, ...this.#reflectors.policies.stableItems(), ...this.#reflectors.services.stableItems()].map((object) => ({ object }));
     const desired = this.#classifier.classify(objects, {
       firewallName: this.#o.firewallName,
       clusterPrefixes: this.#o.clusterPrefixes,
@@ -491,6 +502,8 @@ export class Controller {
       admitted: this.#admitted,
       ...(this.#o.rulesetDir === undefined ? {} : { rulesetDir: this.#o.rulesetDir }),
     });
+    if (desired !== this.#lastClassified) this.#classifications++;
+    this.#lastClassified = desired;
     if (desired.firewall === null) {
       // Invalid, and no valid version known to this process (it restarted since): its dryrun,
       // ruleset file and limits are unknown, so nothing may be applied on its behalf.

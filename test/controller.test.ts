@@ -213,6 +213,19 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     expect(controller.reconciles - before).toBeLessThanOrEqual(1);
   });
 
+  test("periodic reconciles after its own Firewall status writes classify nothing anew", async () => {
+    await controller.idle();
+    const firewallStatus = async () => JSON.stringify((await get(`${FIREWALLS}/firewall`)).status ?? {});
+    const reconciles = controller.reconciles;
+    const classifications = controller.classifications;
+    const before = await firewallStatus();
+    // Two periodic runs (interval 2 s), each writing the Firewall's status (its lastRun moves).
+    await waitUntil("two periodic reconciles", async () => controller.reconciles >= reconciles + 2, 10_000);
+    await controller.idle();
+    expect(await firewallStatus()).not.toBe(before);
+    expect(controller.classifications).toBe(classifications);
+  }, 15_000);
+
   test("a flood of 1,000 policy changes is coalesced into a few reconciles and ends in the right state", async () => {
     await controller.idle();
     const before = controller.reconciles;

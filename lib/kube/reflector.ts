@@ -118,6 +118,11 @@ export class Reflector {
     return this.#items.get(`${namespace}/${name}`)?.object;
   }
 
+  /** One object as of its last change that `relevant` sees (see {@link stableItems}). */
+  getStable(namespace: string, name: string): KubeObject | undefined {
+    return this.#items.get(`${namespace}/${name}`)?.stable;
+  }
+
   /** Runs until the signal aborts; never throws. */
   async start(): Promise<void> {
     const { signal } = this.#o;

@@ -87,6 +87,9 @@ describe("Reflector", () => {
     push({ type: "MODIFIED", object: statusOnly });
     expect(r.items()[0]).toBe(statusOnly);
     expect(r.stableItems()[0]).toBe(first);
+    expect(r.get("shop", "web")).toBe(statusOnly);
+    expect(r.getStable("shop", "web")).toBe(first);
+    expect(r.getStable("shop", "gone")).toBeUndefined();
     for (const next of [v(1, "u1", 444, "b"), v(2, "u1", 444, "b"), v(2, "u2", 444, "b")]) {
       push({ type: "MODIFIED", object: next });
       expect(r.stableItems()[0]).toBe(next);
