@@ -17,7 +17,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -75,6 +75,24 @@ try {
     const f = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
     return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / hz;
   };
+  /** CPU seconds by thread name (main, the collector's, the runtime's pools), and of the children. */
+  const threads = () => {
+    const out = new Map<string, number>();
+    const add = (k: string, v: number) => out.set(k, (out.get(k) ?? 0) + v);
+    for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
+      try {
+        const f = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+        const name = readFileSync(`/proc/${child.pid}/task/${tid}/comm`, "utf8").trim();
+        add(String(tid) === String(child.pid) ? "main" : name, (Number(f[11]) + Number(f[12])) / hz);
+      } catch {
+        // the thread ended between listing and reading
+      }
+    }
+    const f = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    add("children (nft, tc, ip)", (Number(f[13]) + Number(f[14])) / hz);
+    return out;
+  };
+  const th0 = threads();
   const c0 = cpu();
   const t0 = performance.now();
   let scrapes = 0;
@@ -92,9 +110,13 @@ try {
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   clearInterval(timer);
   const used = cpu() - c0;
+  const th1 = threads();
   const wall = (performance.now() - t0) / 1000;
   const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1]) / 1024;
   console.log(`steady state, ${N} policies, interval 10s, ${scrapes} scrapes of both endpoints (every 15 s, ${(bytes / scrapes / 1e6).toFixed(1)} MB each), ${wall.toFixed(0)} s measured: ${((used / wall) * 100).toFixed(2)} % of one core (controller plus the nft/tc/ip it ran), RSS ${rss.toFixed(0)} MB`);
+  // Threads that ended during the window are missing from the split (not from the total).
+  const split = [...th1].map(([k, v]) => [k, v - (th0.get(k) ?? 0)] as const).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+  console.log(`  by thread: ${split.map(([k, v]) => `${k} ${((v / wall) * 100).toFixed(2)} %`).join(", ")}`);
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
 } finally {
