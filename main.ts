@@ -14,6 +14,7 @@ import { clusterApi } from "./lib/kube/api.ts";
 import { loadKubeConfig } from "./lib/kube/config.ts";
 import { EventRecorder } from "./lib/kube/events.ts";
 import { createLogger } from "./lib/log.ts";
+import { GC_TIMER_INTERVAL_MS, runTuned } from "./lib/runtime-tuning.ts";
 import { DropLog } from "./lib/droptailer/drop-log.ts";
 import { dropLogSource } from "./lib/droptailer/source.ts";
 import { SuricataClient } from "./lib/ids/suricata.ts";
@@ -47,6 +48,10 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const log = createLogger(flags.logLevel);
+  if (!flags.once) {
+    const failure = runTuned();
+    if (failure !== undefined) log.warn(`could not restart with Bun's idle GC timer at ${GC_TIMER_INTERVAL_MS / 1000} s (${failure}); running with Bun's 1 s, which costs more CPU`);
+  }
   for (const note of parsed.notes) log.warn({ code: "bad_flag" }, note);
   const netlink = kernelReader();
   const kernel = {
