@@ -50,7 +50,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const log = createLogger(flags.logLevel);
   if (!flags.once) {
     const failure = runTuned();
-    if (failure !== undefined) log.warn(`could not restart with Bun's idle GC timer at ${GC_TIMER_INTERVAL_MS / 1000} s (${failure}); running with Bun's 1 s, which costs more CPU`);
+    if (failure !== undefined) log.warn(`could not restart with the tuned runtime settings (Bun's idle GC timer at ${GC_TIMER_INTERVAL_MS / 1000} s, no allocator scavenger thread): ${failure}; running with Bun's defaults, which cost more CPU`);
   }
   for (const note of parsed.notes) log.warn({ code: "bad_flag" }, note);
   const netlink = kernelReader();

@@ -3,18 +3,22 @@
  * when it starts: so the compiled binary replaces itself (execve: the same process, PID and open
  * files) once with them set, unless they are set already.
  *
- * The one setting: **Bun's idle GC timer at 10 s instead of 1 s** (`BUN_GC_TIMER_INTERVAL`). Bun
- * adds a young-generation collection every second to any process whose heap changed at all, and
- * at 10,000 policies (a ~150 MB heap) each costs ~15 ms: 1.5 % of a core for nothing, half of the
- * steady state (measured with `bench/steady-state.ts`, README "Benchmarks"). JavaScriptCore's own
- * collections, paced by allocation, are unchanged. An operator who sets the variable (to `1000`
- * for Bun's default, say) gets what they set.
+ * The settings, each measured with `bench/steady-state.ts` at 10,000 policies (README
+ * "Benchmarks"), each left as it is when the environment sets it:
+ * - **Bun's idle GC timer at 10 s instead of 1 s** (`BUN_GC_TIMER_INTERVAL`; `BUN_GC_TIMER_DISABLE`
+ *   also counts as set). Bun adds a young-generation collection every second to any process whose
+ *   heap changed at all, and on a ~150 MB heap each costs ~15 ms: 1.5 % of a core for nothing.
+ *   JavaScriptCore's own collections, paced by allocation, are unchanged.
+ * - **No allocator scavenger thread** (`MIMALLOC_SCAVENGER=0`): Bun's mimalloc sweeps the heap of a
+ *   thread that goes idle on a thread of its own, ~0.45 % of a core here; without it, mimalloc
+ *   purges on the allocating thread, as upstream mimalloc does (the main thread's share rises by
+ *   less than the scavenger's, RSS is the same).
  *
  * @example
  * ```ts
  * import { tunedEnvironment } from "./runtime-tuning.ts";
- * console.log(tunedEnvironment({})); // { BUN_GC_TIMER_INTERVAL: "10000" }
- * console.log(tunedEnvironment({ BUN_GC_TIMER_INTERVAL: "1000" })); // undefined: as set
+ * console.log(tunedEnvironment({})); // { BUN_GC_TIMER_INTERVAL: "10000", MIMALLOC_SCAVENGER: "0" }
+ * console.log(tunedEnvironment({ BUN_GC_TIMER_INTERVAL: "1000", MIMALLOC_SCAVENGER: "1" })); // undefined: as set
  * ```
  * @module
  */
@@ -22,12 +26,19 @@
 /** What Bun's idle GC timer is set to, in ms, when the environment does not say. */
 export const GC_TIMER_INTERVAL_MS = 10_000;
 
+/** Each setting: its variable, its value, and the variables that count as the operator's own choice. */
+const SETTINGS: readonly { readonly name: string; readonly value: string; readonly setBy: readonly string[] }[] = [
+  { name: "BUN_GC_TIMER_INTERVAL", value: String(GC_TIMER_INTERVAL_MS), setBy: ["BUN_GC_TIMER_INTERVAL", "BUN_GC_TIMER_DISABLE"] },
+  { name: "MIMALLOC_SCAVENGER", value: "0", setBy: ["MIMALLOC_SCAVENGER"] },
+];
+
 /** The environment to run with, or undefined when it already is (nothing to change). */
 export function tunedEnvironment(env: Readonly<Record<string, string | undefined>>): Record<string, string> | undefined {
-  if (env.BUN_GC_TIMER_INTERVAL !== undefined || env.BUN_GC_TIMER_DISABLE !== undefined) return undefined;
+  const missing = SETTINGS.filter((s) => s.setBy.every((n) => env[n] === undefined));
+  if (missing.length === 0) return undefined;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
-  out.BUN_GC_TIMER_INTERVAL = String(GC_TIMER_INTERVAL_MS);
+  for (const s of missing) out[s.name] = s.value;
   return out;
 }
 

@@ -9,14 +9,16 @@ import { BINARY } from "./cli-binary.ts";
 import { waitUntil } from "./wait-until.ts";
 
 describe("the runtime's environment", () => {
-  test("Bun's idle GC timer is set to 10 s; everything else is kept", () => {
+  test("Bun's idle GC timer is set to 10 s and mimalloc's scavenger thread off; everything else is kept", () => {
     expect(GC_TIMER_INTERVAL_MS).toBe(10_000);
-    expect(tunedEnvironment({ PATH: "/usr/bin", X: "", GONE: undefined })).toEqual({ PATH: "/usr/bin", X: "", BUN_GC_TIMER_INTERVAL: "10000" });
+    expect(tunedEnvironment({ PATH: "/usr/bin", X: "", GONE: undefined })).toEqual({ PATH: "/usr/bin", X: "", BUN_GC_TIMER_INTERVAL: "10000", MIMALLOC_SCAVENGER: "0" });
   });
 
-  test("what the operator set is left as it is", () => {
-    expect(tunedEnvironment({ BUN_GC_TIMER_INTERVAL: "1000" })).toBeUndefined();
-    expect(tunedEnvironment({ BUN_GC_TIMER_DISABLE: "1" })).toBeUndefined();
+  test("what the operator set is left as it is, setting by setting", () => {
+    expect(tunedEnvironment({ BUN_GC_TIMER_INTERVAL: "1000", MIMALLOC_SCAVENGER: "1" })).toBeUndefined();
+    expect(tunedEnvironment({ BUN_GC_TIMER_DISABLE: "1", MIMALLOC_SCAVENGER: "1" })).toBeUndefined();
+    expect(tunedEnvironment({ BUN_GC_TIMER_INTERVAL: "1000" })).toEqual({ BUN_GC_TIMER_INTERVAL: "1000", MIMALLOC_SCAVENGER: "0" });
+    expect(tunedEnvironment({ MIMALLOC_SCAVENGER: "1" })).toEqual({ MIMALLOC_SCAVENGER: "1", BUN_GC_TIMER_INTERVAL: "10000" });
   });
 });
 
@@ -46,7 +48,7 @@ describe.skipIf(noBinary)("the compiled binary", () => {
     writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\nusers:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n");
     const health = await freePort();
     const args = ["--kubeconfig", kubeconfig, "--state-dir", join(dir, "state"), "--ruleset-file", join(dir, "r.v4"), "--health-addr", `127.0.0.1:${health}`, "--nftables-metrics-addr", "127.0.0.1:0", "--node-metrics-addr", "127.0.0.1:0", "--drop-log=false", "--enable-ids=false", "--log-level", "error"];
-    const { BUN_GC_TIMER_INTERVAL: _i, BUN_GC_TIMER_DISABLE: _d, ...rest } = process.env;
+    const { BUN_GC_TIMER_INTERVAL: _i, BUN_GC_TIMER_DISABLE: _d, MIMALLOC_SCAVENGER: _s, ...rest } = process.env;
     const child = spawn(BINARY, args, { env: { ...rest, ...env } as Record<string, string>, stdio: "ignore" });
     const exited = new Promise((resolve) => child.once("exit", resolve));
     try {
@@ -62,16 +64,16 @@ describe.skipIf(noBinary)("the compiled binary", () => {
   const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
   const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
 
-  test("replaces itself once with the GC timer at 10 s: the same process, the same arguments", async () => {
+  test("replaces itself once with the tuned environment: the same process, the same arguments", async () => {
     await started({}, async (pid, args) => {
-      expect(environ(pid).filter((e) => e.startsWith("BUN_GC_TIMER_"))).toEqual(["BUN_GC_TIMER_INTERVAL=10000"]);
+      expect(environ(pid).filter((e) => /^(BUN_GC_TIMER_|MIMALLOC_)/.test(e)).sort()).toEqual(["BUN_GC_TIMER_INTERVAL=10000", "MIMALLOC_SCAVENGER=0"]);
       expect(cmdline(pid)).toEqual([BINARY, ...args]);
     });
   }, 20_000);
 
   test("keeps the operator's setting", async () => {
-    await started({ BUN_GC_TIMER_INTERVAL: "1000" }, async (pid, args) => {
-      expect(environ(pid).filter((e) => e.startsWith("BUN_GC_TIMER_"))).toEqual(["BUN_GC_TIMER_INTERVAL=1000"]);
+    await started({ BUN_GC_TIMER_INTERVAL: "1000", MIMALLOC_SCAVENGER: "1" }, async (pid, args) => {
+      expect(environ(pid).filter((e) => /^(BUN_GC_TIMER_|MIMALLOC_)/.test(e)).sort()).toEqual(["BUN_GC_TIMER_INTERVAL=1000", "MIMALLOC_SCAVENGER=1"]);
       expect(cmdline(pid)).toEqual([BINARY, ...args]);
     });
   }, 20_000);

@@ -191,7 +191,7 @@ function labelText(rule: SnapshotRule): string {
  */
 class ElementLabels {
   /** By family, table and map. */
-  readonly #blocks = new Map<string, { comments: readonly string[]; verdict: string; labels: Uint8Array[]; byComment: Map<string, Uint8Array>; seen: number }>();
+  readonly #blocks = new Map<string, { comments: readonly string[]; verdict: string; labels: Uint8Array[]; seen: number }>();
   #scrape = 0;
 
   get(block: ElementSums): readonly Uint8Array[] {
@@ -201,17 +201,14 @@ class ElementLabels {
       last.seen = this.#scrape;
       if (last.comments === block.comments) return last.labels;
     }
-    const old = last?.verdict === block.verdict ? last.byComment : undefined;
-    const byComment = new Map<string, Uint8Array>();
-    const labels = block.comments.map((comment) => {
-      let bytes = old?.get(comment) ?? byComment.get(comment);
-      if (bytes === undefined) {
-        bytes = encoder.encode(labelText({ family: block.family, table: block.table, chain: block.map, handle: 0, comment, counter: null, counterName: null, verdict: block.verdict, target: block.target, matches: [] }));
-      }
-      byComment.set(comment, bytes);
-      return bytes;
-    });
-    this.#blocks.set(key, { comments: block.comments, verdict: block.verdict, labels, byComment, seen: this.#scrape });
+    // The last labels by comment only while building these (kept, it would be a second index of 20,000).
+    const old = new Map<string, Uint8Array>();
+    if (last?.verdict === block.verdict) last.comments.forEach((c, i) => old.set(c, last.labels[i] as Uint8Array));
+    const labels = block.comments.map((comment) =>
+      old.get(comment) ??
+        encoder.encode(labelText({ family: block.family, table: block.table, chain: block.map, handle: 0, comment, counter: null, counterName: null, verdict: block.verdict, target: block.target, matches: [] }))
+    );
+    this.#blocks.set(key, { comments: block.comments, verdict: block.verdict, labels, seen: this.#scrape });
     return labels;
   }
 

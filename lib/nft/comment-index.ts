@@ -10,11 +10,11 @@
  *
  * @example
  * ```ts
- * import { commentIndex, slotOfBytes } from "./comment-index.ts";
+ * import { commentIndex, slotOf, slotOfBytes } from "./comment-index.ts";
  * const index = commentIndex(["accept traffic for np a tcp", "accept traffic for np b tcp"]);
  * const bytes = new TextEncoder().encode("accept traffic for np b tcp\0");
  * console.log(slotOfBytes(index, bytes, 0, bytes.length)); // 1
- * console.log(index.slots.get("accept traffic for np a tcp")); // 0
+ * console.log(slotOf(index, "accept traffic for np a tcp")); // 0
  * ```
  * @module
  */
@@ -22,8 +22,6 @@
 export interface CommentIndex {
   /** The comments, by slot. */
   readonly comments: readonly string[];
-  /** Slot by comment. */
-  readonly slots: ReadonlyMap<string, number>;
   /** All comments' bytes one after the other; slot `s` is [starts[s], starts[s + 1]). */
   readonly bytes: Uint8Array;
   readonly starts: Int32Array;
@@ -45,18 +43,11 @@ function fnv(b: Uint8Array, start: number, end: number): number {
  * An index of distinct `comments` (a repeated one keeps its first slot and is not given another).
  */
 export function commentIndex(comments: readonly string[]): CommentIndex {
-  const distinct: string[] = [];
-  const slots = new Map<string, number>();
-  const encoded: Uint8Array[] = [];
+  // Distinct: a set only while building (the index itself is typed arrays and the comments).
+  const distinct = [...new Set(comments)];
+  const encoded = distinct.map((c) => encoder.encode(c));
   let size = 0;
-  for (const c of comments) {
-    if (slots.has(c)) continue;
-    slots.set(c, distinct.length);
-    distinct.push(c);
-    const e = encoder.encode(c);
-    encoded.push(e);
-    size += e.length;
-  }
+  for (const e of encoded) size += e.length;
   const bytes = new Uint8Array(size);
   const starts = new Int32Array(distinct.length + 1);
   const hashes = new Int32Array(distinct.length);
@@ -77,7 +68,13 @@ export function commentIndex(comments: readonly string[]): CommentIndex {
     table[i] = s + 1;
   }
   starts[encoded.length] = off;
-  return { comments: distinct, slots, bytes, starts, hashes, table };
+  return { comments: distinct, bytes, starts, hashes, table };
+}
+
+/** The slot of `comment`, or -1. */
+export function slotOf(index: CommentIndex, comment: string): number {
+  const b = encoder.encode(comment);
+  return slotOfBytes(index, b, 0, b.length);
 }
 
 /** The slot of the comment whose bytes are [start, end) of `b` (a trailing NUL ignored), or -1. */

@@ -593,6 +593,27 @@ class LazyElements extends Map<string, string> {
   override [Symbol.iterator](): MapIterator<[string, string]> {
     return this.entries();
   }
+
+  /** The owners of the elements in their order, without filling the map. */
+  *owners(): Generator<string, void, undefined> {
+    const e = this.#entries;
+    if (e === undefined) yield* super.values();
+    else for (const x of e) yield x.owner;
+  }
+}
+
+/**
+ * The owner of each element of a map (one per element, in the elements' order), without filling
+ * a layer's elements that were not read yet (20,000 entries at 10,000 policies).
+ *
+ * @example
+ * ```ts
+ * import { elementOwners } from "./incremental.ts";
+ * console.log([...elementOwners(new Map([["10.0.0.0/8", "np.a"]]))]); // ["np.a"]
+ * ```
+ */
+export function elementOwners(elements: ReadonlyMap<string, string>): Iterable<string> {
+  return elements instanceof LazyElements ? elements.owners() : elements.values();
 }
 
 /** One layer's elements, with their text handed over. */

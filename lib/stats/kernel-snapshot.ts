@@ -24,8 +24,9 @@
 import type { Executor } from "../exec.ts";
 import { FirewallError } from "../errors.ts";
 import type { ElementCount } from "../nft/client.ts";
-import { type CommentIndex, commentIndex } from "../nft/comment-index.ts";
+import { type CommentIndex, commentIndex, slotOf } from "../nft/comment-index.ts";
 import { type ElementSums, parseSnapshot, readSnapshot, type Snapshot, type SnapshotRule } from "../nft/snapshot.ts";
+import { elementOwners } from "../ruleset/incremental.ts";
 import type { Ruleset } from "../ruleset/render.ts";
 import { sumByComment } from "./model-snapshot.ts";
 
@@ -200,7 +201,7 @@ export class KernelSnapshots {
     if (cached?.elements === elements && cached.owners === ruleset.owners) return cached.index;
     const comments: string[] = [];
     const seen = new Set<string>();
-    for (const owner of elements.values()) {
+    for (const owner of elementOwners(elements)) {
       if (seen.has(owner)) continue;
       seen.add(owner);
       const comment = ruleset.owners.get(owner);
@@ -217,8 +218,8 @@ export class KernelSnapshots {
     if (k.setElementSlots) return k.setElementSlots("inet", table, map, index, packets, bytes);
     const unknown = new Map<string, { packets: number; bytes: number }>();
     for (const [comment, c] of k.setElementSums ? k.setElementSums("inet", table, map) : sumByComment(k.setElementCounters("inet", table, map))) {
-      const slot = index.slots.get(comment);
-      if (slot === undefined) unknown.set(comment, c);
+      const slot = slotOf(index, comment);
+      if (slot < 0) unknown.set(comment, c);
       else {
         packets[slot] = c.packets;
         bytes[slot] = c.bytes;

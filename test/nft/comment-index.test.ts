@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { commentIndex, slotOfBytes } from "../../lib/nft/comment-index.ts";
+import { commentIndex, slotOf, slotOfBytes } from "../../lib/nft/comment-index.ts";
 
 const encoder = new TextEncoder();
 
@@ -22,13 +22,13 @@ describe("comment index", () => {
         const index = commentIndex(comments);
         expect(index.comments).toEqual([...new Set(comments)]);
         index.comments.forEach((c, slot) => {
-          expect(index.slots.get(c)).toBe(slot);
+          expect(slotOf(index, c)).toBe(slot);
           const { b, start, end } = inBuffer(c, nul);
           expect(slotOfBytes(index, b, start, end)).toBe(slot);
         });
         for (const o of others) {
           const { b, start, end } = inBuffer(o, nul);
-          expect(slotOfBytes(index, b, start, end)).toBe(index.slots.get(o) ?? -1);
+          expect(slotOfBytes(index, b, start, end)).toBe(index.comments.indexOf(o));
         }
       }),
       { numRuns: 300 },

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { type Policy, parsePolicy } from "../../lib/api/policy.ts";
 import { type LoadBalancer, parseService } from "../../lib/api/service.ts";
-import { IncrementalRenderer } from "../../lib/ruleset/incremental.ts";
+import { elementOwners, IncrementalRenderer } from "../../lib/ruleset/incremental.ts";
 import { type RenderedRuleset, renderRuleset } from "../../lib/ruleset/render.ts";
 import { policiesArb, servicesArb } from "./arbitraries.ts";
 import { cidr, policy, state } from "./helpers.ts";
@@ -100,6 +100,19 @@ describe("incremental rendering", () => {
     const s = state({ policies: [...many, added] });
     expect(plain(renderer.render(s))).toEqual(plain(renderRuleset(s)));
     expect(renderer.lastRender).toEqual({ scratch: 0, patched: 10 });
+  });
+
+  test("a map's element owners, in element order, read before and after its elements were (the elements of a layer fill when first read)", () => {
+    const renderer = new IncrementalRenderer();
+    renderer.render(state({ policies: many }));
+    const r = renderer.render(state({ policies: [...many, wide] }));
+    for (const [name, elements] of r.elements) {
+      const before = [...elementOwners(elements)];
+      expect(before).toEqual([...elements.values()]);
+      expect([...elementOwners(elements)]).toEqual(before);
+      expect(before.length).toBe(elements.size);
+      if (name === "egress4_ports") expect(new Set(before).size).toBe(300);
+    }
   });
 
   test("an overlapping policy re-layers its group: a wide one sorting after the hosts it covers goes into a second layer, and out again", () => {
