@@ -190,12 +190,13 @@ function labelText(rule: SnapshotRule): string {
  * what the last scrapes saw.
  */
 class ElementLabels {
-  /** By family, table and map. */
+  /** By family, table, map and which of the map's blocks. */
   readonly #blocks = new Map<string, { comments: readonly string[]; verdict: string; labels: Uint8Array[]; seen: number }>();
   #scrape = 0;
 
-  get(block: ElementSums): readonly Uint8Array[] {
-    const key = `${block.family}\u0000${block.table}\u0000${block.map}`;
+  /** The labels of `block`, the `nth` of its map in the snapshot (a map may have blocks for two verdicts). */
+  get(block: ElementSums, nth: number): readonly Uint8Array[] {
+    const key = `${block.family}\u0000${block.table}\u0000${block.map}\u0000${nth}`;
     const last = this.#blocks.get(key);
     if (last !== undefined && last.verdict === block.verdict) {
       last.seen = this.#scrape;
@@ -265,8 +266,8 @@ const printable = (value: number) => Number.isSafeInteger(value) && value >= 0;
  * One counter family of many series, printed directly into bytes: at 10,000 policies the rule
  * series are 80,000, and prom-client's own formatting of them costs over a second of CPU per
  * scrape. The text is the same as prom-client prints (series with equal labels summed, in
- * first-seen order). `unique` series are known to have labels no other series has (the element
- * rules: one per map and comment) and skip the summing.
+ * first-seen order). Element series are known to have labels no other series has (one per map,
+ * verdict and comment) and skip the summing.
  *
  * The last text is kept, in parts of about 64 KiB, with where each value stands: when the next
  * scrape has the same series (the same label bytes, in the same order), it is the last text
@@ -558,7 +559,14 @@ export function nftablesRegistry(getSnapshot: () => Promise<Snapshot | null>, op
       series.push({ rule: r, labels: labelText(r) });
     }
     const elements: ElementSeries[] = [];
-    for (const e of s?.elements ?? []) if (perPolicy || !ownMap(e)) elements.push({ labels: elementLabels.get(e), sums: e });
+    const seen = new Map<string, number>();
+    for (const e of s?.elements ?? []) {
+      if (!perPolicy && ownMap(e)) continue;
+      const key = `${e.family}\u0000${e.table}\u0000${e.map}`;
+      const nth = seen.get(key) ?? 0;
+      seen.set(key, nth + 1);
+      elements.push({ labels: elementLabels.get(e, nth), sums: e });
+    }
     return { series, elements };
   };
   // Both families of one scrape share one labelling of its snapshot; it goes with the scrape.

@@ -359,11 +359,13 @@ export function parseSnapshot(json: unknown): ParsedSnapshot {
   // An element that goes to a chain ending in accept (our accept_log) accepts: grouped as such.
   const lastVerdict = new Map<string, Verdict>();
   for (const r of rules) lastVerdict.set(counterKey(r.family, r.table, r.chain), r.verdict);
-  // Blocks that resolve to the same verdict are one: their series would otherwise share labels.
+  // Blocks that resolve to verdicts the exporter does not tell apart (its action label: accept,
+  // drop, masquerade, else policy) are one: their series would otherwise share labels.
   const merged = new Map<string, ElementSums>();
   for (const e of elements) {
     const verdict = (e.verdict === "goto" || e.verdict === "jump") && e.target !== null && lastVerdict.get(counterKey(e.family, e.table, e.target)) === "accept" ? "accept" : e.verdict;
-    const key = `${counterKey(e.family, e.table, e.map)}\u0000${verdict}`;
+    const action = verdict === "accept" || verdict === "drop" || verdict === "masquerade" ? verdict : "policy";
+    const key = `${counterKey(e.family, e.table, e.map)}\u0000${action}`;
     const into = merged.get(key);
     merged.set(key, into ? mergedSums(into, e) : { ...e, verdict });
   }

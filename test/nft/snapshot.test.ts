@@ -173,6 +173,33 @@ describe("parseSnapshot at the edge", () => {
     expect(r.ok && r.value.sets.map((x) => [x.name, x.kind, x.elements])).toEqual([["s", "set", 1], ["m", "map", 5]]);
   });
 
+  test("map elements of verdicts the exporter does not tell apart are one block: their series would share labels", () => {
+    const key = (val: string, comment: string, packets: number) => ({ elem: { val, comment, counter: { packets, bytes: packets * 10 } } });
+    const r = parseSnapshot({
+      nftables: [
+        { chain: { family: "inet", table: "t", name: "ok", handle: 1 } },
+        { rule: { family: "inet", table: "t", chain: "ok", handle: 2, expr: [{ accept: null }] } },
+        {
+          map: {
+            family: "inet", table: "t", name: "m", elem: [
+              [key("192.0.2.1", "a", 1), { jump: { target: "x" } }],
+              [key("192.0.2.2", "a", 2), { goto: { target: "y" } }],
+              [key("192.0.2.3", "b", 4), { goto: { target: "ok" } }],
+              [key("192.0.2.4", "b", 8), { accept: null }],
+              [key("192.0.2.5", "b", 16), { drop: null }],
+            ],
+          },
+        },
+      ],
+    });
+    if (!r.ok) throw new Error(r.message);
+    expect(r.value.elements?.map((e) => [e.map, e.verdict, e.comments, [...e.packets]])).toEqual([
+      ["m", "jump", ["a"], [3]],
+      ["m", "accept", ["b"], [12]],
+      ["m", "drop", ["b"], [16]],
+    ]);
+  });
+
   test("a reference to a counter that is not listed gives no values", () => {
     const r = parseSnapshot({ nftables: [{ rule: { family: "inet", table: "t", chain: "c", handle: 2, expr: [{ counter: "gone" }, { drop: null }] } }] });
     expect(r.ok && r.value.rules[0]).toMatchObject({ counter: null, counterName: "gone", verdict: "drop" });
