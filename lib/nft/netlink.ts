@@ -40,7 +40,7 @@
 import type { Pointer } from "bun:ffi";
 import { FirewallError } from "../errors.ts";
 import { type EncodedBatch, elementGetRequest } from "./element-batch.ts";
-import { type CommentIndex, slotOfBytes } from "./comment-index.ts";
+import { type CommentIndex, commentIndex, slotOfBytes } from "./comment-index.ts";
 import type { CounterValues } from "./snapshot.ts";
 
 /** An nftables address family, as `nft` spells it. */
@@ -581,11 +581,8 @@ export class NftNetlink {
    * ```
    */
   setElementSums(family: NftFamily, table: string, set: string): Map<string, CounterValues> {
-    const sums = new Map<string, Tally>();
-    this.#elements(family, table, set, () => sums.clear(), (b) => {
-      if (comment.start >= 0) addTo(sums, internedComment(b, comment.start, comment.end));
-    });
-    return sums;
+    // Slots for no comment: every comment is one the index does not know, summed apart.
+    return this.setElementSlots(family, table, set, NO_COMMENTS, NO_SLOTS, NO_SLOTS);
   }
 
   /**
@@ -992,6 +989,9 @@ function familyNumber(family: NftFamily): number {
 }
 
 const tally: Tally = { packets: 0, bytes: 0 };
+const NO_COMMENTS = commentIndex([]);
+const NO_SLOTS = new Float64Array(0);
+
 /** Where the element {@link countedElement} read last keeps its comment. */
 const comment = { start: -1, end: -1 };
 

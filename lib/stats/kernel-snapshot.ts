@@ -35,11 +35,10 @@ export interface KernelCounters {
   tables(): readonly { family: string; name: string }[];
   namedCounters(family: "inet", table: string): ReadonlyMap<string, { packets: number; bytes: number }>;
   setElementCounters(family: "inet", table: string, set: string): readonly ElementCount[];
-  /** The same summed by comment, without an object per element (optional: summed here otherwise). */
-  setElementSums?(family: "inet", table: string, set: string): ReadonlyMap<string, { packets: number; bytes: number }>;
   /**
-   * The same added into the slots of `index` (lib/nft/netlink.ts); comments it does not know
-   * are returned summed (optional: {@link setElementSums} otherwise).
+   * The same added up by comment into the slots of `index`, without an object per element
+   * (lib/nft/netlink.ts); comments it does not know are returned summed (optional: summed here
+   * from {@link setElementCounters} otherwise).
    */
   setElementSlots?(family: "inet", table: string, set: string, index: CommentIndex, packets: Float64Array, bytes: Float64Array): ReadonlyMap<string, { packets: number; bytes: number }>;
 }
@@ -217,7 +216,7 @@ export class KernelSnapshots {
     const k = this.#kernel;
     if (k.setElementSlots) return k.setElementSlots("inet", table, map, index, packets, bytes);
     const unknown = new Map<string, { packets: number; bytes: number }>();
-    for (const [comment, c] of k.setElementSums ? k.setElementSums("inet", table, map) : sumByComment(k.setElementCounters("inet", table, map))) {
+    for (const [comment, c] of sumByComment(k.setElementCounters("inet", table, map))) {
       const slot = slotOf(index, comment);
       if (slot < 0) unknown.set(comment, c);
       else {
