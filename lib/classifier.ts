@@ -208,6 +208,10 @@ export class IncrementalClassifier {
     for (const o of fresh) sum += o.count;
     if (sum > budget.total) return undefined;
 
+    // Only the verdicts of objects that came or went can differ from the last result's (anything
+    // order-dependent fell back above).
+    const changedKeys = new Set<string>(fresh.map((o) => o.key));
+    for (const o of removed) changedKeys.add((last.outcomes.get(o) as Outcome).key);
     for (const o of removed) {
       const out = last.outcomes.get(o) as Outcome;
       last.outcomes.delete(o);
@@ -271,6 +275,7 @@ export class IncrementalClassifier {
       notes,
       verdicts,
       admitted: new Set([...policyKeys, ...serviceKeys]),
+      changes: { from: new WeakRef(last.result), keys: changedKeys },
     });
     this.#last = { options, signature, list, outcomes: last.outcomes, keys: last.keys, sum, result };
     return result;

@@ -84,6 +84,12 @@ export interface Classified {
   readonly verdicts: ReadonlyMap<string, Verdict>;
   /** Keys of the policies and services in `state` (for the next run's `admitted`). */
   readonly admitted: ReadonlySet<string>;
+  /**
+   * Set by an incremental classification: the keys whose verdict may differ from those of the
+   * classification `from` (held weakly); every other key has the very same verdict object there.
+   * Lets a caller that walked `from`'s verdicts look at these keys alone.
+   */
+  readonly changes?: { readonly from: WeakRef<Classified>; readonly keys: ReadonlySet<string> };
 }
 
 /** What a valid object contributes; what {@link LastValid} remembers. */

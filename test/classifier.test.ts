@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { parseCidr } from "../lib/api/address.ts";
 import { IncrementalClassifier } from "../lib/classifier.ts";
-import { type Accepted, buildDesiredState, type Classified, type ClassifyOptions } from "../lib/desired-state.ts";
+import { type Accepted, buildDesiredState, type Classified, type ClassifyOptions, type Verdict } from "../lib/desired-state.ts";
 import { LastValid } from "../lib/last-valid.ts";
 
 const cluster = (() => {
@@ -58,6 +58,7 @@ function make(slot: number, variant: number, uid: string, generation: number): u
 describe("IncrementalClassifier", () => {
   test("property: every call equals buildDesiredState on the same input, over any sequence of changes", () => {
     let incremental = 0;
+    let changesSeen = 0;
     fc.assert(
       fc.property(
         fc.array(fc.array(fc.tuple(fc.nat(20), fc.nat(30), fc.nat(10)), { maxLength: 6 }), { minLength: 1, maxLength: 12 }),
@@ -69,6 +70,7 @@ describe("IncrementalClassifier", () => {
           const classifier = new IncrementalClassifier();
           let admittedA: ReadonlySet<string> | undefined;
           let admittedB: ReadonlySet<string> | undefined;
+          let previous: Classified | undefined;
           // The pool: slot → the object now in the cluster (kept by identity until changed).
           const pool = new Map<number, { object: unknown; uid: string; generation: number }>();
           for (const ops of steps) {
@@ -97,6 +99,16 @@ describe("IncrementalClassifier", () => {
             const got = classifier.classify(objects, options(a, admittedA));
             const want = buildDesiredState(objects, options(b, admittedB));
             expect(plain(got)).toEqual(plain(want));
+            // What it says changed is all that changed: every other key has the very same verdict.
+            // (The same result again, when nothing changed: its changes are those of the call that made it.)
+            if (got.changes && got !== previous) {
+              const from = got.changes.from.deref();
+              expect(from).toBe(previous);
+              const keys = new Set([...got.verdicts.keys(), ...(from?.verdicts.keys() ?? [])]);
+              for (const k of keys) if (!got.changes.keys.has(k)) expect(got.verdicts.get(k)).toBe(from?.verdicts.get(k) as Verdict);
+              changesSeen++;
+            }
+            previous = got;
             expect(a.size).toBe(b.size);
             if (classifier.lastPath === "incremental") incremental++;
             admittedA = got.admitted;
@@ -108,6 +120,7 @@ describe("IncrementalClassifier", () => {
     );
     // The property is about the short way: it must actually have been taken, often.
     expect(incremental).toBeGreaterThan(300);
+    expect(changesSeen).toBeGreaterThan(300);
   });
 
   test("a change of one policy among 2,000 takes the short way; a second object of one name falls back and is rejected as a duplicate", () => {

@@ -226,6 +226,30 @@ describe.skipIf(env.skip || noKubectl)("the controller against an API server, on
     expect(controller.classifications).toBe(classifications);
   }, 15_000);
 
+  test("after one policy is edited among many, only that policy's status is looked at (the edit, then its own status write)", async () => {
+    for (let i = 0; i < 20; i++) await create(CWNP, policyObject(`many-${i}`, `${B}/32`, 7000 + i));
+    await waitUntil("all Ready", async () => {
+      for (let i = 0; i < 20; i++) if ((await get(`${CWNP}/many-${i}`)).status?.state !== "Ready") return false;
+      return true;
+    }, 10_000);
+    // A periodic pass after the last status write came back: every status is known to be right.
+    const reconciles = controller.reconciles;
+    await waitUntil("a periodic reconcile", async () => controller.reconciles > reconciles, 10_000);
+    await controller.idle();
+    const looks = controller.policyStatusLooks;
+    const r = await api.request("PATCH", `${CWNP}/many-7`, { body: { spec: { egress: [{ to: [{ cidr: `${B}/32` }], ports: [{ protocol: "TCP", port: 7777 }] }] } }, contentType: "application/merge-patch+json" });
+    expect(r.status).toBe(200);
+    await waitUntil("the edit's status", async () => (await get(`${CWNP}/many-7`)).status?.observedGeneration === 2, 10_000);
+    // The status write's new version is looked at by the next reconcile (a periodic one); one more
+    // after that looks at nothing.
+    await waitUntil("the status write's version looked at", async () => controller.policyStatusLooks - looks >= 2, 10_000);
+    const after = controller.reconciles;
+    await waitUntil("one more periodic reconcile", async () => controller.reconciles > after, 10_000);
+    await controller.idle();
+    expect(controller.policyStatusLooks - looks).toBe(2);
+    for (let i = 0; i < 20; i++) await del(`${CWNP}/many-${i}`);
+  }, 40_000);
+
   test("a flood of 1,000 policy changes is coalesced into a few reconciles and ends in the right state", async () => {
     await controller.idle();
     const before = controller.reconciles;

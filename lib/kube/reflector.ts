@@ -52,6 +52,9 @@ export class Reflector {
   /** `stable`: the object as of the last change `relevant` sees (see {@link stableItems}). */
   readonly #items = new Map<string, { object: KubeObject; relevant: string; stable: KubeObject }>();
   #writes = 0;
+  /** The keys of the most recent writes: `#journal[i]` is write number `#journalStart + i + 1`. */
+  #journal: string[] = [];
+  #journalStart = 0;
   #resourceVersion = "";
   #synced = false;
   #fresh = false;
@@ -98,6 +101,21 @@ export class Reflector {
    */
   get writes(): number {
     return this.#writes;
+  }
+
+  /**
+   * The keys (`namespace/name`) stored or removed after the first `writes` writes, once each; undefined
+   * when the count is not one this cache had or the journal no longer reaches back that far (then
+   * look at all {@link items}). A relist writes every key.
+   *
+   * @example
+   * ```ts
+   * // const since = reflector.writes; ...; reflector.changedSince(since) // ["firewall/p-1"]
+   * ```
+   */
+  changedSince(writes: number): ReadonlySet<string> | undefined {
+    if (writes < this.#journalStart || writes > this.#writes) return undefined;
+    return new Set(this.#journal.slice(writes - this.#journalStart));
   }
 
   items(): KubeObject[] {
@@ -209,7 +227,7 @@ export class Reflector {
     for (const [key, entry] of [...this.#items]) {
       if (!seen.has(key)) {
         this.#items.delete(key);
-        this.#writes++;
+        this.#wrote(key);
         changed ||= entry.relevant !== IRRELEVANT;
       }
     }
@@ -228,8 +246,18 @@ export class Reflector {
     // The generation too: what reads the stable object may report it (observedGeneration).
     const same = had !== undefined && before === relevant && had.stable.metadata.generation === object.metadata.generation && had.stable.metadata.uid === object.metadata.uid;
     this.#items.set(key, { object, relevant, stable: same ? had.stable : object });
-    this.#writes++;
+    this.#wrote(key);
     return before !== relevant;
+  }
+
+  /** Counts a write of `key`; the journal keeps the last 4,096 to 8,192 of them. */
+  #wrote(key: string): void {
+    this.#writes++;
+    this.#journal.push(key);
+    if (this.#journal.length > 8192) {
+      this.#journal = this.#journal.slice(4096);
+      this.#journalStart += 4096;
+    }
   }
 
   /** Applies one watch event; an ERROR event is returned, to end the stream. */
@@ -245,7 +273,7 @@ export class Reflector {
     if (type === "DELETED") {
       const before = this.#items.get(key);
       if (before && this.#items.delete(key)) {
-        this.#writes++;
+        this.#wrote(key);
         if (before.relevant !== IRRELEVANT) this.#o.onChange();
       }
     } else if (this.#put(key, object)) this.#o.onChange();

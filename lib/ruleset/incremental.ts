@@ -32,6 +32,7 @@
  */
 import type { Policy } from "../api/policy.ts";
 import type { LoadBalancer } from "../api/service.ts";
+import { OverlayMap } from "../overlay-map.ts";
 import { ELEMENT_BUDGET } from "./budget.ts";
 import { hullOfDims as hullOf, layer, overlaps } from "./layers.ts";
 import type { Box, Span } from "./partition.ts";
@@ -213,7 +214,7 @@ export class IncrementalRenderer {
   /** The last {@link #update} found no object added, removed or changed. */
   #unchanged = false;
   /** Owner name → comment of the last result (handed on as its `owners`; never changed after). */
-  #ownerComments: ReadonlyMap<string, string> | undefined;
+  #ownerComments: OverlayMap<string, string> | undefined;
   /** What the last {@link #update} removed and added, for patching {@link #ownerComments}; undefined after {@link #full}. */
   #ownerChanges: { removed: (readonly Grouped[])[]; added: (readonly Grouped[])[] } | undefined;
   /** Maps layered from scratch and patched in the last render (for tests and logs). */
@@ -257,16 +258,16 @@ export class IncrementalRenderer {
     const owners = egress.concat(ingress);
     for (const s of this.#services) for (const o of ((this.#objects.get(s) as readonly Grouped[])[0] as Grouped).owners) owners.push(o);
     // Owner comments: the last result's, patched by what changed (owner names are unique across
-    // objects); a copy, since the last result keeps its own.
-    let comments: Map<string, string>;
+    // objects); a new version, since the last result keeps its own (a copy of 20,000 entries was
+    // ~12 % of an event's work at 10,000 policies).
+    let comments: OverlayMap<string, string>;
     const changes = this.#ownerChanges;
     if (this.#ownerComments && changes) {
-      comments = new Map(this.#ownerComments);
-      for (const groups of changes.removed) for (const g of groups) for (const o of g.owners) comments.delete(o.chain);
-      for (const groups of changes.added) for (const g of groups) for (const o of g.owners) comments.set(o.chain, o.comment);
+      const gone = changes.removed.flatMap((groups) => groups.flatMap((g) => g.owners.map((o) => o.chain)));
+      const added = changes.added.flatMap((groups) => groups.flatMap((g) => g.owners.map((o) => [o.chain, o.comment] as const)));
+      comments = this.#ownerComments.next(gone, added);
     } else {
-      comments = new Map();
-      for (const o of owners) comments.set(o.chain, o.comment);
+      comments = OverlayMap.of(owners.map((o) => [o.chain, o.comment] as const));
     }
     this.#ownerComments = comments;
     this.#ownerChanges = undefined;

@@ -97,6 +97,30 @@ describe("Reflector", () => {
     stop.abort();
   });
 
+  test("changedSince names each key written after a count once, the list's and deletions included; a count it no longer reaches back to, or never had, gives undefined", async () => {
+    const { api, push, watching } = fakeApi(() => ({ apiVersion: "v1", kind: "ServiceList", metadata: { resourceVersion: "5" }, items: [{ apiVersion: "v1", kind: "Service", ...svc("a", "ClusterIP") }] }));
+    const stop = new AbortController();
+    const r = new Reflector({ api, path: "/api/v1/services", onChange: () => {}, signal: stop.signal });
+    void r.start();
+    await waitUntil("watching", async () => watching());
+    const w0 = r.writes;
+    expect(r.changedSince(0)).toEqual(new Set(["shop/a"]));
+    expect(r.changedSince(w0)).toEqual(new Set());
+    push({ type: "ADDED", object: { apiVersion: "v1", kind: "Service", ...svc("b", "ClusterIP") } });
+    push({ type: "MODIFIED", object: { apiVersion: "v1", kind: "Service", ...svc("a", "LoadBalancer") } });
+    push({ type: "MODIFIED", object: { apiVersion: "v1", kind: "Service", ...svc("b", "LoadBalancer") } });
+    const w1 = r.writes;
+    push({ type: "DELETED", object: { apiVersion: "v1", kind: "Service", ...svc("a", "LoadBalancer") } });
+    expect(r.changedSince(w0)).toEqual(new Set(["shop/b", "shop/a"]));
+    expect(r.changedSince(w1)).toEqual(new Set(["shop/a"]));
+    expect(r.changedSince(r.writes + 1)).toBeUndefined();
+    // Past the journal's reach (it keeps at least the last 4,096 writes), a walk of all items is due.
+    for (let i = 0; i < 9000; i++) push({ type: "MODIFIED", object: { apiVersion: "v1", kind: "Service", ...svc("b", i % 2 === 0 ? "ClusterIP" : "LoadBalancer") } });
+    expect(r.changedSince(w0)).toBeUndefined();
+    expect(r.changedSince(r.writes - 4096)).toEqual(new Set(["shop/b"]));
+    stop.abort();
+  });
+
   test("relist() ends the watch and lists again, and the cache is not fresh until that list succeeded", async () => {
     let lists = 0;
     const { api, watching } = fakeApi(() => {
