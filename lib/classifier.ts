@@ -212,6 +212,18 @@ export class IncrementalClassifier {
     // order-dependent fell back above).
     const changedKeys = new Set<string>(fresh.map((o) => o.key));
     for (const o of removed) changedKeys.add((last.outcomes.get(o) as Outcome).key);
+    // Likewise the policies and services in force: those of the objects that came, less those of
+    // the objects that went (an invalid new version keeps its last valid value: it stays).
+    const came = { policies: new Set<Policy>(), services: new Set<LoadBalancer>() };
+    const went = { policies: new Set<Policy>(), services: new Set<LoadBalancer>() };
+    const value = (v: Accepted | undefined, into: typeof came) => {
+      if (v?.kind === "ClusterwideNetworkPolicy") into.policies.add(v.policy);
+      else if (v?.kind === "Service") into.services.add(v.service);
+    };
+    for (const o of removed) value((last.outcomes.get(o) as Outcome).value, went);
+    for (const o of fresh) value(o.value, came);
+    for (const p of came.policies) if (went.policies.delete(p)) came.policies.delete(p);
+    for (const x of came.services) if (went.services.delete(x)) came.services.delete(x);
     for (const o of removed) {
       const out = last.outcomes.get(o) as Outcome;
       last.outcomes.delete(o);
@@ -276,6 +288,10 @@ export class IncrementalClassifier {
       verdicts,
       admitted: new Set([...policyKeys, ...serviceKeys]),
       changes: { from: new WeakRef(last.result), keys: changedKeys },
+    }, {
+      from: new WeakRef(last.result.state),
+      policies: { added: [...came.policies], removed: [...went.policies] },
+      services: { added: [...came.services], removed: [...went.services] },
     });
     this.#last = { options, signature, list, outcomes: last.outcomes, keys: last.keys, sum, result };
     return result;

@@ -22,7 +22,7 @@ import { type Problem, show, type Validated } from "./api/problem.ts";
 import { isLoadBalancer, type LoadBalancer, parseService } from "./api/service.ts";
 import type { LastValid } from "./last-valid.ts";
 import { budgetProblem, ELEMENT_BUDGET, policyElementCount, serviceElementCount } from "./ruleset/budget.ts";
-import type { DesiredState } from "./ruleset/render.ts";
+import type { DesiredState, StateChanges } from "./ruleset/render.ts";
 
 /** Policies and the Firewall take effect only in this namespace. */
 export const FIREWALL_NAMESPACE = "firewall";
@@ -485,6 +485,7 @@ export function buildDesiredState(objects: readonly { object: unknown; source?: 
 export function classified(
   options: ClassifyOptions,
   parts: Omit<Classified, "state"> & { readonly policies: readonly Policy[]; readonly services: readonly LoadBalancer[] },
+  stateChanges?: StateChanges,
 ): Classified {
   const { policies, services, ...rest } = parts;
   const fw = parts.firewall;
@@ -496,6 +497,7 @@ export function classified(
       internalPrefixes: fw?.internalPrefixes ?? [],
       privateVrf: options.privateVrf,
       logAcceptedConnections: fw?.logAcceptedConnections ?? false,
+      ...(stateChanges ? { changes: stateChanges } : {}),
     },
     ...rest,
   };

@@ -17,7 +17,7 @@ const cluster = (() => {
 const clusterPrefixes = [cluster];
 
 const plain = (c: Classified) => ({
-  state: c.state,
+  state: (({ changes: _, ...state }) => state)(c.state),
   firewall: c.firewall,
   firewallPresent: c.firewallPresent,
   accepted: c.accepted,
@@ -107,6 +107,15 @@ describe("IncrementalClassifier", () => {
               const keys = new Set([...got.verdicts.keys(), ...(from?.verdicts.keys() ?? [])]);
               for (const k of keys) if (!got.changes.keys.has(k)) expect(got.verdicts.get(k)).toBe(from?.verdicts.get(k) as Verdict);
               changesSeen++;
+              // And the state's: exactly what came and what went, by identity.
+              const told = got.state.changes;
+              expect(told?.from.deref()).toBe(from?.state);
+              for (const [now, before, t] of [[got.state.policies, from?.state.policies ?? [], told?.policies], [got.state.services, from?.state.services ?? [], told?.services]] as const) {
+                const was = new Set<unknown>(before);
+                const is = new Set<unknown>(now);
+                expect(new Set<unknown>(t?.added)).toEqual(new Set([...is].filter((x) => !was.has(x))));
+                expect(new Set<unknown>(t?.removed)).toEqual(new Set([...was].filter((x) => !is.has(x))));
+              }
             }
             previous = got;
             expect(a.size).toBe(b.size);

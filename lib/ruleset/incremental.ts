@@ -194,6 +194,8 @@ function merged<T>(kept: readonly T[], added: readonly T[], cmp: (a: T, b: T) =>
   return out;
 }
 
+const NOTHING_CHANGED = { policies: { added: [], removed: [] }, services: { added: [], removed: [] } } as const;
+
 const byPolicyName = (a: Policy, b: Policy) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const byServiceKey = (a: LoadBalancer, b: LoadBalancer) => (serviceKey(a) < serviceKey(b) ? -1 : serviceKey(a) > serviceKey(b) ? 1 : 0);
 
@@ -205,8 +207,11 @@ export class IncrementalRenderer {
   #settings: string | undefined;
   /** The objects of the last render, with what each contributes (egress and ingress for a policy). */
   #objects = new Map<Policy | LoadBalancer, readonly Grouped[]>();
-  #policies: Policy[] = [];
-  #services: LoadBalancer[] = [];
+  /** The objects in ownership order, each with what it contributes (as in {@link #objects}). */
+  #policies: { readonly v: Policy; readonly g: readonly Grouped[] }[] = [];
+  #services: { readonly v: LoadBalancer; readonly g: readonly Grouped[] }[] = [];
+  /** The state of the last render: a state whose `changes` are against it may be diffed by them. */
+  #lastState: DesiredState | undefined;
   #maps = new Map<MapKey, MapState>();
   /** The last result, and what this render changed against it (only when every map was patched). */
   #last: RenderedRuleset | undefined;
@@ -223,6 +228,7 @@ export class IncrementalRenderer {
   /** Forgets the last render: the next one starts from scratch. */
   reset(): void {
     this.#settings = undefined;
+    this.#lastState = undefined;
   }
 
   render(state: DesiredState): RenderedRuleset {
@@ -240,6 +246,7 @@ export class IncrementalRenderer {
     }
     if (!updated) this.#full(state, overflow, verdict);
     this.#settings = settings;
+    this.#lastState = state;
     // Nothing changed (a periodic run, an event that changed nothing here): the same result, not a
     // second copy of a 6 MB text built again.
     if (updated && this.#unchanged && this.#last) {
@@ -250,13 +257,12 @@ export class IncrementalRenderer {
     // Owner order: every policy's egress owners, then every policy's ingress owners, then services.
     const egress: Owner[] = [];
     const ingress: Owner[] = [];
-    for (const p of this.#policies) {
-      const g = this.#objects.get(p) as readonly Grouped[];
+    for (const { g } of this.#policies) {
       for (const o of (g[0] as Grouped).owners) egress.push(o);
       for (const o of (g[1] as Grouped).owners) ingress.push(o);
     }
     const owners = egress.concat(ingress);
-    for (const s of this.#services) for (const o of ((this.#objects.get(s) as readonly Grouped[])[0] as Grouped).owners) owners.push(o);
+    for (const { g } of this.#services) for (const o of (g[0] as Grouped).owners) owners.push(o);
     // Owner comments: the last result's, patched by what changed (owner names are unique across
     // objects); a new version, since the last result keeps its own (a copy of 20,000 entries was
     // ~12 % of an event's work at 10,000 policies).
@@ -292,24 +298,37 @@ export class IncrementalRenderer {
     this.#ownerComments = undefined;
     this.#ownerChanges = undefined;
     this.#objects = new Map();
-    this.#policies = state.policies.toSorted(byPolicyName);
-    this.#services = state.services.toSorted(byServiceKey);
     const perMap = new Map<MapKey, Map<string, OwnerBoxes>>(MAP_KEYS.map((k) => [k, new Map()]));
-    for (const o of [...this.#policies, ...this.#services]) {
+    const contribute = <T extends Policy | LoadBalancer>(o: T): { v: T; g: readonly Grouped[] } => {
       const groups = contributions(o);
       this.#objects.set(o, groups);
       for (const g of groups) for (const x of g.maps) (perMap.get(x.map) as Map<string, OwnerBoxes>).set(x.owner, x.boxes);
-    }
+      return { v: o, g: groups };
+    };
+    this.#policies = state.policies.toSorted(byPolicyName).map(contribute);
+    this.#services = state.services.toSorted(byServiceKey).map(contribute);
     for (const key of MAP_KEYS) this.#maps.set(key, scratch(key, perMap.get(key) as Map<string, OwnerBoxes>, overflow, verdict));
     this.lastRender = { scratch: MAP_KEYS.length, patched: 0 };
   }
 
   /** Applies the changed objects only; false when that does not pay (then {@link #full}). */
   #update(state: DesiredState, overflow: string[]): boolean {
-    const now = new Set<Policy | LoadBalancer>([...state.policies, ...state.services]);
-    let removed = [...this.#objects.keys()].filter((o) => !now.has(o));
-    let addedPolicies = state.policies.filter((p) => !this.#objects.has(p));
-    let addedServices = state.services.filter((s) => !this.#objects.has(s));
+    // What came and went: told by the state itself when it was made from the last one (the objects
+    // of the last render are exactly those of that state), else found by walking all of them.
+    const told = state === this.#lastState ? NOTHING_CHANGED : this.#lastState !== undefined && state.changes?.from.deref() === this.#lastState ? state.changes : undefined;
+    let removed: (Policy | LoadBalancer)[];
+    let addedPolicies: Policy[];
+    let addedServices: LoadBalancer[];
+    if (told) {
+      removed = [...told.policies.removed, ...told.services.removed].filter((o) => this.#objects.has(o));
+      addedPolicies = told.policies.added.filter((p) => !this.#objects.has(p));
+      addedServices = told.services.added.filter((s) => !this.#objects.has(s));
+    } else {
+      const now = new Set<Policy | LoadBalancer>([...state.policies, ...state.services]);
+      removed = [...this.#objects.keys()].filter((o) => !now.has(o));
+      addedPolicies = state.policies.filter((p) => !this.#objects.has(p));
+      addedServices = state.services.filter((s) => !this.#objects.has(s));
+    }
     // A new value equal to one that left (its object got a new version that changes nothing here:
     // a status write, an annotation) takes the old one's place and contributes the same.
     if (removed.length > 0 && addedPolicies.length + addedServices.length > 0) {
@@ -331,8 +350,8 @@ export class IncrementalRenderer {
       if (swap.size > 0) {
         removed = removed.filter((o) => !swap.has(o));
         // Equal content sorts to the same place: the order stays.
-        this.#policies = this.#policies.map((p) => (swap.get(p) as Policy | undefined) ?? p);
-        this.#services = this.#services.map((x) => (swap.get(x) as LoadBalancer | undefined) ?? x);
+        this.#policies = this.#policies.map((e) => (swap.has(e.v) ? { v: swap.get(e.v) as Policy, g: e.g } : e));
+        this.#services = this.#services.map((e) => (swap.has(e.v) ? { v: swap.get(e.v) as LoadBalancer, g: e.g } : e));
       }
     }
     if (removed.length + addedPolicies.length + addedServices.length > MAX_CHANGED_OBJECTS) return false;
@@ -361,8 +380,9 @@ export class IncrementalRenderer {
     }
     this.#ownerChanges = ownerChanges;
     const gone = new Set(removed);
-    this.#policies = merged(this.#policies.filter((p) => !gone.has(p)), addedPolicies, byPolicyName);
-    this.#services = merged(this.#services.filter((s) => !gone.has(s)), addedServices, byServiceKey);
+    const entry = <T extends Policy | LoadBalancer>(v: T) => ({ v, g: this.#objects.get(v) as readonly Grouped[] });
+    this.#policies = merged(this.#policies.filter((e) => !gone.has(e.v)), addedPolicies.map(entry), (a, b) => byPolicyName(a.v, b.v));
+    this.#services = merged(this.#services.filter((e) => !gone.has(e.v)), addedServices.map(entry), (a, b) => byServiceKey(a.v, b.v));
 
     let scratched = 0;
     const delta = new Map<string, { removed: [string, string][]; added: [string, string][] }>();

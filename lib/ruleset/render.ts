@@ -46,6 +46,19 @@ export interface DesiredState {
    * there is no valid Firewall; absent counts as false.
    */
   readonly logAcceptedConnections?: boolean;
+  /**
+   * Set by an incremental classification: what came and went against the state `from` (held
+   * weakly), by identity. A renderer whose last render was of `from` may diff by these alone
+   * instead of walking every policy; any other renderer ignores them.
+   */
+  readonly changes?: StateChanges;
+}
+
+/** The policies and services of a state that are not in the state `from`, and those of `from` not in it. */
+export interface StateChanges {
+  readonly from: WeakRef<DesiredState>;
+  readonly policies: { readonly added: readonly Policy[]; readonly removed: readonly Policy[] };
+  readonly services: { readonly added: readonly LoadBalancer[]; readonly removed: readonly LoadBalancer[] };
 }
 
 export const TABLE = "firewall";
@@ -73,10 +86,17 @@ const ALL_PORTS: Span = [0n, 65535n];
 const PROTOCOLS: readonly Protocol[] = ["tcp", "udp", "sctp"];
 const LABELS: readonly ProtocolLabel[] = ["tcp", "udp", "sctp", "any"];
 
-export interface Owner {
-  readonly chain: string;
-  readonly comment: string;
+/**
+ * A policy's or service's owner name and the comment on its elements; it is also its counted rule
+ * (the sum of the elements carrying that comment), so the ruleset's counted rules are its owners
+ * themselves, one object each across incremental renders.
+ */
+export interface Owner extends CountedRule {
+  readonly counter: null;
+  readonly verdict: "accept";
 }
+
+const owner = (chain: string, comment: string): Owner => ({ chain, comment, counter: null, verdict: "accept" });
 
 const familyName = (f: Family) => (f === 4 ? "ip" : "ip6");
 const addrType = (f: Family) => (f === 4 ? "ipv4_addr" : "ipv6_addr");
@@ -113,7 +133,7 @@ export function policyObjectBoxes(policy: Policy, dir: Direction): ObjectBoxes {
     const used = rules.some((r) => (label === "any" ? r.ports === null : r.ports?.some((p) => p.protocol === label)));
     if (!used) continue;
     ownerOf.set(label, owners.length);
-    owners.push({ chain: policyChain(dir, label, policy.name), comment: policyComment(dir, label, policy.name) });
+    owners.push(owner(policyChain(dir, label, policy.name), policyComment(dir, label, policy.name)));
   }
   const ports = (f: Family): MapKey => `${dir}Ports${f}`;
   const any = (f: Family): MapKey => `${dir}Any${f}`;
@@ -147,7 +167,7 @@ export function serviceObjectBoxes(svc: LoadBalancer): ObjectBoxes {
       for (const src of sources) boxes.push({ map: `services${addr.family}`, owner: 0, dims: [[addr.value, addr.value], [proto, proto], [BigInt(port.port), BigInt(port.port)], span(src)] });
     }
   }
-  return { owners: [{ chain: serviceChain(svc.namespace, svc.name), comment: serviceComment(svc.namespace, svc.name) }], boxes };
+  return { owners: [owner(serviceChain(svc.namespace, svc.name), serviceComment(svc.namespace, svc.name))], boxes };
 }
 
 const byName = (a: Policy, b: Policy) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -423,14 +443,6 @@ export function renderRuleset(state: DesiredState): RenderedRuleset {
   return assemble(state, maps, owners, overflow);
 }
 
-const countedRules = new WeakMap<Owner, CountedRule>();
-/** An owner's counted rule, one object per owner object (an incremental render hands owners on). */
-function countedRuleOf(o: Owner): CountedRule {
-  let r = countedRules.get(o);
-  if (!r) countedRules.set(o, (r = { chain: o.chain, comment: o.comment, counter: null, verdict: "accept" }));
-  return r;
-}
-
 /** The table from its layered maps and owners (in owner order): the text and the model the applier diffs. */
 export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, LayeredMap>>, owners: readonly Owner[], overflow: readonly string[], ownerComments?: ReadonlyMap<string, string>): RenderedRuleset {
   const all = MAP_KEYS.map((k) => maps[k]);
@@ -479,7 +491,7 @@ export function assemble(state: DesiredState, maps: Readonly<Record<MapKey, Laye
     forwardRules: forward.slice(2, -1).map((l) => l.trim()),
     verdict,
     parts: { head, tail },
-    countedRules: [...FIXED_COUNTED, ...owners.map(countedRuleOf)],
+    countedRules: [...FIXED_COUNTED, ...owners],
     elementCount: declared.reduce((n, m) => n + m.elements.size, 0),
     overflow,
   };

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { parsePolicy } from "../../lib/api/policy.ts";
 import { parseService } from "../../lib/api/service.ts";
 import { type Executor, runCommand } from "../../lib/exec.ts";
-import { applyRuleset, carriedOwners, elementsOnly, patchPlan, patchScript } from "../../lib/nft/apply.ts";
+import { applyRuleset, carriedOwners, carryReads, elementsOnly, patchPlan, patchScript } from "../../lib/nft/apply.ts";
 import { type NftClient, nftClient } from "../../lib/nft/client.ts";
 import { type NftNetlink, openNetlink } from "../../lib/nft/netlink.ts";
 import { IncrementalRenderer } from "../../lib/ruleset/incremental.ts";
@@ -294,6 +294,37 @@ describe.skipIf(skip)("patching in a real kernel", () => {
       { map: "egress4_ports", comment: comment("change"), packets: 9, bytes: 900 },
       { map: "egress4_ports", comment: comment("change"), packets: 0, bytes: 0 },
     ]);
+  });
+
+  test("with counts read by key, an edit moves only its lost elements' counts: kept elements stay untouched with their own; an owner that gains none has one kept element re-added with the lost count added to its own", async () => {
+    await runCommand(["ip", "netns", "exec", patched, "nft", "flush", "ruleset"]);
+    // wide: keeps its IPv6 element, its IPv4 one is replaced (a new block). narrow: loses one of two IPv4 blocks, gains none.
+    const a = renderRuleset(state({ policies: [egress("wide", ["203.0.113.0/24", "2001:db8:5::/48"], 22), egress("narrow", ["198.18.0.0/24", "198.18.2.0/24"], 53)] }));
+    const b = renderRuleset(state({ policies: [egress("wide", ["203.0.113.0/25", "2001:db8:5::/48"], 22), egress("narrow", ["198.18.2.0/24"], 53)] }));
+    const carry = carryReads(a, b, carriedOwners(a, b).owners);
+    expect(carry.reads).toEqual(new Map([["egress4_ports", ["198.18.0.0/24 . tcp . 53", "203.0.113.0/24 . tcp . 22", "198.18.2.0/24 . tcp . 53"]]]));
+    expect(carry.keepers).toEqual(new Map([["np.eg.tcp.narrow", { map: "egress4_ports", key: "198.18.2.0/24 . tcp . 53" }]]));
+    await applyRuleset(a, { nft: nlPatched, table: "firewall" });
+    await seedElements(inPatched, a, {
+      "203.0.113.0/24 . tcp . 22": { packets: 9, bytes: 900 },
+      "2001:db8:5::/48 . tcp . 22": { packets: 4, bytes: 400 },
+      "198.18.0.0/24 . tcp . 53": { packets: 2, bytes: 200 },
+      "198.18.2.0/24 . tcp . 53": { packets: 5, bytes: 500 },
+    });
+    // On trust (no generation, no fingerprint): the seeded counts stay as they are, element by element.
+    const before = netlinkPatches;
+    const r = await applyRuleset(b, { nft: nlPatched, table: "firewall", previous: a, previousFingerprint: null, previousGeneration: null, verify: false });
+    expect(r.mode).toBe("patched");
+    expect(netlinkPatches - before).toBe(1);
+    const comment = (p: string) => `accept traffic for np ${p} tcp`;
+    const counts = await elementCounts(inPatched, b);
+    expect(counts.filter((e) => e.comment === comment("wide"))).toEqual([
+      // The new IPv4 block starts at the count of the one it replaced; the IPv6 element was not touched.
+      { map: "egress4_ports", comment: comment("wide"), packets: 9, bytes: 900 },
+      { map: "egress6_ports", comment: comment("wide"), packets: 4, bytes: 400 },
+    ]);
+    // Its own 5 and the lost block's 2.
+    expect(counts.filter((e) => e.comment === comment("narrow"))).toEqual([{ map: "egress4_ports", comment: comment("narrow"), packets: 7, bytes: 700 }]);
   });
 
   test.each([

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { type Policy, parsePolicy } from "../../lib/api/policy.ts";
 import { type LoadBalancer, parseService } from "../../lib/api/service.ts";
 import { elementOwners, IncrementalRenderer } from "../../lib/ruleset/incremental.ts";
-import { type RenderedRuleset, renderRuleset } from "../../lib/ruleset/render.ts";
+import { type DesiredState, type RenderedRuleset, renderRuleset } from "../../lib/ruleset/render.ts";
 import { policiesArb, servicesArb } from "./arbitraries.ts";
 import { cidr, policy, state } from "./helpers.ts";
 
@@ -49,16 +49,26 @@ describe("incremental rendering", () => {
       fc.property(
         // Two versions per name are likely (names collide between the pools): edits, not just adds and removes.
         policiesArb(8), policiesArb(8), servicesArb(4), servicesArb(4),
-        fc.array(fc.tuple(fc.array(fc.nat(15), { maxLength: 12 }), fc.array(fc.nat(7), { maxLength: 6 }), fc.boolean()), { minLength: 2, maxLength: 8 }),
+        // Each state may tell what changed: exactly, against the state rendered last (as an
+        // incremental classification does), or falsely, against some other state (to be ignored).
+        fc.array(fc.tuple(fc.array(fc.nat(15), { maxLength: 12 }), fc.array(fc.nat(7), { maxLength: 6 }), fc.boolean(), fc.constantFrom("none", "exact", "stale")), { minLength: 2, maxLength: 8 }),
         (p1, p2, s1, s2, steps) => {
           const pool = [...parsedPolicies(p1), ...parsedPolicies(p2)];
           const svcPool = [...parsedServices(s1), ...parsedServices(s2)];
           const renderer = new IncrementalRenderer();
           let last: RenderedRuleset | undefined;
-          for (const [pi, si, logging] of steps) {
+          let lastState: DesiredState | undefined;
+          for (const [pi, si, logging, tell] of steps) {
             const policies = distinct(pi.flatMap((i) => (pool.length > 0 ? [pool[i % pool.length] as Policy] : [])), (p) => p.name);
             const services = distinct(si.flatMap((i) => (svcPool.length > 0 ? [svcPool[i % svcPool.length] as LoadBalancer] : [])), (s) => `${s.namespace}/${s.name}`);
-            const s = state({ policies, services, logAcceptedConnections: logging });
+            const plainState = state({ policies, services, logAcceptedConnections: logging });
+            const diff = <T>(now: readonly T[], before: readonly T[]) => ({ added: now.filter((x) => !before.includes(x)), removed: before.filter((x) => !now.includes(x)) });
+            const s: DesiredState = tell === "exact" && lastState
+              ? { ...plainState, changes: { from: new WeakRef(lastState), policies: diff(policies, lastState.policies), services: diff(services, lastState.services) } }
+              : tell === "stale"
+                ? { ...plainState, changes: { from: new WeakRef(state({ policies: [] })), policies: { added: [], removed: policies }, services: { added: [], removed: services } } }
+                : plainState;
+            lastState = s;
             const before = last;
             const r = renderer.render(s);
             expect(plain(r)).toEqual(plain(renderRuleset(s)));
