@@ -41,6 +41,7 @@ import {
   routeSignature,
   type Verdict,
 } from "./desired-state.ts";
+import { OverlayMap } from "./overlay-map.ts";
 import { ELEMENT_BUDGET, policyElementCount, serviceElementCount } from "./ruleset/budget.ts";
 
 /** More objects added or removed than this in one call: classified from scratch. */
@@ -80,6 +81,16 @@ interface Last {
 
 const countOf = (v: Accepted | undefined): number =>
   v === undefined ? 0 : v.kind === "ClusterwideNetworkPolicy" ? policyElementCount(v.policy) : v.kind === "Service" ? serviceElementCount(v.service) : 0;
+
+/** A map or key set as an overlay map, to make versions of: itself when it is one already (once per full classification otherwise). */
+function overlay<V>(m: ReadonlyMap<string, V> | ReadonlySetLike<string>): OverlayMap<string, V> {
+  if (m instanceof OverlayMap) return m as OverlayMap<string, V>;
+  if (m instanceof Map) return OverlayMap.of(m as Map<string, V>);
+  const entries: [string, V][] = [];
+  const keys = m.keys();
+  for (let k = keys.next(); !k.done; k = keys.next()) entries.push([k.value, true as V]);
+  return OverlayMap.of(entries);
+}
 
 export class IncrementalClassifier {
   #last: Last | undefined;
@@ -210,8 +221,9 @@ export class IncrementalClassifier {
 
     // Only the verdicts of objects that came or went can differ from the last result's (anything
     // order-dependent fell back above).
+    const goneOutcomes = removed.map((o) => last.outcomes.get(o) as Outcome);
     const changedKeys = new Set<string>(fresh.map((o) => o.key));
-    for (const o of removed) changedKeys.add((last.outcomes.get(o) as Outcome).key);
+    for (const o of goneOutcomes) changedKeys.add(o.key);
     // Likewise the policies and services in force: those of the objects that came, less those of
     // the objects that went (an invalid new version keeps its last valid value: it stays).
     const came = { policies: new Set<Policy>(), services: new Set<LoadBalancer>() };
@@ -220,7 +232,7 @@ export class IncrementalClassifier {
       if (v?.kind === "ClusterwideNetworkPolicy") into.policies.add(v.policy);
       else if (v?.kind === "Service") into.services.add(v.service);
     };
-    for (const o of removed) value((last.outcomes.get(o) as Outcome).value, went);
+    for (const o of goneOutcomes) value(o.value, went);
     for (const o of fresh) value(o.value, came);
     for (const p of came.policies) if (went.policies.delete(p)) came.policies.delete(p);
     for (const x of came.services) if (went.services.delete(x)) came.services.delete(x);
@@ -245,18 +257,14 @@ export class IncrementalClassifier {
     const rejected: Rejection[] = [];
     const ignored: Ignored[] = [];
     const notes: Note[] = [];
-    const verdicts = new Map<string, Verdict>();
     const policies: Policy[] = [];
     const services: LoadBalancer[] = [];
-    const policyKeys: string[] = [];
-    const serviceKeys: string[] = [];
     let firewall: FirewallSpec | null = null;
     let firewallPresent = false;
     const list: object[] = [];
     for (const { object } of objects) {
       const o = last.outcomes.get(object as object) as Outcome;
       list.push(object as object);
-      verdicts.set(o.key, o.verdict);
       if (o.ignored) {
         ignored.push(o.ignored);
         continue;
@@ -268,14 +276,16 @@ export class IncrementalClassifier {
       const v = o.value;
       if (o.ref.kind === "Firewall") firewallPresent = true;
       if (!v) continue;
-      if (v.kind === "ClusterwideNetworkPolicy") {
-        policies.push(v.policy);
-        policyKeys.push(o.key);
-      } else if (v.kind === "Service") {
-        services.push(v.service);
-        serviceKeys.push(o.key);
-      } else firewall = v.firewall;
+      if (v.kind === "ClusterwideNetworkPolicy") policies.push(v.policy);
+      else if (v.kind === "Service") services.push(v.service);
+      else firewall = v.firewall;
     }
+    // Verdicts and admitted keys: the last result's, changed where objects came and went (a
+    // version costs the changes; building 10,000 entries anew was a third of this call).
+    const admits = (outs: readonly Outcome[]) => outs.filter((o) => o.value?.kind === "ClusterwideNetworkPolicy" || o.value?.kind === "Service").map((o) => o.key);
+    const cameKeys = new Set(fresh.map((o) => o.key));
+    const verdicts = overlay(last.result.verdicts).next(goneOutcomes.map((o) => o.key).filter((k) => !cameKeys.has(k)), fresh.map((o) => [o.key, o.verdict] as const));
+    const admitted = overlay(last.result.admitted).next(admits(goneOutcomes), admits(fresh).map((k) => [k, true] as const));
     const result = classified(options, {
       policies,
       services,
@@ -286,7 +296,7 @@ export class IncrementalClassifier {
       ignored,
       notes,
       verdicts,
-      admitted: new Set([...policyKeys, ...serviceKeys]),
+      admitted,
       changes: { from: new WeakRef(last.result), keys: changedKeys },
     }, {
       from: new WeakRef(last.result.state),

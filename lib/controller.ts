@@ -190,7 +190,7 @@ export class Controller {
   /** An observed deletion was honoured: the Firewall being gone now is expected. */
   #deleted = false;
   /** Keys of the objects in the last applied state: first in line for the total budget. */
-  #admitted: ReadonlySet<string> = new Set();
+  #admitted: ReadonlySetLike<string> = new Set();
   /** Classifies again only what changed since the last reconcile. */
   readonly #classifier = new IncrementalClassifier();
   /**
@@ -612,10 +612,13 @@ export class Controller {
     // The same classification as last time (the classifier returns the very object when nothing
     // changed): everything in it was said; at 10,000 policies the loop alone is felt.
     if (desired === this.#rejectionsSaid) return;
+    // After the classification said last time, only the verdicts it says may have changed.
+    const since = desired.changes && desired.changes.from.deref() === this.#rejectionsSaid ? desired.changes.keys : undefined;
     this.#rejectionsSaid = desired;
-    for (const [key, v] of desired.verdicts) {
+    const verdicts: Iterable<readonly [string, Verdict | undefined]> = since ? [...since].map((k) => [k, desired.verdicts.get(k)] as const) : desired.verdicts;
+    for (const [key, v] of verdicts) {
       // Only rejections are said (and forgotten below): no topic string for the 10,000 others.
-      if (v.state !== "rejected") continue;
+      if (v?.state !== "rejected") continue;
       const topic = `rejected ${key}`;
       const text = `${formatProblems(v.problems)}${inForceText(v.inForce)}`;
       if (this.#said.get(topic) === text) continue;

@@ -79,11 +79,12 @@ export interface Classified {
    * One verdict per object, keyed by kind, namespace and name: statuses and
    * Events are written from these, so a Service and a policy of the same
    * name never share one. A duplicate definition (manifests) keeps the
-   * first's verdict here; the duplicate is in `rejected`.
+   * first's verdict here; the duplicate is in `rejected`. Read by key: its
+   * order is not the objects' (an incremental classification appends).
    */
   readonly verdicts: ReadonlyMap<string, Verdict>;
   /** Keys of the policies and services in `state` (for the next run's `admitted`). */
-  readonly admitted: ReadonlySet<string>;
+  readonly admitted: ReadonlySetLike<string>;
   /**
    * Set by an incremental classification: the keys whose verdict may differ from those of the
    * classification `from` (held weakly); every other key has the very same verdict object there.
@@ -116,7 +117,7 @@ export interface ClassifyOptions {
    * `admitted`): they come first under the total budget, so a newcomer can
    * never push out rules already in force.
    */
-  readonly admitted?: ReadonlySet<string>;
+  readonly admitted?: ReadonlySetLike<string>;
 }
 
 /**

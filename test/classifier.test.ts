@@ -24,9 +24,17 @@ const plain = (c: Classified) => ({
   rejected: c.rejected,
   ignored: c.ignored,
   notes: c.notes,
-  verdicts: [...c.verdicts],
-  admitted: [...c.admitted],
+  // Read by key: their order is not part of what a classification says.
+  verdicts: [...c.verdicts].toSorted(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  admitted: keysOf(c.admitted).toSorted(),
 });
+
+function keysOf(s: ReadonlySetLike<string>): string[] {
+  const out: string[] = [];
+  const keys = s.keys();
+  for (let k = keys.next(); !k.done; k = keys.next()) out.push(k.value);
+  return out;
+}
 
 let uids = 0;
 /** One version of an object of the pool: kind by slot, validity and content by `variant`. */
@@ -68,8 +76,8 @@ describe("IncrementalClassifier", () => {
           const a = new LastValid<Accepted>();
           const b = new LastValid<Accepted>();
           const classifier = new IncrementalClassifier();
-          let admittedA: ReadonlySet<string> | undefined;
-          let admittedB: ReadonlySet<string> | undefined;
+          let admittedA: ReadonlySetLike<string> | undefined;
+          let admittedB: ReadonlySetLike<string> | undefined;
           let previous: Classified | undefined;
           // The pool: slot → the object now in the cluster (kept by identity until changed).
           const pool = new Map<number, { object: unknown; uid: string; generation: number }>();
@@ -94,7 +102,7 @@ describe("IncrementalClassifier", () => {
             const objects = [...pool.values()].map((p) => ({ object: p.object }));
             if (order) objects.reverse();
             if (twice !== undefined) objects.push({ object: twice });
-            const options = (memory: LastValid<Accepted>, admitted: ReadonlySet<string> | undefined): ClassifyOptions =>
+            const options = (memory: LastValid<Accepted>, admitted: ReadonlySetLike<string> | undefined): ClassifyOptions =>
               ({ firewallName: "firewall", clusterPrefixes, privateVrf: 42, lastValid: memory, ...(budget ? { budget } : {}), ...(admitted ? { admitted } : {}) });
             const got = classifier.classify(objects, options(a, admittedA));
             const want = buildDesiredState(objects, options(b, admittedB));

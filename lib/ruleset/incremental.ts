@@ -181,6 +181,38 @@ function lowerBound(list: readonly Entry[], dims: readonly Span[]): number {
   return lo;
 }
 
+/**
+ * `list` (sorted by `cmp`, no two equal) without the entries of `gone` and with `added`, sorted:
+ * a few changes are spliced in and out at their places (found by bisection), more are merged.
+ */
+function withChanges<T extends { readonly v: object }>(list: readonly T[], removed: readonly object[], added: readonly T[], cmp: (a: T, b: T) => number, gone: ReadonlySet<object>): T[] {
+  if (removed.length + added.length > 64) return merged(list.filter((e) => !gone.has(e.v)), added, cmp);
+  const out = list.slice();
+  const place = (x: T): number => {
+    let lo = 0;
+    let hi = out.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cmp(out[mid] as T, x) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  for (const o of removed) {
+    if (!gone.has(o)) continue;
+    // Among the entries that sort alike, the one that is `o` (removed holds the other list's values too).
+    const probe = { v: o } as T;
+    for (let i = place(probe); i < out.length && cmp(out[i] as T, probe) === 0; i++) {
+      if ((out[i] as T).v === o) {
+        out.splice(i, 1);
+        break;
+      }
+    }
+  }
+  for (const a of added) out.splice(place(a), 0, a);
+  return out;
+}
+
 /** Merges sorted `added` into sorted `kept` (both by `cmp`). */
 function merged<T>(kept: readonly T[], added: readonly T[], cmp: (a: T, b: T) => number): T[] {
   if (added.length === 0) return kept.slice();
@@ -381,8 +413,8 @@ export class IncrementalRenderer {
     this.#ownerChanges = ownerChanges;
     const gone = new Set(removed);
     const entry = <T extends Policy | LoadBalancer>(v: T) => ({ v, g: this.#objects.get(v) as readonly Grouped[] });
-    this.#policies = merged(this.#policies.filter((e) => !gone.has(e.v)), addedPolicies.map(entry), (a, b) => byPolicyName(a.v, b.v));
-    this.#services = merged(this.#services.filter((e) => !gone.has(e.v)), addedServices.map(entry), (a, b) => byServiceKey(a.v, b.v));
+    this.#policies = withChanges(this.#policies, removed, addedPolicies.map(entry), (a, b) => byPolicyName(a.v, b.v), gone);
+    this.#services = withChanges(this.#services, removed, addedServices.map(entry), (a, b) => byServiceKey(a.v, b.v), gone);
 
     let scratched = 0;
     const delta = new Map<string, { removed: [string, string][]; added: [string, string][] }>();
