@@ -154,41 +154,16 @@ function refOf(object: unknown, source: string | undefined): ObjectRef {
 }
 
 // Validation is pure and the caches hand us the same object until it changes, so a result can be
-// reused by identity: a reconcile at 1,000 policies then parses only what changed.
+// reused by identity: a reconcile at 1,000 policies then parses only what changed. (The controller
+// classifies each object as of its last change that matters — `Reflector.stableItems` — so a status
+// write does not make a new object here; an index by content for that case held ~5 MB at 10,000
+// policies and is gone.)
 const parsed = new WeakMap<object, Validated<unknown>>();
-/**
- * Results by content, for objects that come back as new versions without a change the parser
- * reads (every status write gives a policy a new object): the same result, not a second parse
- * (at 10,000 policies that is the reconcile after the first statuses went out). Weakly held: an
- * entry lives as long as some object with that content does.
- */
-const byContent = new Map<string, WeakRef<Validated<unknown>>>();
-const contentGone = new FinalizationRegistry<string>((key) => {
-  if (byContent.get(key)?.deref() === undefined) byContent.delete(key);
-});
-function memo<T>(object: object, parse: (o: unknown) => Validated<T>, content?: string): Validated<T> {
+function memo<T>(object: object, parse: (o: unknown) => Validated<T>): Validated<T> {
   let r = parsed.get(object) as Validated<T> | undefined;
-  if (r) return r;
-  if (content !== undefined) r = byContent.get(content)?.deref() as Validated<T> | undefined;
-  if (!r) {
-    r = parse(object);
-    if (content !== undefined) {
-      byContent.set(content, new WeakRef(r));
-      contentGone.register(r, content);
-    }
-  }
-  parsed.set(object, r);
+  if (!r) parsed.set(object, (r = parse(object)));
   return r;
 }
-
-/**
- * What {@link parsePolicy} reads of an object from the API (JSON: no undefined, NaN or functions
- * inside, so equal text is equal input): its kind, version, name, namespace, generation and spec.
- */
-const policyContent = (object: object): string => {
-  const o = object as { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; generation?: unknown }; spec?: unknown };
-  return `policy${JSON.stringify({ a: o.apiVersion, k: o.kind, n: o.metadata?.name, ns: o.metadata?.namespace, g: o.metadata?.generation, s: o.spec })}`;
-};
 
 const rawMeta = (object: unknown) => {
   const m = (object as { metadata?: { name?: unknown; namespace?: unknown; uid?: unknown; generation?: unknown } }).metadata ?? {};
@@ -287,14 +262,14 @@ function withinObjectBudget<K extends Accepted["kind"], T>(wrap: (t: T) => Extra
   return w;
 }
 
-function routeOf(object: object, f: Facts, options: ClassifyOptions, perObject: number, fromApi: boolean): Route {
+function routeOf(object: object, f: Facts, options: ClassifyOptions, perObject: number): Route {
   const { meta, rawKind, apiVersion, group, ref } = f;
   const ignore = (reason: string): Route => ({ t: "ignore", ignored: { ref, reason }, verdict: { state: "ignored", ref, reason } });
   switch (rawKind) {
     case "ClusterwideNetworkPolicy":
       if (group !== "metal-stack.io") return ignore(`apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
       if (meta.namespace !== FIREWALL_NAMESPACE) return ignore(`namespace ${show(meta.namespace)} is not ${FIREWALL_NAMESPACE}; only policies there take effect`);
-      return { t: "policy", name: meta.name, r: withinObjectBudget((policy: Policy) => ({ kind: "ClusterwideNetworkPolicy", policy }), memo(object, parsePolicy, fromApi ? policyContent(object) : undefined), policyElementCount, perObject) };
+      return { t: "policy", name: meta.name, r: withinObjectBudget((policy: Policy) => ({ kind: "ClusterwideNetworkPolicy", policy }), memo(object, parsePolicy), policyElementCount, perObject) };
     case "Firewall":
       if (group !== "metal-stack.io") return ignore(`apiVersion ${show(apiVersion)} is not metal-stack.io/v1`);
       if (meta.namespace !== FIREWALL_NAMESPACE || meta.name !== options.firewallName) return ignore(`only Firewall ${FIREWALL_NAMESPACE}/${options.firewallName} configures this firewall`);
@@ -313,7 +288,7 @@ export function routed(object: object, source: string | undefined, options: Clas
   const known = source === undefined ? routes.get(object) : undefined;
   if (known && known.signature === signature) return known;
   const f = factsOf(object, source);
-  const route = routeOf(object, f, options, perObject, source === undefined);
+  const route = routeOf(object, f, options, perObject);
   const r: Routed = { facts: f, signature, route, ...(route.t !== "ignore" && route.r.ok ? { verdict: acceptedVerdict(route.r, f.ref) } : {}) };
   if (source === undefined) routes.set(object, r);
   return r;

@@ -16,6 +16,7 @@
 import type { ClusterApi, KubeObject } from "./api.ts";
 import { statusMessage, WatchError } from "./api.ts";
 import { backoffDelay, sleep } from "./backoff.ts";
+import { sharedWith } from "./shared-with.ts";
 
 export interface ReflectorOptions {
   readonly api: ClusterApi;
@@ -239,13 +240,15 @@ export class Reflector {
   }
 
   /** Whether the change matters: an object whose `relevant` is null before and after (or comes or goes as null) does not. */
-  #put(key: string, object: KubeObject): boolean {
-    const relevant = JSON.stringify((this.#o.relevant ?? specOf)(object));
+  #put(key: string, fresh: KubeObject): boolean {
+    const relevant = JSON.stringify((this.#o.relevant ?? specOf)(fresh));
     const had = this.#items.get(key);
     const before = had?.relevant ?? IRRELEVANT;
+    // What did not change is the previous version's (one copy of a spec for both versions kept).
+    const object = had ? sharedWith(fresh, had.object) : fresh;
     // The generation too: what reads the stable object may report it (observedGeneration).
     const same = had !== undefined && before === relevant && had.stable.metadata.generation === object.metadata.generation && had.stable.metadata.uid === object.metadata.uid;
-    this.#items.set(key, { object, relevant, stable: same ? had.stable : object });
+    this.#items.set(key, { object, relevant: same ? had.relevant : relevant, stable: same ? had.stable : object });
     this.#wrote(key);
     return before !== relevant;
   }
