@@ -613,7 +613,8 @@ export class Controller {
     // changed): everything in it was said; at 10,000 policies the loop alone is felt.
     if (desired === this.#rejectionsSaid) return;
     // After the classification said last time, only the verdicts it says may have changed.
-    const since = desired.changes && desired.changes.from.deref() === this.#rejectionsSaid ? desired.changes.keys : undefined;
+    const said = this.#rejectionsSaid;
+    const since = said !== undefined && desired.changes !== undefined && desired.changes.from.deref() === said ? desired.changes.keys : undefined;
     this.#rejectionsSaid = desired;
     const verdicts: Iterable<readonly [string, Verdict | undefined]> = since ? [...since].map((k) => [k, desired.verdicts.get(k)] as const) : desired.verdicts;
     for (const [key, v] of verdicts) {
@@ -685,8 +686,9 @@ export class Controller {
   #policiesToLookAt(desired: Classified): readonly KubeObject[] {
     const reflector = this.#reflectors.policies;
     const pass = this.#statusPass;
-    const objects = pass ? reflector.changedSince(pass.writes) : undefined;
-    const verdicts = pass?.desired === desired ? new Set<string>() : desired.changes && desired.changes.from.deref() === pass?.desired ? desired.changes.keys : undefined;
+    if (pass === undefined) return reflector.items();
+    const objects = reflector.changedSince(pass.writes);
+    const verdicts = pass.desired === desired ? new Set<string>() : desired.changes !== undefined && desired.changes.from.deref() === pass.desired ? desired.changes.keys : undefined;
     if (!objects || !verdicts) return reflector.items();
     const keys = new Set(objects);
     for (const k of verdicts) {
