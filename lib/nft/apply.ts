@@ -129,23 +129,28 @@ export function replacementScript(inv: TableInventory | null, ruleset: Ruleset, 
  * read before the patch and carried (see {@link patchScript}).
  */
 export function carriedOwners(previous: Ruleset, next: Ruleset): { owners: Set<string>; maps: Set<string> } {
+  const owners = losingOwners(previous, next);
+  const maps = new Set<string>();
+  if (owners.size > 0) for (const [map, old] of previous.elements) for (const owner of old.values()) if (owners.has(owner)) maps.add(map);
+  return { owners, maps };
+}
+
+/** The owners of {@link carriedOwners}: from the renderer's delta alone when it has one (it is exact), else by comparing the maps. */
+function losingOwners(previous: Ruleset, next: Ruleset): Set<string> {
   // An owner stays when its name stays with the same comment (the comment is what the kernel keeps).
   const staying = (owner: string) => next.owners.get(owner) === previous.owners.get(owner) && next.owners.has(owner);
   const owners = new Set<string>();
   const delta = next.delta?.from.deref() === previous ? next.delta : undefined;
   if (delta) {
-    // The renderer said what left: only those owners can need a carry.
-    for (const d of delta.maps.values()) for (const [, owner] of d.removed) if (staying(owner)) owners.add(owner);
-    if (owners.size === 0) return { owners, maps: new Set() };
+    for (const [map, d] of delta.maps) for (const [key, owner] of d.removed) if (staying(owner) && next.elements.get(map)?.get(key) !== owner) owners.add(owner);
+    return owners;
   }
   for (const [map, old] of previous.elements) {
     const now = next.elements.get(map);
     if (now === old) continue; // handed on unchanged by the incremental renderer
     for (const [key, owner] of old) if (staying(owner) && now?.get(key) !== owner) owners.add(owner);
   }
-  const maps = new Set<string>();
-  if (owners.size > 0) for (const [map, old] of previous.elements) for (const owner of old.values()) if (owners.has(owner)) maps.add(map);
-  return { owners, maps };
+  return owners;
 }
 
 /**
@@ -412,11 +417,13 @@ export async function applyRuleset(
   const sameSkeleton = previous !== undefined && previous.skeleton === ruleset.skeleton;
   const patch = async (from: string, generation: { old: readonly string[]; proven: number | null }, dropFingerprints: readonly string[]): Promise<void> => {
     const prev = previous as Ruleset;
-    const { owners, maps } = carriedOwners(prev, ruleset);
-    // By key: only the lost elements' counts (and a keeper's) are read and moved; else every element of the owners.
-    const carry = nft.elementCountersByKey && owners.size > 0 ? carryReads(prev, ruleset, owners) : undefined;
+    // By key: only the lost elements' counts (and a keeper's) are read and moved; else every
+    // element of the owners, read with the maps that hold them.
+    const byKey = nft.elementCountersByKey !== undefined;
+    const { owners, maps } = byKey ? { owners: losingOwners(prev, ruleset), maps: undefined } : carriedOwners(prev, ruleset);
+    const carry = byKey && owners.size > 0 ? carryReads(prev, ruleset, owners) : undefined;
     // Read just before the transaction: what the replaced elements count in between is lost.
-    const counts = owners.size === 0 ? new Map<string, { packets: number; bytes: number }>() : carry ? await countsByKey(nft, table, prev, carry.reads) : await ownerCounts(nft, table, [...maps]);
+    const counts = owners.size === 0 ? new Map<string, { packets: number; bytes: number }>() : carry ? await countsByKey(nft, table, prev, carry.reads) : await ownerCounts(nft, table, [...(maps ?? [])]);
     const carried = new Map<string, { packets: number; bytes: number }>();
     for (const owner of owners) {
       const c = counts.get(prev.owners.get(owner) as string);

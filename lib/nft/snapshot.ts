@@ -108,7 +108,6 @@ export interface SnapshotSet {
   readonly elements: number;
 }
 
-/** The kernel's nftables state, every table. Arrays are in nft's listing order. */
 /**
  * The counted elements of one map, summed by the comment each carries (how our table counts per
  * policy and per service), as columns: slot `s` is `comments[s]` with `packets[s]` and
@@ -129,6 +128,7 @@ export interface ElementSums {
   readonly bytes: Float64Array;
 }
 
+/** The kernel's nftables state, every table. Arrays are in nft's listing order. */
 export interface Snapshot {
   readonly tables: readonly SnapshotTable[];
   readonly chains: readonly SnapshotChain[];
@@ -137,6 +137,11 @@ export interface Snapshot {
   readonly sets: readonly SnapshotSet[];
   /** Maps' counted elements summed by comment (absent: none). */
   readonly elements?: readonly ElementSums[];
+}
+
+/** Sums by comment as the columns of {@link ElementSums}: comments, packets and bytes, slot by slot. */
+export function sumColumns(sums: ReadonlyMap<string, { readonly packets: number; readonly bytes: number }>): Pick<ElementSums, "comments" | "packets" | "bytes"> {
+  return { comments: [...sums.keys()], packets: Float64Array.from(sums.values(), (c) => c.packets), bytes: Float64Array.from(sums.values(), (c) => c.bytes) };
 }
 
 /**
@@ -292,10 +297,7 @@ function countedElements(s: v.InferOutput<typeof SetJson>): ElementSums[] {
       sum.bytes += counter.bytes;
     } else block.sums.set(comment, { packets: counter.packets, bytes: counter.bytes });
   }
-  return [...blocks.values()].map((b) => ({
-    family: s.family, table: s.table, map: s.name, verdict: b.verdict, target: b.target, comments: [...b.sums.keys()],
-    packets: Float64Array.from(b.sums.values(), (c) => c.packets), bytes: Float64Array.from(b.sums.values(), (c) => c.bytes),
-  }));
+  return [...blocks.values()].map((b) => ({ family: s.family, table: s.table, map: s.name, verdict: b.verdict, target: b.target, ...sumColumns(b.sums) }));
 }
 
 /** `b`'s sums added into `a`'s (by comment), as a new block with `a`'s verdict and target. */
@@ -309,7 +311,7 @@ function mergedSums(a: ElementSums, b: ElementSums): ElementSums {
       sums.set(c, t);
     });
   }
-  return { ...a, comments: [...sums.keys()], packets: Float64Array.from(sums.values(), (c) => c.packets), bytes: Float64Array.from(sums.values(), (c) => c.bytes) };
+  return { ...a, ...sumColumns(sums) };
 }
 
 const counterKey = (family: string, table: string, name: string) => `${family}\u0000${table}\u0000${name}`;

@@ -25,7 +25,7 @@ import type { Executor } from "../exec.ts";
 import { FirewallError } from "../errors.ts";
 import type { ElementCount } from "../nft/client.ts";
 import { type CommentIndex, commentIndex, slotOf } from "../nft/comment-index.ts";
-import { type ElementSums, parseSnapshot, readSnapshot, type Snapshot, type SnapshotRule } from "../nft/snapshot.ts";
+import { type ElementSums, parseSnapshot, readSnapshot, type Snapshot, type SnapshotRule, sumColumns } from "../nft/snapshot.ts";
 import { elementOwners } from "../ruleset/incremental.ts";
 import type { Ruleset } from "../ruleset/render.ts";
 import { sumByComment } from "./model-snapshot.ts";
@@ -173,10 +173,7 @@ export class KernelSnapshots {
       const unknown = this.#slots(table, map, index, packets, bytes);
       elements.push({ family: "inet", table, map, verdict, target: null, comments: index.comments, packets, bytes });
       // Elements of owners the ruleset does not know (someone else's, until the next apply).
-      if (unknown.size > 0) {
-        const values = [...unknown.values()];
-        elements.push({ family: "inet", table, map, verdict, target: null, comments: [...unknown.keys()], packets: Float64Array.from(values, (c) => c.packets), bytes: Float64Array.from(values, (c) => c.bytes) });
-      }
+      if (unknown.size > 0) elements.push({ family: "inet", table, map, verdict, target: null, ...sumColumns(unknown) });
     }
     for (const map of this.#indexes.keys()) if (!ruleset.maps.has(map)) this.#indexes.delete(map);
     const sets = [

@@ -74,18 +74,19 @@ export function ruleStats(snapshot: Snapshot, options: RuleStatsOptions = {}): R
   const ours = options.table ?? "firewall";
   // By group, then by comment: 40,000 element rules at 10,000 policies, so no key is built per rule.
   const byGroup: Record<RuleGroup, Map<string, Entry>> = { accept: new Map(), drop: new Map(), other: new Map() };
+  // Rules in our forward chain rank first, then other tables', then the rest of ours (maps read as
+  // rules of a chain named after the map).
+  const tierOf = (family: string, table: string, chain: string) => (table === ours && family === "inet" ? (chain === "forward" ? 0 : 2) : 1);
+  const entryOf = (group: RuleGroup, comment: string, tier: number): Entry => {
+    const entries = byGroup[group];
+    let e = entries.get(comment);
+    if (!e) entries.set(comment, (e = { group, comment, bytes: 0, packets: 0, tier, named: null }));
+    if (tier < e.tier) e.tier = tier;
+    return e;
+  };
   for (const r of snapshot.rules) {
     if (r.comment === null || r.counter === null) continue;
-    const group = groupOf(r);
-    const isOurs = r.table === ours && r.family === "inet";
-    const tier = isOurs && r.chain === "forward" ? 0 : isOurs ? 2 : 1;
-    const entries = byGroup[group];
-    let e = entries.get(r.comment);
-    if (!e) {
-      e = { group, comment: r.comment, bytes: 0, packets: 0, tier, named: null };
-      entries.set(r.comment, e);
-    }
-    if (tier < e.tier) e.tier = tier;
+    const e = entryOf(groupOf(r), r.comment, tierOf(r.family, r.table, r.chain));
     if (r.counterName !== null) {
       const id = `${r.family}\u0000${r.table}\u0000${r.counterName}`;
       e.named ??= new Set();
@@ -97,20 +98,12 @@ export function ruleStats(snapshot: Snapshot, options: RuleStatsOptions = {}): R
   }
   for (const block of snapshot.elements ?? []) {
     const group = groupOf(block);
-    // As the rules they stand for (chain: the map's name) would rank.
-    const isOurs = block.table === ours && block.family === "inet";
-    const tier = isOurs && block.map === "forward" ? 0 : isOurs ? 2 : 1;
-    const entries = byGroup[group];
+    const tier = tierOf(block.family, block.table, block.map);
     const { comments, packets, bytes } = block;
     for (let s = 0; s < comments.length; s++) {
-      const comment = comments[s] as string;
-      const e = entries.get(comment);
-      if (e === undefined) entries.set(comment, { group, comment, bytes: bytes[s] as number, packets: packets[s] as number, tier, named: null });
-      else {
-        if (tier < e.tier) e.tier = tier;
-        e.bytes += bytes[s] as number;
-        e.packets += packets[s] as number;
-      }
+      const e = entryOf(group, comments[s] as string, tier);
+      e.bytes += bytes[s] as number;
+      e.packets += packets[s] as number;
     }
   }
   const total = byGroup.accept.size + byGroup.drop.size + byGroup.other.size;
